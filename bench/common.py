@@ -1,0 +1,111 @@
+"""Shared pieces of the benchmarks: where results go, the machine, the services."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings, get_settings
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+DATA_DIR = BENCH_DIR / "data"
+SUMMARY = RESULTS_DIR / "summary.json"
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory, CPU model and library versions of this run."""
+    mem_kb = 0
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    packages = ["confluent-kafka", "faust-streaming", "redis", "msgspec", "scikit-learn"]
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {name: _version(name) for name in packages},
+    }
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except Exception:
+        return "absent"
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_result(name: str, figures: dict[str, Any], details: dict[str, Any]) -> Path:
+    """Write ``results/<name>.json`` and merge ``figures`` into ``results/summary.json``."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    path = RESULTS_DIR / f"{name}.json"
+    document = {"benchmark": name, "at": stamp, "revision": git_revision(), **figures, **details}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    summary: dict[str, Any] = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+    summary.setdefault("figures", {}).update(figures)
+    summary.setdefault("commands", {})[name] = details.get("command", "")
+    summary["machine"] = machine()
+    summary["revision"] = git_revision()
+    summary["updated_at"] = stamp
+    SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class BenchServices:
+    settings: Settings
+    started_here: bool
+
+
+@contextmanager
+def services() -> Iterator[BenchServices]:
+    """Kafka + Redis for a benchmark: the configured ones when ``KAFKA_BOOTSTRAP_SERVERS``
+    is set, else the local stack (started if needed, and stopped again if started here)."""
+    settings = get_settings()
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield BenchServices(settings, started_here=False)
+        return
+    from churnstream.infra import LocalStack
+
+    stack = LocalStack.from_settings(settings)
+    was_running = all(service.running for service in stack.status().services)
+    stack.up()
+    local = settings.model_copy(
+        update={"kafka_bootstrap_servers": stack.bootstrap_servers, "redis_url": stack.redis_url}
+    )
+    try:
+        yield BenchServices(local, started_here=not was_running)
+    finally:
+        if not was_running:
+            stack.down()

@@ -1,0 +1,34 @@
+"""``make bench``: run the benchmarks and write bench/results/*.json and summary.json.
+
+Usage: ``python -m bench.run [--only NAME ...] [--events N]``. Kafka and Redis are the
+ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set, else the local stack
+(started for the run and stopped after, unless it was already running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from bench import producer_bench
+from core.logging import configure_logging
+from core.settings import get_settings
+
+BENCHMARKS = {"producer": lambda args: producer_bench.run(events=args.events)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="benchmarks to run")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events per producer run")
+    args = parser.parse_args()
+    configure_logging(get_settings())
+    for name in args.only or sorted(BENCHMARKS):
+        logging.getLogger("bench").info("benchmark start name=%s", name)
+        result = BENCHMARKS[name](args)
+        print(json.dumps({name: result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The ``churnstream`` command: one root app on which every sub-command is mounted."""
+
+from __future__ import annotations
+
+import typer
+
+from churnstream.demo import demo
+from churnstream.infra.cli import infra_app
+from churnstream.produce import produce
+from churnstream.schema import schema_app
+from core.logging import configure_logging
+from core.settings import get_settings
+from offline.cli import simulate
+
+app = typer.Typer(
+    name="churnstream",
+    help="Real-time churn scoring on an event stream: Kafka in, live risk scores out.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _configure() -> None:
+    """Real-time churn scoring on an event stream: Kafka in, live risk scores out.
+
+    Configuration comes from environment variables (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL,
+    CHURN_*) or a .env file; see `churnstream schema --help` for the event contract.
+    """
+    configure_logging(get_settings())
+
+
+app.add_typer(infra_app, name="infra", help="Start, stop and inspect the local Kafka + Redis.")
+app.add_typer(schema_app, name="schema", help="The published JSON Schema of the events.")
+app.command("produce")(produce)
+app.command("simulate")(simulate)
+app.command("demo")(demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

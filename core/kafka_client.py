@@ -1,0 +1,80 @@
+"""Kafka client configuration and topic administration (confluent-kafka / librdkafka)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from core.settings import Settings
+from core.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka connection settings (bootstrap and security) for any client.
+
+    >>> from core.settings import Settings
+    >>> cfg = client_config(Settings(kafka_security_protocol="SASL_SSL",
+    ...     kafka_sasl_mechanism="PLAIN", kafka_sasl_username="u", kafka_sasl_password="p"))
+    >>> cfg["security.protocol"], cfg["sasl.username"], cfg["sasl.password"]
+    ('SASL_SSL', 'u', 'p')
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    optional = {
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": (
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
+        ),
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+        "ssl.key.password": (
+            settings.kafka_ssl_key_password.get_secret_value()
+            if settings.kafka_ssl_key_password
+            else None
+        ),
+    }
+    config.update({key: value for key, value in optional.items() if value is not None})
+    return config
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the four churnstream topics where missing; return the names created.
+
+    Existing topics are left as they are (their partition count is not changed).
+    """
+    topics = Topics.from_settings(settings)
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+        )
+        for name in topics.all()
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # lost a race: fine
+                raise
+    log.info("topics created topics=%s partitions=%d", ",".join(created), settings.topic_partitions)
+    return created

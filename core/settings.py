@@ -1,0 +1,228 @@
+"""Every setting of churnstream, read from the environment (or a ``.env`` file).
+
+Kafka and Redis connection settings use the conventional names (``KAFKA_*``, ``REDIS_*``);
+everything specific to churnstream starts with ``CHURN_``. Create settings through
+:func:`get_settings` (cached) rather than at import time, so tests and commands can
+override them. Invalid values fail fast with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+def _env(name: str) -> Any:
+    """Bind a field to exactly one environment variable name."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """churnstream configuration. Field descriptions double as the documentation table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092",
+        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma separated.",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        validation_alias=_env("KAFKA_SECURITY_PROTOCOL"),
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None,
+        validation_alias=_env("KAFKA_SASL_MECHANISM"),
+        description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER).",
+    )
+    kafka_sasl_username: str | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_USERNAME"), description="SASL user name."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_PASSWORD"), description="SASL password."
+    )
+    kafka_ssl_ca_location: str | None = Field(
+        None,
+        validation_alias=_env("KAFKA_SSL_CA_LOCATION"),
+        description="CA certificate file for TLS.",
+    )
+    kafka_ssl_certificate_location: str | None = Field(
+        None,
+        validation_alias=_env("KAFKA_SSL_CERTIFICATE_LOCATION"),
+        description="Client certificate file for mutual TLS.",
+    )
+    kafka_ssl_key_location: str | None = Field(
+        None,
+        validation_alias=_env("KAFKA_SSL_KEY_LOCATION"),
+        description="Client private key file for mutual TLS.",
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None,
+        validation_alias=_env("KAFKA_SSL_KEY_PASSWORD"),
+        description="Password of the client private key.",
+    )
+
+    # --- Redis -------------------------------------------------------------------------
+    redis_url: str = Field(
+        "redis://127.0.0.1:16379/0",
+        validation_alias=_env("REDIS_URL"),
+        description="Redis URL (redis:// or rediss://), including the database number.",
+    )
+    redis_password: SecretStr | None = Field(
+        None,
+        validation_alias=_env("REDIS_PASSWORD"),
+        description="Redis password, when it is not part of REDIS_URL.",
+    )
+
+    # --- Topics and events -------------------------------------------------------------
+    topic_prefix: str = Field(
+        "",
+        validation_alias=_env("CHURN_TOPIC_PREFIX"),
+        description="Prefix added to every topic name (e.g. 'staging.').",
+    )
+    topic_partitions: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        validation_alias=_env("CHURN_TOPIC_PARTITIONS"),
+        description="Partitions for topics churnstream creates.",
+    )
+    topic_replication_factor: int = Field(
+        1,
+        ge=1,
+        validation_alias=_env("CHURN_TOPIC_REPLICATION_FACTOR"),
+        description="Replication factor for topics churnstream creates.",
+    )
+    max_event_bytes: int = Field(
+        65536,
+        ge=256,
+        validation_alias=_env("CHURN_MAX_EVENT_BYTES"),
+        description="Largest accepted encoded event, in bytes.",
+    )
+    max_future_skew_seconds: int = Field(
+        86400,
+        ge=0,
+        validation_alias=_env("CHURN_MAX_FUTURE_SKEW_SECONDS"),
+        description="How far in the future an event_time may lie before it is rejected.",
+    )
+    redis_key_prefix: str = Field(
+        "churn",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        validation_alias=_env("CHURN_REDIS_KEY_PREFIX"),
+        description="Prefix of every Redis key churnstream writes.",
+    )
+
+    # --- Local infrastructure (churnstream infra) --------------------------------------
+    run_dir: Path = Field(
+        Path(".run"),
+        validation_alias=_env("CHURN_RUN_DIR"),
+        description="Where `churnstream infra` keeps data, logs and pid files.",
+    )
+    kafka_port: int = Field(
+        19092,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CHURN_KAFKA_PORT"),
+        description="Client port of the local Kafka broker.",
+    )
+    kafka_controller_port: int = Field(
+        19093,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CHURN_KAFKA_CONTROLLER_PORT"),
+        description="Controller port of the local Kafka broker.",
+    )
+    redis_port: int = Field(
+        16379,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CHURN_REDIS_PORT"),
+        description="Port of the local Redis server.",
+    )
+    kafka_libs_dir: Path = Field(
+        Path.home() / ".cache" / "churnstream" / "kafka-3.9.1" / "libs",
+        validation_alias=_env("CHURN_KAFKA_LIBS_DIR"),
+        description="Cache of the Kafka broker jars (fetched once with Maven).",
+    )
+    kafka_heap: str = Field(
+        "512m",
+        pattern=r"^[0-9]+[mMgG]$",
+        validation_alias=_env("CHURN_KAFKA_HEAP"),
+        description="JVM heap of the local Kafka broker.",
+    )
+
+    # --- Logging -----------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("CHURN_LOG_LEVEL"), description="Log level."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "text",
+        validation_alias=_env("CHURN_LOG_FORMAT"),
+        description="'text' (key=value) for terminals, 'json' for log shippers.",
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable that sets ``field_name``.
+
+    >>> env_var_name("kafka_bootstrap_servers")
+    'KAFKA_BOOTSTRAP_SERVERS'
+    >>> env_var_name("topic_partitions")
+    'CHURN_TOPIC_PARTITIONS'
+    """
+    alias = Settings.model_fields[field_name].validation_alias
+    assert isinstance(alias, AliasChoices)
+    return str(alias.choices[0])
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, in declaration order."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if name == "kafka_libs_dir":
+            shown = "~/.cache/churnstream/kafka-3.9.1/libs"
+        elif default is None:
+            shown = ""
+        else:
+            shown = str(default)
+        rows.append((env_var_name(name), shown, field.description or ""))
+    return rows

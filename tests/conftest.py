@@ -1,0 +1,174 @@
+"""Shared fixtures: a real Kafka broker and a real Redis server for integration tests.
+
+Where they come from, in order of preference:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set (e.g. after
+   ``eval "$(churnstream infra status --env)"``, or services a CI provides);
+2. testcontainers, when a Docker engine answers;
+3. otherwise local processes started by the suite (``churnstream.infra.LocalStack``: a
+   KRaft broker from Maven Central jars and ``redis-server``), stopped at the end.
+
+Every test gets its own topic prefix and Redis key prefix (see :func:`settings`), so tests
+never see each other's data and can run against a developer's long-lived stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.redis_client import connect_redis
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap_servers: str
+    redis_url: str
+    provisioned_by: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:  # no client library, no socket, or no engine behind it
+        return False
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Addresses of a real Kafka broker and a real Redis server for the whole session."""
+    env_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    env_redis = os.environ.get("REDIS_URL")
+    if env_kafka and env_redis:
+        yield Services(env_kafka, env_redis, "environment")
+        return
+    if _docker_available():
+        yield from _containers(env_kafka, env_redis)
+        return
+    yield from _local_processes(tmp_path_factory, env_kafka, env_redis)
+
+
+def _containers(env_kafka: str | None, env_redis: str | None) -> Iterator[Services]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    kafka = None if env_kafka else KafkaContainer().with_kraft()
+    redis_container = None if env_redis else RedisContainer("redis:7-alpine")
+    try:
+        if kafka is not None:
+            kafka.start()
+        if redis_container is not None:
+            redis_container.start()
+        bootstrap = env_kafka or kafka.get_bootstrap_server()  # type: ignore[union-attr]
+        redis_url = env_redis or (
+            f"redis://{redis_container.get_container_host_ip()}:"  # type: ignore[union-attr]
+            f"{redis_container.get_exposed_port(6379)}/0"  # type: ignore[union-attr]
+        )
+        yield Services(bootstrap, redis_url, "testcontainers")
+    finally:
+        for container in (kafka, redis_container):
+            if container is not None:
+                container.stop()
+
+
+def _local_processes(
+    tmp_path_factory: pytest.TempPathFactory, env_kafka: str | None, env_redis: str | None
+) -> Iterator[Services]:
+    from churnstream.infra import LocalStack
+
+    defaults = Settings()
+    stack = LocalStack(
+        run_dir=tmp_path_factory.mktemp("stack"),
+        kafka_port=_free_port(),
+        kafka_controller_port=_free_port(),
+        redis_port=_free_port(),
+        kafka_libs_dir=defaults.kafka_libs_dir,
+        kafka_heap="512m",
+    )
+    stack.up(timeout=180)
+    try:
+        yield Services(
+            env_kafka or stack.bootstrap_servers,
+            env_redis or stack.redis_url,
+            "local processes",
+        )
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: Services) -> str:
+    return services.kafka_bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def redis_url(services: Services) -> str:
+    return services.redis_url
+
+
+@pytest.fixture
+def test_id() -> str:
+    """A short id unique to this test, used to prefix its topics and Redis keys."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(services: Services, test_id: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the session's services, isolated to this test."""
+    return Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        redis_url=services.redis_url,
+        topic_prefix=f"{test_id}.",
+        topic_partitions=3,
+        redis_key_prefix=test_id,
+        run_dir=tmp_path / "run",
+    )
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    """A Redis client; keys under this test's prefix are deleted afterwards."""
+    client = connect_redis(settings)
+    yield client
+    keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point CLI commands (which read settings from the environment) at this test's settings."""
+    from core.settings import env_var_name, get_settings
+
+    for name in ("kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
+                 "redis_key_prefix", "run_dir"):  # fmt: skip
+        monkeypatch.setenv(env_var_name(name), str(getattr(settings, name)))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -1,0 +1,263 @@
+"""`churnstream infra` against real processes: a KRaft broker from Maven Central jars and
+Debian's redis-server.
+
+Every stack here lives in its own run dir under pytest's tmp dir and on free ports picked by
+binding to port 0, so it never collides with a developer's stack or the suite's own. The CLI
+runs in subprocesses, as a user runs it: the services must outlive the command that started
+them. Which processes exist is checked independently, by reading /proc.
+
+The tests sharing the ``running`` stack run in file order; the one that stops it comes last.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+
+from churnstream.infra import InfraError, LocalStack
+from core.topics import BASE_NAMES
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI = "from churnstream.infra.cli import infra_app; infra_app()"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports nothing listens on right now (all bound at once, then released)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``churnstream infra <args>`` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+        cwd=REPO_ROOT,
+    )
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for CLI subprocesses: this repository first on the import path."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+
+def alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    """pid -> command line of every live process whose command line contains ``text``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if text in line and int(entry.name) != os.getpid():
+            found[int(entry.name)] = line
+    return found
+
+
+def kill_leftovers(run_dir: Path) -> None:
+    """Last resort so a failing test never leaves a broker or Redis running."""
+    for pid in processes_mentioning(str(run_dir)):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Handle:
+    run_dir: Path
+    kafka_port: int
+    controller_port: int
+    redis_port: int
+
+    @property
+    def args(self) -> list[str]:
+        return [
+            "--run-dir",
+            str(self.run_dir),
+            "--kafka-port",
+            str(self.kafka_port),
+            "--kafka-controller-port",
+            str(self.controller_port),
+            "--redis-port",
+            str(self.redis_port),
+        ]
+
+    def pids(self) -> dict[str, int]:
+        return {
+            name: int((self.run_dir / name / f"{name}.pid").read_text())
+            for name in ("kafka", "redis")
+        }
+
+    def stack(self) -> LocalStack:
+        return LocalStack(
+            self.run_dir,
+            kafka_port=self.kafka_port,
+            kafka_controller_port=self.controller_port,
+            redis_port=self.redis_port,
+        )
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
+    """One stack for the module, started by two `up` commands racing each other."""
+    run_dir = (tmp_path_factory.mktemp("infra") / "run").resolve()
+    handle = Handle(run_dir, *free_ports(3))
+    try:
+        with ExitStack() as stack:
+            procs = [
+                stack.enter_context(
+                    subprocess.Popen(
+                        [sys.executable, "-c", CLI, "up", *handle.args],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=cli_env(),
+                        cwd=REPO_ROOT,
+                    )
+                )
+                for _ in range(2)
+            ]
+            for proc in procs:
+                out, err = proc.communicate(timeout=300)
+                assert proc.returncode == 0, f"up failed:\n{out}\n{err}"
+        yield handle
+    finally:
+        cli("down", *handle.args)
+        kill_leftovers(run_dir)
+
+
+def test_racing_ups_start_one_copy_of_each_service(running: Handle) -> None:
+    mentioning = processes_mentioning(str(running.run_dir)).values()
+    assert sum("kafka.Kafka" in line for line in mentioning) == 1
+    assert sum("redis-server" in line for line in mentioning) == 1
+
+
+def test_services_outlive_the_command_and_answer(running: Handle) -> None:
+    pids = running.pids()
+    for pid in pids.values():
+        assert alive(pid)
+        assert os.getsid(pid) == pid  # detached: leader of its own session
+    client = redis.Redis(host="127.0.0.1", port=running.redis_port)
+    assert client.ping()
+    client.close()
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{running.kafka_port}"})
+    topics = admin.list_topics(timeout=10).topics
+    assert set(BASE_NAMES) <= set(topics)  # `up` created the project's topics
+
+
+def test_up_again_starts_nothing(running: Handle) -> None:
+    before = running.pids()
+    result = cli("up", *running.args)
+    assert result.returncode == 0, result.stderr
+    assert running.pids() == before
+    assert "none (all exist)" in result.stdout
+    java = [line for line in processes_mentioning(str(running.run_dir)).values()
+            if "kafka.Kafka" in line]  # fmt: skip
+    assert len(java) == 1
+
+
+def test_status_reports_running(running: Handle) -> None:
+    result = cli("status", *running.args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("running") == 2
+    for pid in running.pids().values():
+        assert str(pid) in result.stdout
+    status = running.stack().status()
+    assert status.all_running
+    assert status["kafka"].pid == running.pids()["kafka"]
+    assert status["redis"].address == f"127.0.0.1:{running.redis_port}"
+
+
+def test_status_env_is_evalable(running: Handle) -> None:
+    # No port options: the ports recorded by `up` in the run dir are used.
+    result = cli("status", "--env", "--run-dir", str(running.run_dir))
+    assert result.returncode == 0, result.stderr
+    expected = [
+        f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{running.kafka_port}",
+        f"REDIS_URL=redis://127.0.0.1:{running.redis_port}/0",
+    ]
+    assert result.stdout.splitlines() == expected
+    evaluated = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'eval "$OUT" && printf "%s\\n%s\\n" "$KAFKA_BOOTSTRAP_SERVERS" "$REDIS_URL"',
+        ],
+        env={"OUT": result.stdout, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert evaluated.stdout.splitlines() == [line.split("=", 1)[1] for line in expected]
+
+
+def test_down_leaves_no_process_behind(running: Handle) -> None:
+    pids = running.pids()
+    result = cli("down", *running.args)
+    assert result.returncode == 0, result.stderr
+    assert not any(alive(pid) for pid in pids.values())
+    assert processes_mentioning(str(running.run_dir)) == {}
+    assert not (running.run_dir / "kafka" / "kafka.pid").exists()
+    assert not (running.run_dir / "redis" / "redis.pid").exists()
+    assert cli("status", *running.args).returncode == 3
+    assert cli("status", "--env", *running.args).stdout == ""
+    # Again, with nothing running: a no-op.
+    assert cli("down", *running.args).returncode == 0
+
+
+def test_down_when_nothing_ever_ran_is_a_noop(tmp_path: Path) -> None:
+    kafka, controller, redis_port = free_ports(3)
+    stack = LocalStack(tmp_path / "never", kafka, controller, redis_port)
+    status = stack.down()
+    assert not status.all_running
+    assert [service.pid for service in status.services] == [None, None]
+    result = cli("down", "--run-dir", str(tmp_path / "never"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_failed_up_stops_what_it_started(tmp_path: Path) -> None:
+    """Kafka's port is taken: `up` fails clearly and does not leave Redis running."""
+    run_dir = (tmp_path / "busy").resolve()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        controller, redis_port = free_ports(2)
+        stack = LocalStack(run_dir, squatter.getsockname()[1], controller, redis_port)
+        try:
+            with pytest.raises(InfraError, match="already used by another process"):
+                stack.up(timeout=60)
+            assert processes_mentioning(str(run_dir)) == {}
+            assert not (run_dir / "redis" / "redis.pid").exists()
+        finally:
+            stack.down()
+            kill_leftovers(run_dir)

@@ -1,0 +1,28 @@
+"""Generated documentation stays in step with the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from churnstream.docs import env_example, readme_with_table
+from core.settings import settings_reference
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_settings_table_is_current() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_with_table(readme) == readme, "run: make docs"
+
+
+def test_env_example_is_current_and_lists_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert text == env_example(), "run: make docs"
+    for name, _, _ in settings_reference():
+        assert f"# {name}=" in text
+
+
+def test_readme_first_screen_shows_the_two_commands() -> None:
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:30])
+    assert "make demo" in first_screen
+    assert "make test" in first_screen
