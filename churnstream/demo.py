@@ -70,7 +70,7 @@ def demo(
     try:
         ensure_topics(local)
         _stream(console, local, customers, days, rate or None, seed, duration)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, e.g. while flushing
         console.print("stopping…")
     finally:
         if already_running:
@@ -101,17 +101,25 @@ def _stream(
         EventProducer(settings, create_topics=False) as producer,
         Live(console=console, refresh_per_second=4) as live,
     ):
-        for event in paced(simulate(config), rate):
-            producer.send(event)
-            by_type[event.type] += 1
-            seen.add(event.customer_id)
-            last_event = event
-            if sum(by_type.values()) % 50 == 0:
-                live.update(_view(settings, producer, by_type, len(seen), started, last_event))
-            if duration is not None and time.monotonic() - started >= duration:
-                break
+        try:
+            for event in paced(simulate(config), rate):
+                producer.send(event)
+                by_type[event.type] += 1
+                seen.add(event.customer_id)
+                last_event = event
+                if sum(by_type.values()) % 50 == 0:
+                    live.update(_view(settings, producer, by_type, len(seen), started, last_event))
+                if duration is not None and time.monotonic() - started >= duration:
+                    break
+        except KeyboardInterrupt:
+            console.print("stopping…")
         producer.flush()
         live.update(_view(settings, producer, by_type, len(seen), started, last_event))
+    stats = producer.stats
+    console.print(
+        f"streamed {stats.sent:,} events of {len(seen):,} customers: "
+        f"{stats.delivered:,} delivered, {stats.failed:,} failed"
+    )
 
 
 def _view(

@@ -59,8 +59,11 @@ class ProducerStats:
 
     ``sent`` messages were handed to the client (events and dead letters), ``failed`` got a
     failed delivery report, ``in_flight`` await their report, and the rest were
-    ``delivered`` (acknowledged by all in-sync replicas). ``dead_lettered`` counts the
-    messages sent to the dead-letter topic; ``errors`` keeps the first few delivery errors.
+    ``delivered`` (acknowledged by all in-sync replicas). While sending, ``in_flight`` is an
+    upper bound (the client's queue also holds its own housekeeping events), so
+    ``delivered`` is a lower bound; after :meth:`EventProducer.flush` both are exact.
+    ``dead_lettered`` counts the messages sent to the dead-letter topic; ``errors`` keeps
+    the first few delivery errors.
     """
 
     sent: int
@@ -109,7 +112,7 @@ class EventProducer:
         return ProducerStats(
             sent=self._sent,
             failed=self._failed,
-            in_flight=len(self._producer),
+            in_flight=min(len(self._producer), self._sent - self._failed),
             dead_lettered=self._dead_lettered,
             errors=tuple(self._errors),
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,11 +26,9 @@ import redis
 
 from core.redis_client import connect_redis
 from core.settings import Settings
+from tests.support import free_ports
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -39,13 +36,6 @@ class Services:
     kafka_bootstrap_servers: str
     redis_url: str
     provisioned_by: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _docker_available() -> bool:
@@ -102,11 +92,12 @@ def _local_processes(
     from churnstream.infra import LocalStack
 
     defaults = Settings()
+    kafka_port, controller_port, redis_port = free_ports(3)
     stack = LocalStack(
         run_dir=tmp_path_factory.mktemp("stack"),
-        kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
-        redis_port=_free_port(),
+        kafka_port=kafka_port,
+        kafka_controller_port=controller_port,
+        redis_port=redis_port,
         kafka_libs_dir=defaults.kafka_libs_dir,
         kafka_heap="512m",
     )

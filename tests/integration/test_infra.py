@@ -12,12 +12,11 @@ The tests sharing the ``running`` stack run in file order; the one that stops it
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,20 +26,18 @@ from confluent_kafka.admin import AdminClient
 
 from churnstream.infra import InfraError, LocalStack
 from core.topics import BASE_NAMES
+from tests.support import (
+    REPO_ROOT,
+    alive,
+    cli_env,
+    free_ports,
+    kill_leftovers,
+    processes_mentioning,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = "from churnstream.infra.cli import infra_app; infra_app()"
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports nothing listens on right now (all bound at once, then released)."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -53,43 +50,6 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env=cli_env(),
         cwd=REPO_ROOT,
     )
-
-
-def cli_env() -> dict[str, str]:
-    """The environment for CLI subprocesses: this repository first on the import path."""
-    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
-def alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def processes_mentioning(text: str) -> dict[int, str]:
-    """pid -> command line of every live process whose command line contains ``text``."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if text in line and int(entry.name) != os.getpid():
-            found[int(entry.name)] = line
-    return found
-
-
-def kill_leftovers(run_dir: Path) -> None:
-    """Last resort so a failing test never leaves a broker or Redis running."""
-    for pid in processes_mentioning(str(run_dir)):
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -321,56 +320,3 @@ def test_odd_configs_work() -> None:
     events = list(simulate(offset_start))
     assert offset_start.start.isoformat() == "2026-01-01T11:30:00+00:00"
     assert events and events[0].event_time >= offset_start.start
-
-
-@dataclass
-class FakeStats:
-    sent: int = 0
-    delivered: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-class FakeProducer:
-    """Stands in for ``core.producer.EventProducer``: records what it is sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[Event] = []
-        self.stats = FakeStats()
-
-    def __enter__(self) -> FakeProducer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stats.delivered = len(self.sent)
-
-    def send(self, event: Event) -> None:
-        self.sent.append(event)
-        self.stats.sent += 1
-
-
-def test_kafka_mode_sends_every_event_in_order(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    producers: list[FakeProducer] = []
-
-    def fake_producer(settings: object) -> FakeProducer:
-        producers.append(FakeProducer())
-        return producers[-1]
-
-    monkeypatch.setattr("core.producer.EventProducer", fake_producer)
-    app = typer.Typer()
-    app.command()(simulate_command)
-    args = ["--customers", "20", "--days", "4", "--seed", "9", "--start", "2020-03-01"]
-    truth = tmp_path / "truth.csv"
-    result = CliRunner().invoke(app, [*args, "--kafka", "--truth", str(truth)])
-    assert result.exit_code == 0, result.output
-
-    (producer,) = producers
-    config = SimulationConfig(
-        customers=20, days=4, seed=9, start=datetime.fromisoformat("2020-03-01T00:00:00+00:00")
-    )
-    assert producer.sent == list(simulate(config))
-    assert f"{len(producer.sent):,} delivered, 0 failed" in result.stderr
-    assert truth.exists()
-    assert not result.stdout_bytes  # without --out nothing goes to stdout

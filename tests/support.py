@@ -1,0 +1,57 @@
+"""Helpers for tests that run real processes: free ports, /proc inspection, CLI envs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from contextlib import ExitStack, suppress
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports nothing listens on right now (all bound at once, then released)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for CLI subprocesses: this repository first on the import path."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+
+def alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    """pid -> command line of every live process whose command line contains ``text``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if text in line and int(entry.name) != os.getpid():
+            found[int(entry.name)] = line
+    return found
+
+
+def kill_leftovers(run_dir: Path) -> None:
+    """Last resort so a failing test never leaves a broker or Redis running."""
+    for pid in processes_mentioning(str(run_dir)):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
