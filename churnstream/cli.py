@@ -7,10 +7,12 @@ import typer
 from churnstream.demo import demo
 from churnstream.infra.cli import infra_app
 from churnstream.produce import produce
+from churnstream.risk import risk
 from churnstream.schema import schema_app
 from core.logging import configure_logging
 from core.settings import get_settings
-from offline.cli import simulate
+from offline.cli import simulate, train
+from stream.cli import worker
 
 app = typer.Typer(
     name="churnstream",
@@ -36,6 +38,9 @@ app.add_typer(schema_app, name="schema", help="The published JSON Schema of the 
 app.command("produce")(produce)
 app.command("simulate")(simulate)
 app.command("demo")(demo)
+app.command("worker")(worker)
+app.command("risk")(risk)
+app.command("train")(train)
 
 
 def main() -> None:

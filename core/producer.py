@@ -145,6 +145,10 @@ class EventProducer:
             self._producer.poll(0)
         return event
 
+    def send_record(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Send any record (e.g. a score change) with the same delivery guarantees."""
+        self._produce(topic, key, value)
+
     def send_dead_letter(self, letter: DeadLetter) -> None:
         """Write a rejected event, with the reason in headers, to the dead-letter topic."""
         self._produce(self.topics.dlq, letter.key, letter.value, letter.headers())

@@ -128,6 +128,78 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key churnstream writes.",
     )
 
+    # --- Worker and online state -------------------------------------------------------
+    consumer_group: str = Field(
+        "churnstream-worker",
+        validation_alias=_env("CHURN_CONSUMER_GROUP"),
+        description="Kafka consumer group (and Faust app id) of the workers.",
+    )
+    retention_days: int = Field(
+        120,
+        ge=91,
+        le=3650,
+        validation_alias=_env("CHURN_RETENTION_DAYS"),
+        description="Days of day tiles kept per customer, counted back from their newest event.",
+    )
+    batch_size: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("CHURN_BATCH_SIZE"),
+        description="Most events the worker applies in one micro-batch.",
+    )
+    batch_within_ms: int = Field(
+        100,
+        ge=1,
+        le=60_000,
+        validation_alias=_env("CHURN_BATCH_WITHIN_MS"),
+        description="Longest the worker waits to fill a micro-batch, in milliseconds.",
+    )
+    rescore_after_seconds: int = Field(
+        3600,
+        ge=1,
+        validation_alias=_env("CHURN_RESCORE_AFTER_SECONDS"),
+        description="Re-score a customer whose score is older than this, even without events.",
+    )
+    rescore_tick_seconds: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=_env("CHURN_RESCORE_TICK_SECONDS"),
+        description="How often the worker looks for stale scores.",
+    )
+    rescore_max_per_tick: int = Field(
+        500,
+        ge=1,
+        validation_alias=_env("CHURN_RESCORE_MAX_PER_TICK"),
+        description="Most stale customers re-scored per tick (spreads the work out).",
+    )
+    model_dir: Path = Field(
+        Path("models"),
+        validation_alias=_env("CHURN_MODEL_DIR"),
+        description="Model registry directory (artifacts and manifests).",
+    )
+    model_check_seconds: float = Field(
+        2.0,
+        gt=0,
+        validation_alias=_env("CHURN_MODEL_CHECK_SECONDS"),
+        description="How often the worker checks for a new champion model.",
+    )
+    worker_session_timeout_seconds: float = Field(
+        10.0,
+        ge=3,
+        le=300,
+        validation_alias=_env("CHURN_WORKER_SESSION_TIMEOUT_SECONDS"),
+        description="Consumer-group session timeout: how soon a crashed worker's partitions "
+        "move to the others.",
+    )
+    worker_web_port: int = Field(
+        6066,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CHURN_WORKER_WEB_PORT"),
+        description="Port of the worker's web server (/metrics, health).",
+    )
+
     # --- Local infrastructure (churnstream infra) --------------------------------------
     run_dir: Path = Field(
         Path(".run"),

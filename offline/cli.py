@@ -291,3 +291,108 @@ def _print_summary(
     for event_type, count in tally.by_type.most_common():
         table.add_row(event_type, f"{count:,}", f"{count / max(tally.total, 1):.1%}")
     console.print(table)
+
+
+# --- churnstream train -----------------------------------------------------------------------
+
+
+def train(
+    bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap",
+            help="Fit the first model on simulator output (the only mode available for now).",
+        ),
+    ] = False,
+    customers: Annotated[int, typer.Option(min=1, help="Simulated customers.")] = 2000,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days.")] = 90,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+    horizon_days: Annotated[
+        int, typer.Option(min=1, help="Label window after each cutoff, in days.")
+    ] = 14,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote/--no-promote", help="Make the new model the champion (default) or not."
+        ),
+    ] = True,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")
+    ] = False,
+) -> None:
+    """Train a churn model, register it in CHURN_MODEL_DIR and (by default) promote it.
+
+    The result (version, validation metrics, artifact path) goes to stdout; progress to stderr.
+    """
+    import json
+
+    from core.redis_client import connect_redis
+    from core.registry import ModelRegistry
+    from core.settings import get_settings
+
+    err = Console(stderr=True)
+    if not bootstrap:
+        err.print(
+            "Training on the event archive is not available yet; use --bootstrap to fit a "
+            "model on simulator output.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    from offline.train import bootstrap_from_simulation
+
+    settings = get_settings()
+    started = time.perf_counter()
+    with err.status("training") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            err.print(f"[dim]{message}[/dim]", highlight=False)
+
+        try:
+            model, metrics = bootstrap_from_simulation(
+                customers=customers,
+                days=days,
+                seed=seed,
+                horizon_days=horizon_days,
+                progress=progress,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        progress("registering")
+        registry = ModelRegistry(settings, connect_redis(settings))
+        manifest = registry.register(model, metrics, model.metadata.get("training", {}))
+        if promote:
+            progress("promoting")
+            try:
+                registry.promote(manifest.version)
+            except Exception as exc:  # Redis down, or the registry refused
+                err.print(
+                    f"registered {manifest.version} as a candidate, but promoting it failed: {exc}",
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
+    elapsed = time.perf_counter() - started
+    artifact = registry.artifact_path(manifest.version).resolve()
+    result = {
+        "version": manifest.version,
+        "sha256": manifest.sha256,
+        "artifact": str(artifact),
+        "promoted": promote,
+        "metrics": metrics,
+        "bands": {"medium": model.bands.medium, "high": model.bands.high},
+        "seconds": round(elapsed, 1),
+    }
+    if json_output:
+        typer.echo(json.dumps(result, sort_keys=True))
+        return
+    lines = [
+        f"version     {manifest.version}" + ("  (champion)" if promote else "  (candidate)"),
+        f"artifact    {artifact}",
+        f"sha256      {manifest.sha256}",
+        f"validation  ROC AUC {metrics['roc_auc']:.3f}, PR AUC {metrics['pr_auc']:.3f}, "
+        f"Brier {metrics['brier']:.4f}, base rate {metrics['base_rate']:.1%}, "
+        f"{metrics['rows']:,} rows",
+        f"bands       medium >= {model.bands.medium:.3f}, high >= {model.bands.high:.3f}",
+        f"took        {elapsed:.1f} s",
+    ]
+    typer.echo("\n".join(lines))

@@ -137,7 +137,10 @@ def settings(services: Services, test_id: str, tmp_path: Path) -> Settings:
         topic_prefix=f"{test_id}.",
         topic_partitions=3,
         redis_key_prefix=test_id,
+        consumer_group=f"{test_id}-worker",
         run_dir=tmp_path / "run",
+        model_dir=tmp_path / "models",
+        worker_web_port=free_ports(1)[0],
     )
 
 
@@ -158,7 +161,8 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     from core.settings import env_var_name, get_settings
 
     for name in ("kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
-                 "redis_key_prefix", "run_dir"):  # fmt: skip
+                 "redis_key_prefix", "run_dir", "consumer_group", "model_dir",
+                 "worker_web_port"):  # fmt: skip
         monkeypatch.setenv(env_var_name(name), str(getattr(settings, name)))
     get_settings.cache_clear()
     yield

@@ -1,0 +1,331 @@
+"""Per-customer aggregates tiled by event-time day: what the online store keeps.
+
+A customer's state is a set of **day tiles** (one per UTC day with events: integer
+counters, plus 64-bit hashes of the ids of the events counted in it) and a few scalars
+(first and last event times, plan level). Applying events is:
+
+* **order-free** — counters are integer sums and the scalars are min/max or
+  latest-by-(time, event id), so the same events in any order give the same state
+  (late and out-of-order events land in their own day);
+* **idempotent** — an event whose id was already counted in its day is ignored, so a
+  replay never double counts;
+* **bounded** — tiles older than ``retention_days`` before the customer's newest event are
+  dropped, and older events are ignored.
+
+Money is kept in minor units (cents) and durations in whole seconds, so sums are exact
+integers whatever the order. The worker, the API and the offline dataset builder all
+build state with :meth:`CustomerAggregates.apply`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from core.events import Event
+
+DAY_SECONDS = 86_400
+
+# Counter columns of a day tile, in storage order. Append only: the order is part of the
+# stored format (older tiles are shorter and read as zeros for new columns).
+COUNTERS: tuple[str, ...] = (
+    "session_start",
+    "session_end",
+    "session_seconds",
+    "page_view",
+    "play",
+    "play_seconds",
+    "like",
+    "dislike",
+    "add_friend",
+    "add_to_playlist",
+    "help",
+    "error",
+    "upgrade",
+    "downgrade",
+    "cancellation",
+    "purchase",
+    "revenue_cents",
+    "items",
+    "refund",
+    "refund_cents",
+    "refund_items",
+)
+N_COUNTERS = len(COUNTERS)
+C = {name: index for index, name in enumerate(COUNTERS)}
+
+ACTIVITY_COUNTERS = tuple(
+    C[name]
+    for name in (
+        "session_start",
+        "page_view",
+        "play",
+        "like",
+        "dislike",
+        "add_friend",
+        "add_to_playlist",
+        "help",
+        "error",
+        "upgrade",
+        "downgrade",
+        "cancellation",
+        "session_end",
+    )
+)
+
+NEVER = -1  # epoch-seconds marker for "no such event yet"
+
+
+def event_hash(event_id: str) -> int:
+    """A stable 64-bit hash of an event id (the same in every process and release).
+
+    >>> event_hash("e-1") == event_hash("e-1"), event_hash("e-1") == event_hash("e-2")
+    (True, False)
+    """
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def epoch_seconds(event: Event) -> int:
+    """The event's time as whole seconds since the Unix epoch (UTC), rounded down."""
+    return int(event.event_time.timestamp() // 1)
+
+
+def to_cents(amount: float) -> int:
+    """Money as integer minor units.
+
+    >>> to_cents(9.99), to_cents(0.005), to_cents(2.675)
+    (999, 0, 268)
+    """
+    return round(amount * 100)
+
+
+class CustomerAggregates:
+    """Everything the store keeps about one customer. Times are epoch seconds (UTC).
+
+    Tiles are rows of an int64 array (``counts``), one per day (``days``), in no
+    particular order; ``event_hashes[row]`` holds the hashes of the events counted in row.
+    ``changed_days`` and ``dropped_days`` record what changed since the store last wrote
+    this customer (the store clears them).
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_row_of_day",
+        "changed_days",
+        "counts",
+        "customer_id",
+        "days",
+        "dropped_days",
+        "event_hashes",
+        "first_seen",
+        "last_activity",
+        "last_event",
+        "last_purchase",
+        "level",
+        "level_key",
+        "n_rows",
+    )
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.n_rows = 0
+        self._capacity = 8
+        self.days = np.zeros(self._capacity, dtype=np.int64)
+        self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
+        self.event_hashes: list[set[int]] = []
+        self._row_of_day: dict[int, int] = {}
+        self.first_seen = NEVER
+        self.last_event = NEVER
+        self.last_activity = NEVER
+        self.last_purchase = NEVER
+        self.level = "free"
+        self.level_key: tuple[int, str] = (NEVER, "")  # (time, event id) that set level
+        self.changed_days: set[int] = set()
+        self.dropped_days: set[int] = set()
+
+    def apply(self, event: Event, retention_days: int = 120) -> bool:
+        """Count ``event``; return False when it was already counted or is too old.
+
+        >>> from datetime import UTC, datetime
+        >>> from core.events import Play, PlayPayload
+        >>> agg = CustomerAggregates("c1")
+        >>> play = Play(event_id="e1", customer_id="c1",
+        ...             event_time=datetime(2026, 1, 5, 10, tzinfo=UTC),
+        ...             payload=PlayPayload(duration_s=180.4))
+        >>> agg.apply(play), agg.apply(play)
+        (True, False)
+        >>> agg.tile(day_of_event(play))["play"], agg.tile(day_of_event(play))["play_seconds"]
+        (1, 180)
+        """
+        at = epoch_seconds(event)
+        day = at // DAY_SECONDS
+        if self.last_event != NEVER and day <= self.last_event // DAY_SECONDS - retention_days:
+            return False  # older than anything the state keeps
+        row = self._row_of_day.get(day)
+        if row is None:
+            row = self._add_row(day)
+        digest = event_hash(event.event_id)
+        seen = self.event_hashes[row]
+        if digest in seen:
+            return False
+        seen.add(digest)
+        _COUNT[event.type](self.counts[row], event)
+        self.changed_days.add(day)
+        self._update_scalars(event, at)
+        if at > self.last_event:
+            newest_day_before = self.last_event // DAY_SECONDS if self.last_event != NEVER else day
+            self.last_event = at
+            if day > newest_day_before:
+                self._drop_tiles_up_to(day - retention_days)
+        return True
+
+    def tile(self, day: int) -> dict[str, int]:
+        """The counters of one day by name (all zero for a day without events)."""
+        row = self._row_of_day.get(day)
+        values = self.counts[row].tolist() if row is not None else [0] * N_COUNTERS
+        return dict(zip(COUNTERS, values, strict=True))
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything that defines this state, in a form that compares with ``==``
+        (tiles by day, event hashes by day, scalars): two states with equal snapshots give
+        equal features at every time."""
+        days = self.tile_days().tolist()
+        return {
+            "tiles": {d: tuple(self.counts[r].tolist()) for r, d in enumerate(days)},
+            "hashes": {d: frozenset(self.event_hashes[r]) for r, d in enumerate(days)},
+            "first_seen": self.first_seen,
+            "last_event": self.last_event,
+            "last_activity": self.last_activity,
+            "last_purchase": self.last_purchase,
+            "level": self.level,
+            "level_key": self.level_key,
+        }
+
+    def tile_days(self) -> np.ndarray:
+        """Days (since the epoch) that have a tile; parallel to :meth:`tile_counts`."""
+        return self.days[: self.n_rows]
+
+    def tile_counts(self) -> np.ndarray:
+        """The tiles' counters, one row per day of :meth:`tile_days`."""
+        return self.counts[: self.n_rows]
+
+    def set_tile(self, day: int, counts: Sequence[int], hashes: Iterable[int]) -> None:
+        """Load one stored tile (used when reading state back from the store)."""
+        row = self._row_of_day.get(day)
+        if row is None:
+            row = self._add_row(day)
+        values = list(counts)[:N_COUNTERS]
+        self.counts[row, : len(values)] = values
+        self.event_hashes[row] = set(hashes)
+
+    def _add_row(self, day: int) -> int:
+        if self.n_rows == self._capacity:
+            self._capacity *= 2
+            self.days = np.resize(self.days, self._capacity)
+            grown = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
+            grown[: self.n_rows] = self.counts[: self.n_rows]
+            self.counts = grown
+        row = self.n_rows
+        self.n_rows += 1
+        self.days[row] = day
+        self.counts[row] = 0
+        self.event_hashes.append(set())
+        self._row_of_day[day] = row
+        return row
+
+    def _update_scalars(self, event: Event, at: int) -> None:
+        if self.first_seen == NEVER or at < self.first_seen:
+            self.first_seen = at
+        if event.topic_kind == "activity":
+            self.last_activity = max(self.last_activity, at)
+            level = _level_set_by(event)
+            if level is not None and (at, event.event_id) > self.level_key:
+                self.level = level
+                self.level_key = (at, event.event_id)
+        elif event.type == "purchase":
+            self.last_purchase = max(self.last_purchase, at)
+
+    def _drop_tiles_up_to(self, oldest_dropped: int) -> None:
+        days = self.days[: self.n_rows]
+        keep = days > oldest_dropped
+        if keep.all():
+            return
+        for day in days[~keep].tolist():
+            self.dropped_days.add(day)
+            self.changed_days.discard(day)
+        kept_rows = np.flatnonzero(keep)
+        self.days[: len(kept_rows)] = days[kept_rows]
+        self.counts[: len(kept_rows)] = self.counts[kept_rows]
+        self.event_hashes = [self.event_hashes[row] for row in kept_rows.tolist()]
+        self.n_rows = len(kept_rows)
+        self._row_of_day = {int(d): r for r, d in enumerate(self.days[: self.n_rows].tolist())}
+
+
+def day_of_event(event: Event) -> int:
+    """The UTC day number (days since the epoch) an event belongs to."""
+    return epoch_seconds(event) // DAY_SECONDS
+
+
+def _level_set_by(event: Event) -> str | None:
+    if event.type == "session_start":
+        return str(event.payload.level)  # type: ignore[union-attr]
+    if event.type in ("upgrade", "downgrade"):
+        return str(event.payload.to_level)  # type: ignore[union-attr]
+    return None
+
+
+# --- How each event type changes a tile's counters ---------------------------------------
+
+
+def _counter(name: str):  # type: ignore[no-untyped-def]
+    index = C[name]
+
+    def count(counts: np.ndarray, _event: Event) -> None:
+        counts[index] += 1
+
+    return count
+
+
+def _session_end(counts: np.ndarray, event: Event) -> None:
+    counts[C["session_end"]] += 1
+    counts[C["session_seconds"]] += round(event.payload.duration_s)  # type: ignore[union-attr]
+
+
+def _play(counts: np.ndarray, event: Event) -> None:
+    counts[C["play"]] += 1
+    counts[C["play_seconds"]] += round(event.payload.duration_s)  # type: ignore[union-attr]
+
+
+def _purchase(counts: np.ndarray, event: Event) -> None:
+    payload = event.payload
+    counts[C["purchase"]] += 1
+    counts[C["revenue_cents"]] += to_cents(payload.amount)  # type: ignore[union-attr]
+    counts[C["items"]] += payload.quantity  # type: ignore[union-attr]
+
+
+def _refund(counts: np.ndarray, event: Event) -> None:
+    payload = event.payload
+    counts[C["refund"]] += 1
+    counts[C["refund_cents"]] += to_cents(payload.amount)  # type: ignore[union-attr]
+    counts[C["refund_items"]] += payload.quantity  # type: ignore[union-attr]
+
+
+_COUNT = {
+    "session_start": _counter("session_start"),
+    "session_end": _session_end,
+    "page_view": _counter("page_view"),
+    "play": _play,
+    "like": _counter("like"),
+    "dislike": _counter("dislike"),
+    "add_friend": _counter("add_friend"),
+    "add_to_playlist": _counter("add_to_playlist"),
+    "help": _counter("help"),
+    "error": _counter("error"),
+    "upgrade": _counter("upgrade"),
+    "downgrade": _counter("downgrade"),
+    "cancellation": _counter("cancellation"),
+    "purchase": _purchase,
+    "refund": _refund,
+}

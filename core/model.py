@@ -1,0 +1,172 @@
+"""The scoring protocol and the models that implement it.
+
+Every model is used the same way by the worker, the API and the trainer:
+``score_many(X)`` for a matrix whose columns follow ``feature_names``, ``score_one(features)``
+for a mapping, and ``band_of(score)`` for the risk band. A model is stored as JSON (no
+pickles): its parameters, feature order and band cut-offs, so an artifact can be read,
+diffed and checked by hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+BANDS = ("low", "medium", "high")
+
+
+class Scorer(Protocol):
+    """What the worker and the API need from a model."""
+
+    version: str
+    feature_names: tuple[str, ...]
+
+    def score_many(self, features: np.ndarray) -> np.ndarray:
+        """Churn probabilities for rows of features in ``feature_names`` order."""
+        ...
+
+    def score_one(self, features: Mapping[str, float]) -> float: ...
+
+    def band_of(self, score: float) -> str: ...
+
+    def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
+        """Signed contribution of each feature to the score's log-odds."""
+        ...
+
+
+@dataclass(frozen=True)
+class BandCutoffs:
+    """Scores at or above ``high`` are High risk, at or above ``medium`` Medium, else Low.
+
+    >>> BandCutoffs(medium=0.3, high=0.6).band_of(0.45)
+    'medium'
+    """
+
+    medium: float
+    high: float
+
+    def band_of(self, score: float) -> str:
+        if score >= self.high:
+            return "high"
+        if score >= self.medium:
+            return "medium"
+        return "low"
+
+    def bands_of(self, scores: np.ndarray) -> list[str]:
+        codes = (scores >= self.medium).astype(np.int8) + (scores >= self.high).astype(np.int8)
+        return [BANDS[c] for c in codes.tolist()]
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """A standardised logistic model evaluated with numpy (a dot product and a sigmoid).
+
+    ``score = sigmoid(intercept + sum(coef * (x - mean) / scale))``. Features are clipped
+    to ``[lower, upper]`` (the training range) first, so an outlier cannot dominate.
+
+    >>> m = LinearModel(version="v1", feature_names=("a", "b"), coef=(1.0, -2.0),
+    ...                 intercept=0.0, mean=(0.0, 0.0), scale=(1.0, 1.0),
+    ...                 lower=(-10.0, -10.0), upper=(10.0, 10.0),
+    ...                 bands=BandCutoffs(medium=0.3, high=0.6))
+    >>> round(m.score_one({"a": 1.0, "b": 0.0}), 3), m.band_of(0.7)
+    (0.731, 'high')
+    >>> m.contributions({"a": 1.0, "b": 1.0})
+    {'a': 1.0, 'b': -2.0}
+    """
+
+    version: str
+    feature_names: tuple[str, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    bands: BandCutoffs
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kind: str = "linear"
+
+    def __post_init__(self) -> None:
+        n = len(self.feature_names)
+        for name in ("coef", "mean", "scale", "lower", "upper"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} values for {n} features")
+
+    @cached_property
+    def _weights(self) -> np.ndarray:
+        """Coefficients on the raw (unscaled) features."""
+        weights: np.ndarray = np.asarray(self.coef) / np.asarray(self.scale)
+        return weights
+
+    @cached_property
+    def _bias(self) -> float:
+        return self.intercept - float(np.dot(self._weights, self.mean))
+
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.lower), np.asarray(self.upper)
+
+    def score_many(self, features: np.ndarray) -> np.ndarray:
+        clipped = np.clip(features, *self._bounds)
+        z = clipped @ self._weights + self._bias
+        scores: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+        return scores
+
+    def row(self, features: Mapping[str, float]) -> np.ndarray:
+        missing = [name for name in self.feature_names if name not in features]
+        if missing:
+            raise KeyError(f"missing features: {', '.join(missing)}")
+        return np.array([features[name] for name in self.feature_names], dtype=np.float64)
+
+    def score_one(self, features: Mapping[str, float]) -> float:
+        return float(self.score_many(self.row(features)[None, :])[0])
+
+    def band_of(self, score: float) -> str:
+        return self.bands.band_of(score)
+
+    def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
+        """Exact: each feature's term in the log-odds, relative to the training mean."""
+        x = np.clip(self.row(features), *self._bounds)
+        terms = (x - np.asarray(self.mean)) * self._weights
+        return dict(zip(self.feature_names, terms.round(6).tolist(), strict=True))
+
+    # --- storage -----------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        document = asdict(self)
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> LinearModel:
+        document = json.loads(text)
+        if document.get("kind") != "linear":
+            raise ValueError(f"not a linear model artifact (kind={document.get('kind')!r})")
+        document["bands"] = BandCutoffs(**document["bands"])
+        for name in ("feature_names", "coef", "mean", "scale", "lower", "upper"):
+            document[name] = tuple(document[name])
+        return cls(**document)
+
+
+def artifact_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_model(path: Path, expected_sha256: str | None = None) -> LinearModel:
+    """Read a model artifact, refusing one whose hash differs from ``expected_sha256``."""
+    if expected_sha256 is not None:
+        actual = artifact_sha256(path)
+        if actual != expected_sha256:
+            raise ValueError(f"{path}: sha256 {actual} does not match {expected_sha256}")
+    return LinearModel.from_json(path.read_text(encoding="utf-8"))
+
+
+def feature_rows(names: Sequence[str], rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """Rows of named features as a matrix in ``names`` order."""
+    return np.array([[row[name] for name in names] for row in rows], dtype=np.float64)

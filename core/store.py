@@ -1,0 +1,208 @@
+"""The online store: customers' aggregates and scores in Redis (layout in :mod:`core.keys`).
+
+Conventions: times are epoch seconds (UTC); a tile is stored as msgpack
+``[counters (trailing zeros trimmed), packed little-endian uint64 event hashes]``; writes
+of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, and the
+offset fences of the partitions the batch came from — happen in one MULTI/EXEC that is
+refused when any of those fences moved since it was read (another worker took over), so
+a batch is applied exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgspec
+import numpy as np
+import redis
+
+from core.aggregates import CustomerAggregates
+from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
+from core.scores import Score
+
+_MSGPACK = msgspec.msgpack.Encoder()
+_UNPACK = msgspec.msgpack.Decoder()
+
+
+class FenceMoved(RuntimeError):
+    """A partition's fence changed under this batch: another writer applied events."""
+
+
+@dataclass
+class StoredCustomer:
+    """A customer read back from the store: aggregates plus the latest score (if any)."""
+
+    aggregates: CustomerAggregates
+    score: Score | None
+
+
+def encode_tile(counts: np.ndarray, hashes: Iterable[int]) -> bytes:
+    values = counts.tolist()
+    while values and values[-1] == 0:
+        values.pop()
+    packed = np.fromiter(hashes, dtype="<u8").tobytes()
+    return _MSGPACK.encode([values, packed])
+
+
+def decode_tile(data: bytes) -> tuple[list[int], list[int]]:
+    values, packed = _UNPACK.decode(data)
+    return values, np.frombuffer(packed, dtype="<u8").tolist()
+
+
+def encode_scalars(agg: CustomerAggregates) -> bytes:
+    return _MSGPACK.encode(
+        [
+            agg.first_seen,
+            agg.last_event,
+            agg.last_activity,
+            agg.last_purchase,
+            agg.level,
+            list(agg.level_key),
+        ]
+    )
+
+
+def decode_customer(customer_id: str, fields: Mapping[bytes, bytes]) -> StoredCustomer:
+    """Rebuild a customer from the fields of their hash (empty mapping: a new customer)."""
+    agg = CustomerAggregates(customer_id)
+    for name, value in fields.items():
+        if name.startswith(TILE_PREFIX.encode()):
+            counts, hashes = decode_tile(value)
+            agg.set_tile(int(name[len(TILE_PREFIX) :]), counts, hashes)
+    scalars = fields.get(SCALARS_FIELD.encode())
+    if scalars is not None:
+        first, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)
+        agg.first_seen, agg.last_event = first, last
+        agg.last_activity, agg.last_purchase = activity, purchase
+        agg.level, agg.level_key = level, (level_key[0], level_key[1])
+    score = None
+    if b"score" in fields:
+        score = Score(
+            customer_id=customer_id,
+            score=float(fields[b"score"]),
+            band=fields[b"band"].decode(),
+            model_version=fields[b"model_version"].decode(),
+            scored_at=float(fields[b"scored_at"]),
+            last_event_time=int(fields[b"last_event_time"]),
+        )
+    return StoredCustomer(agg, score)
+
+
+def score_fields(score: Score) -> dict[str, str]:
+    return {
+        "score": repr(score.score),
+        "band": score.band,
+        "model_version": score.model_version,
+        "scored_at": repr(score.scored_at),
+        "last_event_time": str(score.last_event_time),
+    }
+
+
+class FeatureStore:
+    """Reads and writes customers, scores and fences in Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    # --- reading ----------------------------------------------------------------------
+
+    def load_customers(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
+        """Every requested customer (new, empty aggregates for unknown ones), one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for customer_id in customer_ids:
+            pipe.hgetall(self.keys.customer(customer_id))
+        results = cast(list[dict[bytes, bytes]], pipe.execute())
+        return {
+            customer_id: decode_customer(customer_id, fields)
+            for customer_id, fields in zip(customer_ids, results, strict=True)
+        }
+
+    def load_customer(self, customer_id: str) -> StoredCustomer | None:
+        """One customer, or None when the store has never seen them."""
+        fields = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.customer(customer_id)))
+        return decode_customer(customer_id, fields) if fields else None
+
+    def read_fences(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Last applied offset per (topic, partition); -1 where nothing was applied."""
+        values = self.redis.mget([self.keys.fence(t, p) for t, p in partitions])
+        return {
+            tp: int(v) if v is not None else -1 for tp, v in zip(partitions, values, strict=True)
+        }
+
+    def stale_customers(self, scored_before: float, limit: int) -> list[str]:
+        """Customers whose latest score is older than ``scored_before``, oldest first."""
+        ids = cast(
+            list[bytes],
+            self.redis.zrangebyscore(self.keys.scored_at, "-inf", scored_before, 0, limit),
+        )
+        return [i.decode() for i in ids]
+
+    # --- writing ----------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        customers: Iterable[CustomerAggregates],
+        scores: Sequence[Score],
+        fences: Mapping[tuple[str, int], tuple[int, int]],
+    ) -> None:
+        """Write changed tiles, scalars and scores, and move each fence from its expected
+        offset to its new one (``fences[(topic, partition)] = (expected, new)``), atomically.
+
+        Raises :class:`FenceMoved` (writing nothing) when a fence is not at its expected
+        offset. Clears each customer's change tracking once written.
+        """
+        fence_keys = {tp: self.keys.fence(*tp) for tp in fences}
+        customers = list(customers)
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                if fence_keys:
+                    pipe.watch(*fence_keys.values())  # type: ignore[no-untyped-call]
+                    current = pipe.mget(list(fence_keys.values()))
+                    for (tp, (expected, _)), value in zip(fences.items(), current, strict=True):
+                        if (int(value) if value is not None else -1) != expected:
+                            raise FenceMoved(
+                                f"fence of {tp[0]}[{tp[1]}] is at {value!r}, expected {expected}"
+                            )
+                pipe.multi()
+                self._queue_customers(pipe, customers)
+                self._queue_scores(pipe, scores)
+                for tp, (_, new) in fences.items():
+                    pipe.set(fence_keys[tp], new)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise FenceMoved(str(exc)) from exc
+        for agg in customers:
+            agg.changed_days.clear()
+            agg.dropped_days.clear()
+
+    def write_scores(self, scores: Sequence[Score]) -> None:
+        """Write scores only (the aggregates are unchanged), e.g. re-scoring silent customers."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            self._queue_scores(pipe, scores)
+            pipe.execute()
+
+    def _queue_customers(
+        self, pipe: redis.client.Pipeline, customers: list[CustomerAggregates]
+    ) -> None:
+        for agg in customers:
+            key = self.keys.customer(agg.customer_id)
+            mapping: dict[Any, Any] = {SCALARS_FIELD: encode_scalars(agg)}
+            days = agg.tile_days()
+            for row in np.flatnonzero(np.isin(days, list(agg.changed_days))).tolist():
+                day = int(days[row])
+                mapping[f"{TILE_PREFIX}{day}"] = encode_tile(agg.counts[row], agg.event_hashes[row])
+            pipe.hset(key, mapping=mapping)
+            if agg.dropped_days:
+                pipe.hdel(key, *(f"{TILE_PREFIX}{day}" for day in agg.dropped_days))
+
+    def _queue_scores(self, pipe: redis.client.Pipeline, scores: Sequence[Score]) -> None:
+        if not scores:
+            return
+        for score in scores:
+            fields: dict[Any, Any] = dict(score_fields(score))
+            pipe.hset(self.keys.customer(score.customer_id), mapping=fields)
+        pipe.zadd(self.keys.risk, {s.customer_id: s.score for s in scores})
+        pipe.zadd(self.keys.scored_at, {s.customer_id: s.scored_at for s in scores})

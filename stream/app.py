@@ -1,0 +1,194 @@
+"""The Faust app: topics, the agent that applies micro-batches, timers, the metrics page.
+
+Everything the agent and timers do lives in plain classes (:mod:`stream.batch`,
+:mod:`stream.rescore`, :mod:`stream.champion`); this module only wires them to Faust.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from core.keys import Keys
+from core.producer import EventProducer
+from core.redis_client import connect_redis
+from core.registry import ModelRegistry
+from core.settings import Settings
+from core.store import FeatureStore
+from core.topics import Topics
+from stream.batch import BatchProcessor, RawMessage
+from stream.champion import ChampionWatcher
+from stream.rescore import rescore_stale_customers
+
+log = logging.getLogger(__name__)
+
+EXIT_UNEXPECTED_ERROR = 70  # a bug, not a transient failure: stop without acknowledging
+
+
+class WorkerRuntime:
+    """The worker's long-lived parts, created when the worker starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        client = connect_redis(settings)
+        self.store = FeatureStore(client, Keys(settings.redis_key_prefix))
+        self.producer = EventProducer(settings, create_topics=False)
+        self.models = ChampionWatcher(
+            ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
+        )
+        self.processor = BatchProcessor(settings, self.store, self.producer, self.models)
+
+    def process(self, messages: list[RawMessage]) -> None:
+        report = self.processor.process(messages)
+        log.debug(
+            "batch applied messages=%d applied=%d duplicates=%d fenced=%d dlq=%d scored=%d",
+            report.messages,
+            report.applied,
+            report.duplicates,
+            report.fenced,
+            report.dead_letters,
+            report.scored,
+        )
+
+    def rescore(self) -> int:
+        model = self.models()
+        if model is None:
+            return 0
+        return rescore_stale_customers(
+            self.store,
+            model,
+            self.producer,
+            self.topics,
+            now=time.time(),
+            older_than_seconds=self.settings.rescore_after_seconds,
+            limit=self.settings.rescore_max_per_tick,
+        )
+
+
+def _broker_url(settings: Settings) -> str:
+    servers = settings.kafka_bootstrap_servers.split(",")
+    return ";".join(f"kafka://{server.strip()}" for server in servers)
+
+
+def _credentials(settings: Settings) -> Any:
+    """Faust credentials matching the KAFKA_SECURITY_PROTOCOL / SASL / SSL settings."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location)
+        if settings.kafka_ssl_certificate_location:
+            key_password = settings.kafka_ssl_key_password
+            context.load_cert_chain(
+                settings.kafka_ssl_certificate_location,
+                settings.kafka_ssl_key_location,
+                key_password.get_secret_value() if key_password else None,
+            )
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker app for ``settings``; its parts are created when the worker starts."""
+    topics = Topics.from_settings(settings)
+    app = faust.App(
+        settings.consumer_group,
+        broker=_broker_url(settings),
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_seconds,
+        broker_heartbeat_interval=max(settings.worker_session_timeout_seconds / 4, 1.0),
+        stream_wait_empty=False,
+        web_enabled=True,
+        web_port=settings.worker_web_port,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        datadir=str(settings.run_dir / "worker"),
+    )
+    source = app.topic(
+        topics.activity,
+        topics.transactions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    state: dict[str, WorkerRuntime] = {}
+
+    def runtime() -> WorkerRuntime:
+        if "runtime" not in state:
+            state["runtime"] = WorkerRuntime(settings)
+        return state["runtime"]
+
+    @app.agent(source, name="apply_events")
+    async def apply_events(stream: faust.StreamT[bytes]) -> None:
+        """Apply each micro-batch to Redis before its events are acknowledged."""
+        within = settings.batch_within_ms / 1000
+        async for events in stream.take_events(settings.batch_size, within=within):
+            messages = [
+                RawMessage(
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    key=e.message.key,
+                    value=e.message.value,
+                )
+                for e in events
+            ]
+            try:
+                runtime().process(messages)
+            except Exception:
+                # process() retries transient failures itself; anything else is a bug.
+                # Exit before Faust acknowledges the batch: it is applied after a restart.
+                log.critical("unexpected error applying a batch; exiting", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_UNEXPECTED_ERROR)
+
+    @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)
+    async def rescore_silent_customers() -> None:
+        runtime().rescore()
+
+    @app.timer(interval=settings.model_check_seconds)
+    async def check_champion_model() -> None:
+        runtime().models.refresh()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
+        if "runtime" in state:
+            state["runtime"].processor.forget_partitions(tp.partition for tp in revoked)
+
+    @app.on_partitions_assigned.connect
+    async def forget_assigned(sender: faust.App, assigned: set[TP], **_: Any) -> None:
+        if "runtime" in state:  # state from an earlier assignment may be stale
+            state["runtime"].processor.forget_partitions(tp.partition for tp in assigned)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset separately from the content type
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split("; charset")[0])
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    return app

@@ -1,0 +1,321 @@
+"""Applying one micro-batch of raw Kafka messages: the worker's whole job, as a plain class.
+
+For each batch: skip messages at or below their partition's fence (already applied);
+validate the rest (invalid ones become dead letters); apply valid events to the
+customers' aggregates, held in memory per partition and loaded from Redis on first
+touch; score every touched customer in one vectorised call; send dead letters and band
+changes to Kafka and wait for their delivery; then commit aggregates, scores and the new
+fences to Redis in one transaction. Failures are retried with backoff inside
+:meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
+caller may acknowledge it. A crash at any point leaves Redis at the previous fences and
+the batch is applied again, once, after restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+from confluent_kafka import KafkaException
+
+from core import metrics
+from core.aggregates import DAY_SECONDS, CustomerAggregates
+from core.dlq import DeadLetter
+from core.events import Event, EventValidationError, EventValidator
+from core.features import feature_matrix
+from core.model import LinearModel
+from core.producer import EventProducer
+from core.scores import BandChange, Score, encode_band_change
+from core.settings import Settings
+from core.store import FeatureStore, FenceMoved, StoredCustomer
+from core.topics import Topics
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+ModelSource = Callable[[], LinearModel | None]
+
+_BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One Kafka message as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class BatchReport:
+    """What one batch did (for logs, metrics and tests)."""
+
+    messages: int = 0
+    fenced: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    expired: int = 0
+    dead_letters: int = 0
+    scored: int = 0
+    band_changes: int = 0
+    retries: int = 0
+    newest_event_time: int | None = None
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class BatchProcessor:
+    """Owns the in-memory state of the partitions a worker is assigned."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: FeatureStore,
+        producer: EventProducer,
+        model: ModelSource,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.producer = producer
+        self.model = model
+        self.clock = clock
+        self.topics = Topics.from_settings(settings)
+        skew = timedelta(seconds=settings.max_future_skew_seconds)
+        self._validators = {
+            self.topics.activity: EventValidator(settings.max_event_bytes, skew, "activity"),
+            self.topics.transactions: EventValidator(
+                settings.max_event_bytes, skew, "transactions"
+            ),
+        }
+        # partition number -> customer -> state; the two input topics are co-partitioned
+        # (same key, same partition count), so one partition number owns a customer.
+        self._customers: dict[int, dict[str, StoredCustomer]] = defaultdict(dict)
+        self._fences: dict[TopicPartition, int] = {}
+
+    # --- partition ownership --------------------------------------------------------------
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Drop cached state of partitions this worker no longer (or newly) owns."""
+        for partition in set(partitions):
+            self._customers.pop(partition, None)
+            for tp in [tp for tp in self._fences if tp[1] == partition]:
+                del self._fences[tp]
+        metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
+
+    def forget_all(self) -> None:
+        self._customers.clear()
+        self._fences.clear()
+
+    @property
+    def cached_customers(self) -> int:
+        return sum(len(customers) for customers in self._customers.values())
+
+    # --- processing -----------------------------------------------------------------------
+
+    def process(self, messages: Sequence[RawMessage]) -> BatchReport:
+        """Apply ``messages`` exactly once; return only when done (retrying failures)."""
+        backoff = _BACKOFF_START
+        started = time.perf_counter()
+        retries = 0
+        while True:
+            try:
+                report = self._process_once(messages)
+                break
+            except (redis.RedisError, KafkaException, FenceMoved, OSError) as exc:
+                retries += 1
+                metrics.WORKER_COMMIT_RETRIES.inc()
+                # Our in-memory state may be ahead of Redis now: reload on the next try.
+                self.forget_partitions({m.partition for m in messages})
+                log.warning(
+                    "batch failed, retrying messages=%d retry=%d backoff_s=%.1f error=%r",
+                    len(messages),
+                    retries,
+                    backoff,
+                    exc,
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+        report.retries = retries
+        self._observe(messages, report, time.perf_counter() - started)
+        return report
+
+    def _process_once(self, messages: Sequence[RawMessage]) -> BatchReport:
+        report = BatchReport(messages=len(messages))
+        fences = self._current_fences({(m.topic, m.partition) for m in messages})
+        fresh = [m for m in messages if m.offset > fences[(m.topic, m.partition)]]
+        report.fenced = len(messages) - len(fresh)
+        now = self.clock()
+        events, letters = self._decode(fresh, now)
+        touched = self._apply(events, report)
+        scores, changes = self._score(touched, now)
+        self._publish(letters, changes)
+        new_fences = {
+            tp: (fences[tp], max(m.offset for m in fresh if (m.topic, m.partition) == tp))
+            for tp in {(m.topic, m.partition) for m in fresh}
+        }
+        self.store.commit_batch([c.aggregates for c in touched], scores, new_fences)
+        for tp, (_, new) in new_fences.items():
+            self._fences[tp] = new
+        for customer, score in zip(touched, scores, strict=False):
+            customer.score = score
+        report.dead_letters = len(letters)
+        report.dead_letter_reasons = _count_codes(letters)
+        report.scored = len(scores)
+        report.band_changes = len(changes)
+        newest = [c.aggregates.last_event for c in touched]
+        report.newest_event_time = max(newest) if newest else None
+        return report
+
+    def _current_fences(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        unknown = sorted(tp for tp in partitions if tp not in self._fences)
+        if unknown:
+            self._fences.update(self.store.read_fences(unknown))
+        return {tp: self._fences[tp] for tp in partitions}
+
+    def _decode(
+        self, messages: Sequence[RawMessage], now: float
+    ) -> tuple[list[tuple[int, Event]], list[DeadLetter]]:
+        events: list[tuple[int, Event]] = []
+        letters: list[DeadLetter] = []
+        now_dt = datetime.fromtimestamp(now, UTC)
+        for m in messages:
+            try:
+                event = self._validators[m.topic].decode(m.value, now_dt)
+                if m.key is not None and m.key != event.customer_id.encode():
+                    raise EventValidationError(
+                        f"message key {m.key!r} differs from customer_id "
+                        f"{event.customer_id!r}: key messages by customer id",
+                        "customer_id",
+                        code="key_mismatch",
+                    )
+            except EventValidationError as error:
+                letters.append(
+                    DeadLetter(
+                        value=m.value,
+                        reason=str(error),
+                        code=error.code,
+                        field=error.field,
+                        source_topic=m.topic,
+                        source_partition=m.partition,
+                        source_offset=m.offset,
+                        key=m.key,
+                    )
+                )
+                continue
+            events.append((m.partition, event))
+        return events, letters
+
+    def _apply(
+        self, events: Sequence[tuple[int, Event]], report: BatchReport
+    ) -> list[StoredCustomer]:
+        missing: dict[str, int] = {}
+        for partition, event in events:
+            if event.customer_id not in self._customers[partition]:
+                missing.setdefault(event.customer_id, partition)
+        if missing:
+            loaded = self.store.load_customers(list(missing))
+            for customer_id, partition in missing.items():
+                self._customers[partition][customer_id] = loaded[customer_id]
+        touched: dict[str, StoredCustomer] = {}
+        retention = self.settings.retention_days
+        for partition, event in events:
+            customer = self._customers[partition][event.customer_id]
+            agg = customer.aggregates
+            if agg.apply(event, retention):
+                report.applied += 1
+                touched[event.customer_id] = customer
+            elif _is_expired(agg, event, retention):
+                report.expired += 1
+            else:
+                report.duplicates += 1
+        metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
+        return list(touched.values())
+
+    def _score(
+        self, customers: Sequence[StoredCustomer], now: float
+    ) -> tuple[list[Score], list[BandChange]]:
+        model = self.model()
+        if model is None or not customers:
+            return [], []
+        return score_customers(model, customers, now)
+
+    def _publish(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
+        """Send dead letters and band changes, and wait until Kafka has them all."""
+        if not letters and not changes:
+            return
+        failed_before = self.producer.stats.failed
+        for letter in letters:
+            self.producer.send_dead_letter(letter)
+        for change in changes:
+            self.producer.send_record(
+                self.topics.scores, change.customer_id.encode(), encode_band_change(change)
+            )
+        remaining = self.producer.flush(timeout=30)
+        if remaining:
+            raise KafkaException(f"{remaining} dead letters or score records not delivered")
+        if self.producer.stats.failed > failed_before:
+            raise KafkaException("a dead letter or score record failed delivery")
+
+    def _observe(self, messages: Sequence[RawMessage], report: BatchReport, seconds: float) -> None:
+        for topic in {m.topic for m in messages}:
+            metrics.WORKER_EVENTS_CONSUMED.labels(topic).inc(
+                sum(1 for m in messages if m.topic == topic)
+            )
+        metrics.WORKER_EVENTS_APPLIED.inc(report.applied)
+        metrics.WORKER_EVENTS_IGNORED.labels("duplicate").inc(report.duplicates)
+        metrics.WORKER_EVENTS_IGNORED.labels("expired").inc(report.expired)
+        metrics.WORKER_EVENTS_IGNORED.labels("fenced").inc(report.fenced)
+        for code, count in report.dead_letter_reasons.items():
+            metrics.WORKER_DLQ.labels(code).inc(count)
+        metrics.WORKER_BATCH_SIZE.observe(len(messages))
+        metrics.WORKER_BATCH_SECONDS.observe(seconds)
+        metrics.WORKER_BAND_CHANGES.inc(report.band_changes)
+        if report.newest_event_time is not None:
+            metrics.WORKER_LAG_SECONDS.set(max(self.clock() - report.newest_event_time, 0.0))
+
+
+def score_customers(
+    model: LinearModel, customers: Sequence[StoredCustomer], now: float, trigger: str = "event"
+) -> tuple[list[Score], list[BandChange]]:
+    """Score ``customers`` at ``now`` in one vectorised call; list the band changes."""
+    aggregates = [c.aggregates for c in customers]
+    features = feature_matrix(aggregates, int(now), model.feature_names)
+    values = model.score_many(features)
+    bands = model.bands.bands_of(values)
+    scores: list[Score] = []
+    changes: list[BandChange] = []
+    for customer, value, band in zip(customers, values.tolist(), bands, strict=True):
+        score = Score(
+            customer_id=customer.aggregates.customer_id,
+            score=round(value, 6),
+            band=band,
+            model_version=model.version,
+            scored_at=round(now, 3),
+            last_event_time=customer.aggregates.last_event,
+        )
+        scores.append(score)
+        previous = customer.score.band if customer.score is not None else None
+        if previous != band:
+            changes.append(BandChange.of(score, previous))
+        metrics.WORKER_SCORES.labels(band, trigger).inc()
+    return scores, changes
+
+
+def _is_expired(agg: CustomerAggregates, event: Event, retention_days: int) -> bool:
+    day = int(event.event_time.timestamp()) // DAY_SECONDS
+    return day <= agg.last_event // DAY_SECONDS - retention_days
+
+
+def _count_codes(letters: Sequence[DeadLetter]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for letter in letters:
+        counts[letter.code] += 1
+    return dict(counts)

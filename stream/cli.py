@@ -1,0 +1,35 @@
+"""``churnstream worker``: run the streaming worker."""
+
+from __future__ import annotations
+
+import faust
+import typer
+
+from core.kafka_client import ensure_topics
+from core.settings import get_settings
+from stream.app import create_app
+
+
+def worker(
+    web_port: int | None = typer.Option(
+        None, "--web-port", help="Port for /metrics and /health (default: CHURN_WORKER_WEB_PORT)."
+    ),
+) -> None:
+    """Consume customer events, keep their features in Redis and score them live.
+
+    Run several to share the partitions (same CHURN_CONSUMER_GROUP). Stop with Ctrl-C or
+    SIGTERM: the batch in progress is finished first; after a crash, nothing is lost or
+    counted twice.
+    """
+    settings = get_settings()
+    if web_port is not None:
+        settings = settings.model_copy(update={"worker_web_port": web_port})
+    ensure_topics(settings)  # before Faust subscribes: the input topics must exist
+    (settings.run_dir / "worker").mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        redirect_stdouts=False,
+        quiet=True,
+    ).execute_from_commandline()

@@ -1,0 +1,212 @@
+"""The worker's batch processing against a real Redis (and a real Kafka for dead letters):
+exact features, order independence, exactly-once under redelivery and replay."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from core.aggregates import CustomerAggregates
+from core.events import Event, encode_event
+from core.features import feature_matrix
+from core.keys import Keys
+from core.producer import EventProducer
+from core.settings import Settings
+from core.store import FeatureStore
+from core.topics import Topics
+from offline.simulator import SimulationConfig, simulate
+from stream.batch import BatchProcessor, RawMessage
+from tests.integration.test_producer import read_topic
+from tests.support_models import recency_model
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 3
+NOW = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+
+
+def simulated(customers: int = 40, days: int = 21, seed: int = 3) -> list[Event]:
+    config = SimulationConfig(
+        customers=customers, days=days, seed=seed, start=datetime(2026, 2, 1, tzinfo=UTC)
+    )
+    return list(simulate(config))
+
+
+def as_messages(
+    topics: Topics, events: Iterable[Event], offsets: dict[tuple[str, int], int]
+) -> list[RawMessage]:
+    """Messages as Kafka would deliver them: keyed by customer, offsets per partition."""
+    messages = []
+    for event in events:
+        topic = topics.for_kind(event.topic_kind)
+        partition = zlib.crc32(event.customer_id.encode()) % PARTITIONS
+        offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
+        messages.append(
+            RawMessage(topic, partition, offset, event.customer_id.encode(), encode_event(event))
+        )
+    return messages
+
+
+def batches(messages: Sequence[RawMessage], size: int) -> Iterable[list[RawMessage]]:
+    for start in range(0, len(messages), size):
+        yield list(messages[start : start + size])
+
+
+def offline(events: Iterable[Event], retention_days: int) -> dict[str, CustomerAggregates]:
+    states: dict[str, CustomerAggregates] = {}
+    for event in events:
+        states.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(
+            event, retention_days
+        )
+    return states
+
+
+def stored(
+    settings: Settings, client: redis.Redis, customer_ids: Iterable[str]
+) -> dict[str, CustomerAggregates]:
+    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    return {cid: c.aggregates for cid, c in store.load_customers(sorted(customer_ids)).items()}
+
+
+def processor(settings: Settings, client: redis.Redis, producer: EventProducer) -> BatchProcessor:
+    model = recency_model()
+    return BatchProcessor(
+        settings,
+        FeatureStore(client, Keys(settings.redis_key_prefix)),
+        producer,
+        lambda: model,
+        clock=lambda: NOW,
+    )
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterable[EventProducer]:
+    with EventProducer(settings) as p:
+        yield p
+
+
+def test_redis_state_equals_offline_computation(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated()
+    worker = processor(settings, redis_client, producer)
+    for batch in batches(as_messages(worker.topics, events, {}), 500):
+        worker.process(batch)
+
+    expected = offline(events, settings.retention_days)
+    got = stored(settings, redis_client, expected)
+    assert {cid: a.snapshot() for cid, a in got.items()} == {
+        cid: a.snapshot() for cid, a in expected.items()
+    }
+    t = int(NOW)
+    ids = sorted(expected)
+    online_features = feature_matrix([got[c] for c in ids], t)
+    assert (online_features == feature_matrix([expected[c] for c in ids], t)).all()
+    assert online_features.any()
+    # every touched customer has a score, band and the model version
+    for cid in expected:
+        fields = redis_client.hgetall(Keys(settings.redis_key_prefix).customer(cid))
+        assert fields[b"model_version"] == b"test-recency-1"
+        assert fields[b"band"] in (b"low", b"medium", b"high")
+    assert redis_client.zcard(Keys(settings.redis_key_prefix).risk) == len(expected)
+
+
+def test_events_shuffled_within_customers_give_the_same_state(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(seed=4)
+    rng = random.Random(9)
+    # Delay each event by up to 30 days of arrival, keeping events of different customers
+    # interleaved: arrival order differs from event-time order within every customer.
+    arrival = sorted(events, key=lambda e: e.event_time + timedelta(days=rng.uniform(0, 30)))
+    assert arrival != events
+    worker = processor(settings, redis_client, producer)
+    for batch in batches(as_messages(worker.topics, arrival, {}), 300):
+        worker.process(batch)
+
+    in_order = offline(events, settings.retention_days)
+    got = stored(settings, redis_client, in_order)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in in_order.items()
+    }
+
+
+def test_redelivered_batches_and_replays_change_nothing(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=25, seed=5)
+    worker = processor(settings, redis_client, producer)
+    offsets: dict[tuple[str, int], int] = {}
+    messages = as_messages(worker.topics, events, offsets)
+    for batch in batches(messages, 400):
+        worker.process(batch)
+    keys = Keys(settings.redis_key_prefix)
+    before = {
+        k: redis_client.hgetall(k) for k in redis_client.scan_iter(match=keys.customer_pattern())
+    }
+
+    # 1. a crash before the offset commit: the same messages are delivered again
+    redelivered = processor(settings, redis_client, producer)  # a restarted worker: empty memory
+    reports = [redelivered.process(batch) for batch in batches(messages, 400)]
+    assert sum(r.fenced for r in reports) == len(messages)
+    assert sum(r.applied for r in reports) == 0
+
+    # 2. a replay: the same events produced again, at new offsets
+    replayed = as_messages(worker.topics, events, offsets)
+    reports = [worker.process(batch) for batch in batches(replayed, 400)]
+    assert sum(r.duplicates for r in reports) == len(events)
+    assert sum(r.applied for r in reports) == 0
+
+    after = {
+        k: redis_client.hgetall(k) for k in redis_client.scan_iter(match=keys.customer_pattern())
+    }
+    strip = ("scored_at",)  # replays re-score (same score, later time); the state is untouched
+    assert {
+        k: {f: v for f, v in h.items() if f.decode() not in strip} for k, h in after.items()
+    } == {k: {f: v for f, v in h.items() if f.decode() not in strip} for k, h in before.items()}
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=5, days=3, seed=6)
+    worker = processor(settings, redis_client, producer)
+    good = as_messages(worker.topics, events, {})
+    topic = worker.topics.activity
+    bad_values = {
+        "invalid_json": b"{not json",
+        "missing_field": b'{"type":"like","event_id":"x1","event_time":"2026-02-02T00:00:00Z","payload":{}}',
+        "invalid_value": b'{"type":"like","event_id":"x2","customer_id":7,"event_time":"2026-02-02T00:00:00Z","payload":{}}',
+        "unknown_type": b'{"type":"warp","event_id":"x3","customer_id":"C1","event_time":"2026-02-02T00:00:00Z","payload":{}}',
+        "future_time": b'{"type":"like","event_id":"x4","customer_id":"C1","event_time":"2031-02-02T00:00:00Z","payload":{}}',
+        "past_time": b'{"type":"like","event_id":"x5","customer_id":"C1","event_time":"1999-02-02T00:00:00Z","payload":{}}',
+        "wrong_topic": encode_event(next(e for e in events if e.type == "purchase")),
+    }
+    bad = [
+        RawMessage(topic, 0, 10_000 + i, b"C1", value)
+        for i, value in enumerate(bad_values.values())
+    ]
+    mixed = good[:50] + bad + good[50:]
+    report = worker.process(mixed)
+
+    assert report.dead_letters == len(bad)
+    assert report.applied == len(good)
+    letters = read_topic(settings, worker.topics.dlq, len(bad))
+    from core.dlq import DeadLetter
+
+    parsed = [DeadLetter.from_headers(value, key, headers) for key, value, _, headers in letters]
+    assert sorted(letter.code for letter in parsed) == sorted(bad_values)
+    for letter in parsed:
+        assert letter.source_topic == topic and letter.source_partition == 0
+        assert letter.value == bad_values[letter.code]
+        assert letter.reason
+    expected = offline(events, settings.retention_days)
+    got = stored(settings, redis_client, expected)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in expected.items()
+    }
