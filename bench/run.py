@@ -1,8 +1,9 @@
 """``make bench``: run the benchmarks and write bench/results/*.json and summary.json.
 
-Usage: ``python -m bench.run [--only NAME ...] [--events N]``. Kafka and Redis are the
-ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set, else the local stack
-(started for the run and stopped after, unless it was already running).
+Usage: ``python -m bench.run [--only NAME ...] [--events N] [--worker-events N]
+[--worker-py-spy PATH]``. Kafka and Redis are the ones named by ``KAFKA_BOOTSTRAP_SERVERS``
+/ ``REDIS_URL`` when set, else the local stack (started for the run and stopped after,
+unless it was already running).
 """
 
 from __future__ import annotations
@@ -11,17 +12,28 @@ import argparse
 import json
 import logging
 
-from bench import producer_bench
+from bench import producer_bench, worker_bench
 from core.logging import configure_logging
 from core.settings import get_settings
 
-BENCHMARKS = {"producer": lambda args: producer_bench.run(events=args.events)}
+BENCHMARKS = {
+    "producer": lambda args: producer_bench.run(events=args.events),
+    "worker": lambda args: worker_bench.run(events=args.worker_events, py_spy=args.worker_py_spy),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="benchmarks to run")
     parser.add_argument("--events", type=int, default=1_000_000, help="events per producer run")
+    parser.add_argument(
+        "--worker-events", type=int, default=200_000, help="events the worker benchmark consumes"
+    )
+    parser.add_argument(
+        "--worker-py-spy",
+        metavar="PATH",
+        help="a py-spy binary: also sample one worker run with it (off by default)",
+    )
     args = parser.parse_args()
     configure_logging(get_settings())
     for name in args.only or sorted(BENCHMARKS):

@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_RETENTION_DAYS"),
         description="Days of day tiles kept per customer, counted back from their newest event.",
     )
+    worker_engine: Literal["batch", "faust"] = Field(
+        "batch",
+        validation_alias=_env("CHURN_WORKER_ENGINE"),
+        description="How the worker reads Kafka: 'batch' (confluent-kafka micro-batches, "
+        "fast) or 'faust' (Faust agent with stream.take_events).",
+    )
     batch_size: int = Field(
         1000,
         ge=1,

@@ -6,13 +6,17 @@ Everything the agent and timers do lives in plain classes (:mod:`stream.batch`,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
+import mode
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,6 +28,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from stream.batch import BatchProcessor, RawMessage
+from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
 from stream.rescore import rescore_stale_customers
 
@@ -105,10 +110,16 @@ def _credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings) -> faust.App:
-    """The worker app for ``settings``; its parts are created when the worker starts."""
-    topics = Topics.from_settings(settings)
+    """The worker app for ``settings``; its parts are created when the worker starts.
+
+    With the 'batch' engine the input topics are read by a consumer in the group
+    ``CHURN_CONSUMER_GROUP`` and the Faust app itself (timers, web) uses its own group.
+    """
+    app_id = settings.consumer_group
+    if settings.worker_engine == "batch":
+        app_id = f"{settings.consumer_group}-app"
     app = faust.App(
-        settings.consumer_group,
+        app_id,
         broker=_broker_url(settings),
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -125,14 +136,6 @@ def create_app(settings: Settings) -> faust.App:
         web_host="127.0.0.1",
         datadir=str(settings.run_dir / "worker"),
     )
-    source = app.topic(
-        topics.activity,
-        topics.transactions,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
     state: dict[str, WorkerRuntime] = {}
 
     def runtime() -> WorkerRuntime:
@@ -140,29 +143,10 @@ def create_app(settings: Settings) -> faust.App:
             state["runtime"] = WorkerRuntime(settings)
         return state["runtime"]
 
-    @app.agent(source, name="apply_events")
-    async def apply_events(stream: faust.StreamT[bytes]) -> None:
-        """Apply each micro-batch to Redis before its events are acknowledged."""
-        within = settings.batch_within_ms / 1000
-        async for events in stream.take_events(settings.batch_size, within=within):
-            messages = [
-                RawMessage(
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    key=e.message.key,
-                    value=e.message.value,
-                )
-                for e in events
-            ]
-            try:
-                runtime().process(messages)
-            except Exception:
-                # process() retries transient failures itself; anything else is a bug.
-                # Exit before Faust acknowledges the batch: it is applied after a restart.
-                log.critical("unexpected error applying a batch; exiting", exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_UNEXPECTED_ERROR)
+    if settings.worker_engine == "faust":
+        _add_faust_agent(app, settings, runtime)
+    else:
+        app.service(_batch_ingest_service(settings, runtime))
 
     @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)
     async def rescore_silent_customers() -> None:
@@ -192,3 +176,75 @@ def create_app(settings: Settings) -> faust.App:
         return web.json({"status": "ok"})
 
     return app
+
+
+def _add_faust_agent(
+    app: faust.App, settings: Settings, runtime: Callable[[], WorkerRuntime]
+) -> None:
+    """The 'faust' engine: an agent reading both topics with ``stream.take_events``."""
+    topics = Topics.from_settings(settings)
+    source = app.topic(
+        topics.activity,
+        topics.transactions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(source, name="apply_events")
+    async def apply_events(stream: faust.StreamT[bytes]) -> None:
+        """Apply each micro-batch to Redis before its events are acknowledged."""
+        within = settings.batch_within_ms / 1000
+        async for events in stream.take_events(settings.batch_size, within=within):
+            messages = [
+                RawMessage(
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    key=e.message.key,
+                    value=e.message.value,
+                )
+                for e in events
+            ]
+            try:
+                runtime().process(messages)
+            except Exception:
+                _exit_on_bug()
+
+
+def _batch_ingest_service(
+    settings: Settings, runtime: Callable[[], WorkerRuntime]
+) -> type[mode.Service]:
+    """The 'batch' engine: a confluent-kafka consumer in its own thread, started and
+    stopped with the app (see :mod:`stream.batch_consumer`)."""
+
+    class BatchIngest(mode.Service):
+        async def on_start(self) -> None:
+            self._stop = threading.Event()
+            worker = runtime()
+            consumer = BatchConsumer(settings, worker.processor, worker.store)
+            self._thread = threading.Thread(
+                target=self._consume, args=(consumer,), name="batch-consumer", daemon=True
+            )
+            self._thread.start()
+
+        def _consume(self, consumer: BatchConsumer) -> None:
+            try:
+                consumer.run(self._stop)
+            except Exception:
+                _exit_on_bug()
+
+        async def on_stop(self) -> None:
+            self._stop.set()
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 60)
+
+    return BatchIngest
+
+
+def _exit_on_bug() -> None:
+    # process() retries transient failures itself; anything else is a bug. Exit before
+    # the batch is acknowledged: it is applied after a restart.
+    log.critical("unexpected error applying a batch; exiting", exc_info=True)
+    logging.shutdown()
+    os._exit(EXIT_UNEXPECTED_ERROR)

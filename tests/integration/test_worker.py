@@ -40,10 +40,16 @@ pytestmark = pytest.mark.integration
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=20)
 
 
-@pytest.fixture
-def worker_settings(settings: Settings) -> Settings:
+@pytest.fixture(params=["batch", "faust"])
+def worker_settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every test runs against both ingestion engines."""
     return settings.model_copy(
-        update={"rescore_after_seconds": 2, "rescore_tick_seconds": 0.5, "model_check_seconds": 0.5}
+        update={
+            "worker_engine": request.param,
+            "rescore_after_seconds": 2,
+            "rescore_tick_seconds": 0.5,
+            "model_check_seconds": 0.5,
+        }
     )
 
 
@@ -193,3 +199,32 @@ def test_silent_customers_are_rescored_on_the_timer_and_their_risk_rises(
     assert rescored == len(before)
     after = dict(redis_client.zrange(keys.risk, 0, -1, withscores=True))
     assert all(after[c] > before[c] for c in before)
+
+
+def test_a_new_champion_is_picked_up_without_a_restart_or_lost_events(
+    worker: WorkerProcess, worker_settings: Settings, redis_client: redis.Redis
+) -> None:
+    events = events_of(customers=30, days=12, seed=16)
+    half = len(events) // 2
+    produce(worker_settings, events[:half])
+    wait_drained(worker_settings)
+    keys = Keys(worker_settings.redis_key_prefix)
+    first_customers = {e.customer_id for e in events[:half]}
+    versions = {redis_client.hget(keys.customer(c), "model_version") for c in first_customers}
+    assert versions == {recency_model().version.encode()}
+
+    registry = ModelRegistry(worker_settings, redis_client)
+    new = recency_model(version="test-recency-2")
+    registry.promote(registry.register(new, metrics={}, training={}).version)
+    time.sleep(1.5)  # the worker checks the champion every 0.5 s
+    produce(worker_settings, events[half:])
+    wait_drained(worker_settings)
+
+    pid_before = worker.process.pid if worker.process else None
+    assert worker.process is not None and worker.process.poll() is None
+    assert worker.process.pid == pid_before
+    later_customers = {e.customer_id for e in events[half:]}
+    versions = {redis_client.hget(keys.customer(c), "model_version") for c in later_customers}
+    assert versions == {b"test-recency-2"}
+    customers = sorted({e.customer_id for e in events})
+    assert online_state(worker_settings, customers) == offline_state(events, worker_settings)
