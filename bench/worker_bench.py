@@ -9,9 +9,10 @@ are deleted again at the end. The phases, in order:
    champion model registered and promoted first, consumes ``events`` simulated events
    produced beforehand. The clock starts when the first applied batch shows up in Redis
    (a partition fence moves; the events that batch already applied are subtracted) and
-   stops when every fence has reached the end of its partition. Run twice: 20,000
-   simulated customers (the headline) and 2,000 customers (``worker_eps_skewed``: ~100
-   events per customer, fewer customers per batch).
+   stops when every fence has reached the end of its partition. Run on 20,000 simulated
+   customers (the headline), on 2,000 customers (``worker_eps_skewed``: ~100 events per
+   customer, fewer customers per batch) and, when the default engine is not Faust's, on
+   the 20,000 again with ``CHURN_WORKER_ENGINE=faust`` (``worker_eps_faust_engine``).
 2. ``e2e_p50_ms`` / ``e2e_p99_ms`` — the same worker, caught up, while events are produced
    at ``e2e_rate`` per second for ``e2e_seconds``: every ``sample_every``-th event goes to
    a customer of its own (warmed up beforehand, so only that event is in flight for them)
@@ -89,7 +90,8 @@ PARTITIONS_OF = tuple[str, int]
 _SETTINGS_PASSED = (
     "kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
     "redis_key_prefix", "run_dir", "consumer_group", "model_dir", "worker_web_port",
-)  # fmt: skip
+    "batch_size", "batch_within_ms",
+) + (("worker_engine",) if "worker_engine" in Settings.model_fields else ())  # fmt: skip
 
 MODEL_CACHE = DATA_DIR / "worker-bench-model.json"
 _FENCE_POLL_S = 0.005
@@ -189,16 +191,21 @@ class WorkerProcess:
             return False
 
     def metrics(self) -> dict[str, float]:
-        """The worker's Prometheus samples, summed over labels, by sample name."""
+        """The worker's Prometheus samples, summed over labels other than a histogram's
+        ``le``, by sample name (buckets as ``name{le=...}``)."""
         with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
             text = response.read().decode()
         totals: dict[str, float] = defaultdict(float)
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name.endswith("_bucket"):
-                    continue
-                totals[sample.name] += sample.value
+                name = sample.name
+                if name.endswith("_bucket"):
+                    name = f"{name}{{le={sample.labels['le']}}}"
+                totals[name] += sample.value
         return dict(totals)
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
@@ -306,11 +313,16 @@ def read_messages(settings: Settings, ends: dict[PARTITIONS_OF, int]) -> list[Ra
     return messages
 
 
-def delete_topics(bootstrap: Settings, prefixes: Sequence[str]) -> None:
+def delete_topics(bootstrap: Settings, prefixes: Sequence[str], groups: Sequence[str] = ()) -> None:
+    """Delete the four topics of each prefix and Faust's internal topics of each group."""
     admin = AdminClient(client_config(bootstrap))
-    names = [t for p in prefixes for t in Topics.from_prefix(p).all()]
+    names = {t for p in prefixes for t in Topics.from_prefix(p).all()}
     existing = set(admin.list_topics(timeout=10).topics)
-    doomed = [n for n in names if n in existing]
+    doomed = [
+        n
+        for n in existing
+        if n in names or any(n.startswith(f"{g}-") and "__assignor" in n for g in groups)
+    ]
     if doomed:
         for future in admin.delete_topics(doomed, operation_timeout=30).values():
             with suppress(Exception):
@@ -414,12 +426,12 @@ def fences_applied(store: FeatureStore, ends: dict[PARTITIONS_OF, int]) -> tuple
 
 
 def worker_throughput(
-    base: Settings, root: Path, stack: ExitStack, data: Input, model: LinearModel
+    base: Settings, root: Path, stack: ExitStack, data: Input, model: LinearModel, tag: str
 ) -> WorkerRun:
     """Produce ``data``, start a worker, time it from its first applied batch to drained.
     The worker is left running (stopped by ``stack``)."""
-    settings = isolated(base, f"w{data.name[:3]}", root)
-    stack.callback(delete_topics, base, [settings.topic_prefix])
+    settings = isolated(base, tag, root)
+    stack.callback(delete_topics, base, [settings.topic_prefix], [settings.consumer_group])
     stack.callback(drop_keys, connect_redis(base), [settings.redis_key_prefix])
     promote_champion(settings, model)
     produce_s = produce_lines(settings, data.lines)
@@ -429,7 +441,7 @@ def worker_throughput(
     rclient = connect_redis(settings)
     worker = WorkerProcess(settings, root / f"worker-{settings.redis_key_prefix}.log")
     stack.callback(worker.stop)
-    log.info("worker start input=%s events=%d", data.name, total)
+    log.info("worker start input=%s events=%d engine=%s", data.name, total, engine_of(settings))
     worker.start()
     # Wait for the first applied batch (a fence moves), then time until drained.
     deadline = time.monotonic() + 120
@@ -437,14 +449,14 @@ def worker_throughput(
         applied0, drained = fences_applied(store, ends)
         if applied0 > 0:
             break
-        if time.monotonic() > deadline or worker.process.poll() is not None:  # type: ignore[union-attr]
+        if time.monotonic() > deadline or worker.exited():
             raise RuntimeError(f"worker applied nothing: {worker.log_tail()}")
         time.sleep(_FENCE_POLL_S)
     t0 = time.perf_counter()
     cpu0, redis0, busy0 = worker.cpu_seconds(), redis_cpu_seconds(rclient), machine_busy_seconds()
     deadline = time.monotonic() + 600
     while not drained:
-        if time.monotonic() > deadline or worker.process.poll() is not None:  # type: ignore[union-attr]
+        if time.monotonic() > deadline or worker.exited():
             raise RuntimeError(f"worker did not drain: {worker.log_tail()}")
         time.sleep(_FENCE_POLL_S)
         _, drained = fences_applied(store, ends)
@@ -456,6 +468,7 @@ def worker_throughput(
     in_process = metrics.get("churn_worker_batch_duration_seconds_sum", 0.0)
     scored = metrics.get("churn_worker_scores_total", 0.0)
     figures = {
+        "engine": engine_of(settings),
         "eps": round((total - applied0) / elapsed),
         "events": total,
         "timed_events": total - applied0,
@@ -485,6 +498,10 @@ def worker_throughput(
 # --- 2. end-to-end latency --------------------------------------------------------------
 
 
+def engine_of(settings: Settings) -> str:
+    return str(getattr(settings, "worker_engine", "faust"))
+
+
 def e2e_latency(
     run: WorkerRun,
     background_customers: Sequence[str],
@@ -492,7 +509,11 @@ def e2e_latency(
     seconds: float,
     sample_every: int,
     poll_interval: float = 0.002,
+    warm_customers: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """Latency from send to applied-and-scored (see the module docstring). With
+    ``warm_customers``, each of them gets one event in the warm-up too (a restarted
+    worker's memory is cold; live traffic would have loaded them long ago)."""
     settings = run.settings
     keys = Keys(settings.redis_key_prefix)
     uid = uuid.uuid4().hex[:6]
@@ -502,8 +523,8 @@ def e2e_latency(
     # Warm-up: one event a day ago for every sampled customer, so a sampled event lands on
     # an existing customer (in Redis and in the worker's memory), like live traffic does.
     day_ago = datetime.now(UTC) - timedelta(days=1)
-    for i, cid in enumerate(samples):
-        producer.send(play(f"warm-{uid}-{i}", cid, day_ago - timedelta(seconds=i)))
+    for i, cid in enumerate([*samples, *warm_customers]):
+        producer.send(play(f"warm-{uid}-{i}", cid, day_ago - timedelta(seconds=i % 3600)))
     if producer.flush(60):
         raise RuntimeError("warm-up events not delivered")
     wait_drained(settings, timeout=120)
@@ -533,6 +554,7 @@ def e2e_latency(
                 polls[0] += 1
             stop.wait(poll_interval)
 
+    metrics0 = run.worker.metrics()
     poller = threading.Thread(target=poll_loop, name="e2e-poller", daemon=True)
     poller.start()
     rng = np.random.default_rng(5)
@@ -571,6 +593,22 @@ def e2e_latency(
         stop.set()
         poller.join(timeout=10)
     lost = len(pending)
+    metrics1 = run.worker.metrics()
+    batches = metrics1["churn_worker_batch_duration_seconds_count"] - metrics0.get(
+        "churn_worker_batch_duration_seconds_count", 0
+    )
+    busy = metrics1["churn_worker_batch_duration_seconds_sum"] - metrics0.get(
+        "churn_worker_batch_duration_seconds_sum", 0
+    )
+    events = metrics1["churn_worker_batch_size_events_sum"] - metrics0.get(
+        "churn_worker_batch_size_events_sum", 0
+    )
+    bucket = "churn_worker_batch_duration_seconds_bucket{le="
+    histogram = {
+        name[len(bucket) : -1]: int(value - metrics0.get(name, 0))
+        for name, value in metrics1.items()
+        if name.startswith(bucket)
+    }
     ms = np.array(latencies) * 1000
     return {
         "e2e_p50_ms": round(float(np.percentile(ms, 50)), 1),
@@ -583,6 +621,13 @@ def e2e_latency(
         "events_sent": total,
         "target_rate_eps": rate,
         "achieved_send_rate_eps": round(total / send_seconds),
+        "worker_during_phase": {
+            "batches": int(batches),
+            "mean_batch_events": round(events / batches, 1) if batches else None,
+            "mean_ms_in_process_per_batch": round(1000 * busy / batches, 1) if batches else None,
+            "batches_per_second": round(batches / send_seconds, 1),
+            "batches_taking_at_most_seconds": histogram,
+        },
         "poll_rounds": polls[0],
         "poll_interval_ms": poll_interval * 1000,
         "sample_every": sample_every,
@@ -656,7 +701,8 @@ _STAGES = (
 
 def profile_summary(profile: cProfile.Profile, top: int = 10) -> dict[str, Any]:
     stats = pstats.Stats(profile)
-    table = cast(dict[tuple[str, int, str], tuple[int, int, float, float, Any]], stats.stats)  # type: ignore[attr-defined]
+    Row = tuple[int, int, float, float, Any]  # (primitive calls, calls, self, cum, callers)
+    table = cast(dict[tuple[str, int, str], Row], stats.stats)  # type: ignore[attr-defined]
     total = stats.total_tt  # type: ignore[attr-defined]
 
     def where(key: tuple[str, int, str]) -> str:
@@ -702,8 +748,12 @@ def naive_increments(event: Event) -> list[Any]:
     elif event.type == "session_end":
         args += ["session_seconds", int(payload.duration_s)]  # type: ignore[attr-defined]
     elif event.type in ("purchase", "refund"):
-        cents = round(sum(i.unit_price * i.quantity for i in payload.items) * 100)  # type: ignore[attr-defined]
-        args += [f"{'revenue' if event.type == 'purchase' else 'refund'}_cents", cents]
+        cents = round(payload.amount * 100)  # type: ignore[attr-defined]
+        items = int(payload.quantity)  # type: ignore[attr-defined]
+        if event.type == "purchase":
+            args += ["revenue_cents", cents, "items", items]
+        else:
+            args += ["refund_cents", cents, "refund_items", items]
     return args
 
 
@@ -855,50 +905,72 @@ def _text(value: Any) -> str:
 # --- py-spy -----------------------------------------------------------------------------
 
 
-def py_spy_summary(raw: Path, top: int = 15) -> dict[str, Any]:
-    """Self and inclusive sample shares from ``py-spy record -f raw`` output."""
-    self_counts: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
+_WATCHED_FRAMES = (
+    "BatchProcessor.process (stream/batch.py)",
+    "BatchProcessor._current_fences (stream/batch.py)",
+    "BatchProcessor._decode (stream/batch.py)",
+    "BatchProcessor._apply (stream/batch.py)",
+    "FeatureStore.load_customers (core/store.py)",
+    "BatchProcessor._score (stream/batch.py)",
+    "BatchProcessor._publish (stream/batch.py)",
+    "FeatureStore.commit_batch (core/store.py)",
+    "FeatureStore._queue_customers (core/store.py)",
+    "BatchProcessor._observe (stream/batch.py)",
+    "BatchConsumer._valid (stream/batch_consumer.py)",
+    "BatchConsumer._commit (stream/batch_consumer.py)",
+)
+
+
+def py_spy_summary(raw: Path, top: int = 12) -> dict[str, Any]:
+    """Per thread: sample share, busiest leaf lines, and the inclusive share of the
+    worker's stages, from ``py-spy record --threads --idle -f raw`` output."""
+    threads: dict[str, dict[str, Counter[str]]] = defaultdict(
+        lambda: {"self": Counter(), "inclusive": Counter()}
+    )
+    sizes: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
-        frames = [_frame_name(f) for f in stack.split(";")]
-        self_counts[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
+        head, *frames = stack.split(";")
+        thread = head.split(": ", 1)[-1] if head.startswith("thread") else "?"
+        if not frames:
+            continue
+        sizes[thread] += count
+        threads[thread]["self"][_frame_name(frames[-1], keep_line=True)] += count
+        for name in {_frame_name(f) for f in frames}:
+            threads[thread]["inclusive"][name] += count
+    total = sum(sizes.values())
     if not total:
         return {"samples": 0}
-
-    def share(counter: Counter[str]) -> list[str]:
-        return [f"{100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
-
-    watched = (
-        "process (stream/batch.py)",
-        "_decode (stream/batch.py)",
-        "_apply (stream/batch.py)",
-        "load_customers (core/store.py)",
-        "_score (stream/batch.py)",
-        "_publish (stream/batch.py)",
-        "commit_batch (core/store.py)",
-        "apply_events (stream/app.py)",
-    )
-    return {
-        "samples": total,
-        "top_self": share(self_counts),
-        "top_inclusive": share(inclusive),
-        "watched_inclusive": {name: round(inclusive.get(name, 0) / total, 3) for name in watched},
-    }
+    summary: dict[str, Any] = {"samples": total, "threads": {}}
+    for thread, n in sizes.most_common():
+        if n < total * 0.01:
+            continue
+        counters = threads[thread]
+        summary["threads"][thread] = {
+            "share_of_samples": round(n / total, 3),
+            "top_self": [
+                f"{100 * c / n:5.1f}%  {name}" for name, c in counters["self"].most_common(top)
+            ],
+            "stages_inclusive": {
+                name: round(counters["inclusive"][name] / n, 3)
+                for name in _WATCHED_FRAMES
+                if counters["inclusive"][name]
+            },
+        }
+    return summary
 
 
-def _frame_name(frame: str) -> str:
-    """``func (path/to/file.py:123)`` -> ``func (short/file.py)``."""
+def _frame_name(frame: str, keep_line: bool = False) -> str:
+    """``func (path/to/file.py:123)`` -> ``func (short/file.py)`` (or ``…file.py:123``)."""
     name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
+    where = where.rstrip(")")
+    path, _, line = where.rpartition(":") if ":" in where else (where, "", "")
     path = path.replace(str(REPO_ROOT) + "/", "").split("site-packages/")[-1]
+    if keep_line and line:
+        path = f"{path}:{line}"
     return f"{name} ({path})" if path else name
 
 
@@ -912,7 +984,7 @@ def profiled_worker_run(
     seconds: int = 8,
 ) -> dict[str, Any]:
     settings = isolated(base, "wspy", root)
-    stack.callback(delete_topics, base, [settings.topic_prefix])
+    stack.callback(delete_topics, base, [settings.topic_prefix], [settings.consumer_group])
     stack.callback(drop_keys, connect_redis(base), [settings.redis_key_prefix])
     promote_champion(settings, model)
     produce_lines(settings, data.lines)
@@ -925,7 +997,7 @@ def profiled_worker_run(
         time.sleep(_FENCE_POLL_S)
     raw = root / "py-spy.raw"
     command = [py_spy, "record", "-p", str(worker.pid), "-d", str(seconds), "--idle",
-               "-f", "raw", "-o", str(raw)]  # fmt: skip
+               "--threads", "-f", "raw", "-o", str(raw)]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=seconds + 60)
     _, drained = fences_applied(store, ends)
     summary = py_spy_summary(raw)
@@ -945,6 +1017,9 @@ def profiled_worker_run(
 def run(
     events: int = 200_000,
     naive_events: int = 20_000,
+    faust_events: int = 60_000,
+    short_within_ms: int = 20,
+    short_e2e_seconds: float = 15.0,
     e2e_rate: int = 2_000,
     e2e_seconds: float = 30.0,
     sample_every: int = 20,
@@ -955,20 +1030,49 @@ def run(
     uniform = uniform_input(events)
     skewed = skewed_input(events)
     details: dict[str, Any] = {}
-    with services() as svc, ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+    with services() as svc, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         base = svc.settings
         root = Path(tmp)
         batch = base.batch_size
 
         # 1 + 2: the worker on the uniform input, then latency with it caught up.
-        main = worker_throughput(base, root, stack, uniform, model)
+        main = worker_throughput(base, root, stack, uniform, model, "wuni")
         customers = sorted({e.customer_id for e in uniform.events})
         log.info("e2e latency rate=%d seconds=%.0f", e2e_rate, e2e_seconds)
         latency = e2e_latency(main, customers, e2e_rate, e2e_seconds, sample_every)
         main.worker.stop()
+        # 2b: the same with a worker (restarted on the same topics and keys, its memory
+        # warmed up again) that waits at most ``short_within_ms`` to fill a batch.
+        short = main.settings.model_copy(update={"batch_within_ms": short_within_ms})
+        short_worker = WorkerProcess(short, root / "worker-short-within.log")
+        stack.callback(short_worker.stop)
+        short_worker.start()
+        log.info("e2e latency batch_within_ms=%d", short_within_ms)
+        latency_short = e2e_latency(
+            WorkerRun(short, short_worker, main.ends),
+            customers,
+            e2e_rate,
+            short_e2e_seconds,
+            sample_every,
+            warm_customers=customers,
+        )
+        short_worker.stop()
         # 1b: the skewed input.
-        skew = worker_throughput(base, root, stack, skewed, model)
+        skew = worker_throughput(base, root, stack, skewed, model, "wskw")
         skew.worker.stop()
+        # 1c: the Faust agent engine on the start of the uniform input (it is much slower,
+        # so fewer events keep the run short), when the default engine is another one.
+        faust_run = None
+        if engine_of(base) != "faust":
+            faust_settings = base.model_copy(update={"worker_engine": "faust"})
+            head = min(events, faust_events)
+            faust_input = Input(
+                "uniform",
+                f"the first {head:,} events of the uniform input",
+                uniform.events[:head],
+            )
+            faust_run = worker_throughput(faust_settings, root, stack, faust_input, model, "wfst")
+            faust_run.worker.stop()
 
         # 3: the BatchProcessor alone on the uniform run's messages (the topics now also
         # hold the latency phase's events: only offsets below the first run's ends count).
@@ -1014,6 +1118,7 @@ def run(
     figures = {
         "worker_eps": worker_eps,
         "worker_eps_skewed": skew.figures["eps"],
+        **({"worker_eps_faust_engine": faust_run.figures["eps"]} if faust_run else {}),
         "worker_naive_eps": round(naive_eps),
         "worker_speedup_vs_naive": round(worker_eps / naive_eps, 1),
         "worker_batch_eps": round(bp_eps),
@@ -1039,6 +1144,7 @@ def run(
             "partitions_per_input_topic": base.topic_partitions,
         },
         "worker_settings": {
+            "engine": engine_of(base),
             "batch_size": base.batch_size,
             "batch_within_ms": base.batch_within_ms,
             "note": "defaults; only topic/key prefixes, consumer group, web port, model and "
@@ -1051,6 +1157,7 @@ def run(
             "eps_from_healthy counts all events from the moment /health answered",
             "uniform": main.figures,
             "skewed": skew.figures,
+            "uniform_faust_engine": faust_run.figures if faust_run else None,
         },
         "e2e": {
             **latency,
@@ -1060,6 +1167,13 @@ def run(
             "'last_event_time' score field (pipelined HGET, one round every ~2 ms); latency "
             "= first poll that sees the event's time minus the moment before send(). "
             "Resolution: the poll interval plus one round trip (~2-3 ms, overstating).",
+        },
+        "e2e_short_batch_within": {
+            **latency_short,
+            "batch_within_ms": short_within_ms,
+            "method": "as e2e, for a worker restarted with CHURN_BATCH_WITHIN_MS="
+            f"{short_within_ms} (everything else default) after one warm-up event for each "
+            "customer of the uniform run; not a headline figure, it shows the setting's effect",
         },
         "batch_processor": {
             "eps": round(bp_eps),

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from core.events import Event
+from core.events import ACTIVITY_TYPES, Event
 
 DAY_SECONDS = 86_400
 
@@ -56,24 +56,8 @@ COUNTERS: tuple[str, ...] = (
 N_COUNTERS = len(COUNTERS)
 C = {name: index for index, name in enumerate(COUNTERS)}
 
-ACTIVITY_COUNTERS = tuple(
-    C[name]
-    for name in (
-        "session_start",
-        "page_view",
-        "play",
-        "like",
-        "dislike",
-        "add_friend",
-        "add_to_playlist",
-        "help",
-        "error",
-        "upgrade",
-        "downgrade",
-        "cancellation",
-        "session_end",
-    )
-)
+# One counter per activity event type, named after the type: together, "activity events".
+ACTIVITY_COUNTERS = tuple(C[event_type] for event_type in ACTIVITY_TYPES)
 
 NEVER = -1  # epoch-seconds marker for "no such event yet"
 

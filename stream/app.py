@@ -46,6 +46,8 @@ class WorkerRuntime:
         client = connect_redis(settings)
         self.store = FeatureStore(client, Keys(settings.redis_key_prefix))
         self.producer = EventProducer(settings, create_topics=False)
+        # The timer runs beside the batch thread: it gets its own producer and counters.
+        self.rescore_producer = EventProducer(settings, create_topics=False)
         self.models = ChampionWatcher(
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
@@ -70,7 +72,7 @@ class WorkerRuntime:
         return rescore_stale_customers(
             self.store,
             model,
-            self.producer,
+            self.rescore_producer,
             self.topics,
             now=time.time(),
             older_than_seconds=self.settings.rescore_after_seconds,

@@ -1,0 +1,184 @@
+"""What the worker wrote: the at-risk board, read from Redis (and the lag from Kafka)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from rich.console import Console
+
+from churnstream.demo.worker_child import WorkerChild
+from core.kafka_client import client_config
+from core.keys import Keys
+from core.model import BandCutoffs
+from core.redis_client import connect_redis
+from core.registry import ChampionPointer, ModelRegistry, RegistryError
+from core.settings import Settings
+from core.topics import Topics
+
+TOP_N = 10
+
+
+# The top customers with their score fields, in the same round trip as the counts. The
+# demo's Redis is the local single server, where a script may build key names.
+_TOP_SCRIPT = """
+local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local rows = {}
+for i = 1, #ids, 2 do
+  local key = ARGV[1] .. ids[i] .. ARGV[2]
+  local f = redis.call('HMGET', key, 'band', 'model_version', 'scored_at', 'last_event_time')
+  rows[#rows + 1] = {ids[i], ids[i + 1], f[1], f[2], f[3], f[4]}
+end
+return rows
+"""
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    customer_id: str
+    score: float
+    band: str
+    model_version: str
+    scored_at: float | None
+    last_event_time: int | None
+
+
+@dataclass
+class Snapshot:
+    """What the worker has written to Redis, and how far behind the stream it is."""
+
+    scored: int = 0
+    bands: dict[str, int] | None = None  # by the champion's cut-offs; None without one
+    top: list[AtRisk] = field(default_factory=list)
+    champion: str | None = None
+    lag: int | None = None  # input events not yet applied; None when unknown
+    applied_any: bool = False
+    error: str | None = None
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+class RiskBoard:
+    """Reads the at-risk view: one Redis round trip plus one Kafka offsets request."""
+
+    def __init__(self, settings: Settings, worker: WorkerChild | None) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.redis = connect_redis(settings)
+        self.keys = Keys(settings.redis_key_prefix)
+        self.registry = ModelRegistry(settings, self.redis)
+        self.admin: AdminClient | None = AdminClient(client_config(settings))
+        self.partitions = self._input_partitions()
+        self.key_head, self.key_tail = self.keys.customer("\0").split("\0")
+        self.script = self.redis.register_script(_TOP_SCRIPT)
+        self.cutoffs: tuple[str, BandCutoffs] | None = None  # (champion version, its bands)
+        self.last = Snapshot()
+
+    def close(self) -> None:
+        """Let go of the Kafka and Redis clients (before the stack stops: no reconnect noise)."""
+        self.admin = None
+        self.redis.close()
+
+    def _input_partitions(self) -> list[tuple[str, int]]:
+        topics = Topics.from_settings(self.settings)
+        assert self.admin is not None
+        metadata = self.admin.list_topics(timeout=10).topics
+        return [
+            (topic, partition)
+            for topic in (topics.activity, topics.transactions)
+            if topic in metadata
+            for partition in sorted(metadata[topic].partitions)
+        ]
+
+    def poll(self) -> Snapshot:
+        try:
+            self.last = self._read()
+        except Exception as exc:  # the view keeps the last snapshot, and says why
+            self.last.error = f"{type(exc).__name__}: {exc}"
+        return self.last
+
+    def _read(self) -> Snapshot:
+        ends = self._end_offsets()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.champion)
+        pipe.zcard(self.keys.risk)
+        self.script(keys=[self.keys.risk], args=[self.key_head, self.key_tail, TOP_N], client=pipe)
+        bands = self.cutoffs[1] if self.cutoffs else None
+        if bands is not None:
+            pipe.zcount(self.keys.risk, bands.high, "+inf")
+            pipe.zcount(self.keys.risk, bands.medium, f"({bands.high}")
+        if self.partitions:
+            pipe.mget([self.keys.fence(t, p) for t, p in self.partitions])
+        results = pipe.execute()
+        pointer, scored, rows = results[0], int(results[1]), results[2]
+        snapshot = Snapshot(scored=scored)
+        if pointer is not None:
+            snapshot.champion = ChampionPointer.from_json(pointer).version
+        if bands is not None:
+            high, medium = int(results[3]), int(results[4])
+            snapshot.bands = {"high": high, "medium": medium, "low": scored - high - medium}
+        if self.partitions:
+            fences = [int(v) if v is not None else -1 for v in results[-1]]
+            snapshot.applied_any = any(f >= 0 for f in fences)
+            if ends is not None:
+                snapshot.lag = sum(
+                    max(ends[tp] - 1 - fence, 0)
+                    for tp, fence in zip(self.partitions, fences, strict=True)
+                )
+        snapshot.top = [
+            AtRisk(
+                customer_id=_text(row[0]),
+                score=float(row[1]),
+                band=_text(row[2]) or "?",
+                model_version=_text(row[3]),
+                scored_at=float(row[4]) if row[4] is not None else None,
+                last_event_time=int(row[5]) if row[5] is not None else None,
+            )
+            for row in cast(list[list[Any]], rows)
+        ]
+        self._follow_champion(snapshot.champion)
+        return snapshot
+
+    def _end_offsets(self) -> dict[tuple[str, int], int] | None:
+        """The next offset to be written per input partition; None when Kafka is slow."""
+        if not self.partitions or self.admin is None:
+            return None
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        wanted = {TopicPartition(t, p): latest for t, p in self.partitions}
+        try:
+            futures = self.admin.list_offsets(wanted, request_timeout=2)
+            return {
+                (tp.topic, tp.partition): future.result(timeout=3).offset
+                for tp, future in futures.items()
+            }
+        except Exception:
+            return None
+
+    def _follow_champion(self, version: str | None) -> None:
+        """Band cut-offs of the current champion (reloaded when it changes)."""
+        if version is None or (self.cutoffs is not None and self.cutoffs[0] == version):
+            return
+        try:
+            model = self.registry.load_champion()
+        except RegistryError:
+            return
+        if model is not None:
+            self.cutoffs = (model.version, model.bands)
+
+
+def print_scored(console: Console, board: RiskBoard) -> None:
+    snapshot = board.poll()
+    if snapshot.error is not None:
+        console.print(f"[yellow]could not read the scores:[/] {snapshot.error}")
+        return
+    if board.worker is None and not snapshot.scored:
+        return  # --no-worker, and no worker of the user's scored anybody
+    line = f"scored {snapshot.scored:,} customers"
+    if snapshot.bands is not None:
+        b = snapshot.bands
+        line += f" (high {b['high']:,}, medium {b['medium']:,}, low {b['low']:,})"
+    console.print(line, highlight=False)
