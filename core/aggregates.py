@@ -20,7 +20,7 @@ build state with :meth:`CustomerAggregates.apply`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -164,6 +164,12 @@ class CustomerAggregates:
             if day > newest_day_before:
                 self._drop_tiles_up_to(day - retention_days)
         return True
+
+    def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, set[int]]]:
+        """(day, counters, event hashes) of every tile changed since the last write."""
+        for day in self.changed_days:
+            row = self._row_of_day[day]
+            yield day, self.counts[row], self.event_hashes[row]
 
     def tile(self, day: int) -> dict[str, int]:
         """The counters of one day by name (all zero for a day without events)."""

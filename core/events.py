@@ -166,16 +166,14 @@ class _Envelope(msgspec.Struct, kw_only=True, tag_field="type"):
     topic_kind: ClassVar[TopicKind]
 
     def __post_init__(self) -> None:
-        offset = self.event_time.utcoffset()
-        if offset:  # normalise +02:00 etc. to UTC so every consumer sees one form
+        # Normalise +02:00 etc. to UTC so every consumer sees one form. The identity check
+        # first: it is the common case and far cheaper than utcoffset().
+        if self.event_time.tzinfo is not UTC:
             self.event_time = self.event_time.astimezone(UTC)
-        elif self.event_time.tzinfo is not UTC:
-            self.event_time = self.event_time.replace(tzinfo=UTC)
 
-    @property
-    def type(self) -> str:
-        """The event type, e.g. ``"play"`` (the JSON ``type`` field)."""
-        return str(type(self).__struct_config__.tag)
+    # The event type, e.g. "play" (the JSON ``type`` field): a class attribute set below for
+    # every event class, so reading it on the hot path costs no property call.
+    type: ClassVar[str]
 
 
 class _ActivityEnvelope(_Envelope, kw_only=True):
@@ -267,6 +265,8 @@ Event = ActivityEvent | TransactionEvent
 ACTIVITY_CLASSES: tuple[type[_Envelope], ...] = ActivityEvent.__args__
 TRANSACTION_CLASSES: tuple[type[_Envelope], ...] = TransactionEvent.__args__
 EVENT_CLASSES = {str(c.__struct_config__.tag): c for c in ACTIVITY_CLASSES + TRANSACTION_CLASSES}
+for _tag, _cls in EVENT_CLASSES.items():
+    _cls.type = _tag
 ACTIVITY_TYPES = tuple(str(c.__struct_config__.tag) for c in ACTIVITY_CLASSES)
 TRANSACTION_TYPES = tuple(str(c.__struct_config__.tag) for c in TRANSACTION_CLASSES)
 

@@ -167,8 +167,7 @@ class FeatureStore:
                                 f"fence of {tp[0]}[{tp[1]}] is at {value!r}, expected {expected}"
                             )
                 pipe.multi()
-                self._queue_customers(pipe, customers)
-                self._queue_scores(pipe, scores)
+                self._queue_customers(pipe, customers, scores)
                 for tp, (_, new) in fences.items():
                     pipe.set(fence_keys[tp], new)
                 pipe.execute()
@@ -181,28 +180,31 @@ class FeatureStore:
     def write_scores(self, scores: Sequence[Score]) -> None:
         """Write scores only (the aggregates are unchanged), e.g. re-scoring silent customers."""
         with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_scores(pipe, scores)
+            self._queue_customers(pipe, [], scores)
             pipe.execute()
 
     def _queue_customers(
-        self, pipe: redis.client.Pipeline, customers: list[CustomerAggregates]
+        self,
+        pipe: redis.client.Pipeline,
+        customers: Sequence[CustomerAggregates],
+        scores: Sequence[Score],
     ) -> None:
+        """One HSET per customer: changed tiles, scalars and the new score together."""
+        pending = {score.customer_id: score for score in scores}
         for agg in customers:
             key = self.keys.customer(agg.customer_id)
             mapping: dict[Any, Any] = {SCALARS_FIELD: encode_scalars(agg)}
-            days = agg.tile_days()
-            for row in np.flatnonzero(np.isin(days, list(agg.changed_days))).tolist():
-                day = int(days[row])
-                mapping[f"{TILE_PREFIX}{day}"] = encode_tile(agg.counts[row], agg.event_hashes[row])
+            for day, counts, hashes in agg.changed_tiles():
+                mapping[f"{TILE_PREFIX}{day}"] = encode_tile(counts, hashes)
+            score = pending.pop(agg.customer_id, None)
+            if score is not None:
+                mapping.update(score_fields(score))
             pipe.hset(key, mapping=mapping)
             if agg.dropped_days:
                 pipe.hdel(key, *(f"{TILE_PREFIX}{day}" for day in agg.dropped_days))
-
-    def _queue_scores(self, pipe: redis.client.Pipeline, scores: Sequence[Score]) -> None:
-        if not scores:
-            return
-        for score in scores:
+        for score in pending.values():
             fields: dict[Any, Any] = dict(score_fields(score))
             pipe.hset(self.keys.customer(score.customer_id), mapping=fields)
-        pipe.zadd(self.keys.risk, {s.customer_id: s.score for s in scores})
-        pipe.zadd(self.keys.scored_at, {s.customer_id: s.scored_at for s in scores})
+        if scores:
+            pipe.zadd(self.keys.risk, {s.customer_id: s.score for s in scores})
+            pipe.zadd(self.keys.scored_at, {s.customer_id: s.scored_at for s in scores})

@@ -319,6 +319,13 @@ def train(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")
     ] = False,
+    if_no_champion: Annotated[
+        bool,
+        typer.Option(
+            "--if-no-champion",
+            help="Do nothing when a champion model exists (for provisioning scripts).",
+        ),
+    ] = False,
 ) -> None:
     """Train a churn model, register it in CHURN_MODEL_DIR and (by default) promote it.
 
@@ -341,6 +348,11 @@ def train(
     from offline.train import bootstrap_from_simulation
 
     settings = get_settings()
+    if if_no_champion:
+        current = ModelRegistry(settings, connect_redis(settings)).champion()
+        if current is not None:
+            err.print(f"champion {current.version} exists: nothing to do", highlight=False)
+            return
     started = time.perf_counter()
     with err.status("training") as status:
 

@@ -134,8 +134,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         web_enabled=True,
         web_port=settings.worker_web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.worker_web_host,
+        web_host=settings.worker_web_host,
         datadir=str(settings.run_dir / "worker"),
     )
     state: dict[str, WorkerRuntime] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -157,10 +157,12 @@ class BatchProcessor:
         touched = self._apply(events, report)
         scores, changes = self._score(touched, now)
         self._publish(letters, changes)
-        new_fences = {
-            tp: (fences[tp], max(m.offset for m in fresh if (m.topic, m.partition) == tp))
-            for tp in {(m.topic, m.partition) for m in fresh}
-        }
+        newest: dict[TopicPartition, int] = {}
+        for m in fresh:
+            tp = (m.topic, m.partition)
+            if m.offset > newest.get(tp, -1):
+                newest[tp] = m.offset
+        new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
         self.store.commit_batch([c.aggregates for c in touched], scores, new_fences)
         for tp, (_, new) in new_fences.items():
             self._fences[tp] = new
@@ -292,6 +294,8 @@ def score_customers(
     bands = model.bands.bands_of(values)
     scores: list[Score] = []
     changes: list[BandChange] = []
+    for band, count in Counter(bands).items():
+        metrics.WORKER_SCORES.labels(band, trigger).inc(count)
     for customer, value, band in zip(customers, values.tolist(), bands, strict=True):
         score = Score(
             customer_id=customer.aggregates.customer_id,
@@ -305,7 +309,6 @@ def score_customers(
         previous = customer.score.band if customer.score is not None else None
         if previous != band:
             changes.append(BandChange.of(score, previous))
-        metrics.WORKER_SCORES.labels(band, trigger).inc()
     return scores, changes
 
 
