@@ -12,6 +12,7 @@ from churnstream.schema import schema_app
 from core.logging import configure_logging
 from core.settings import get_settings
 from offline.cli import simulate, train
+from serving.cli import api
 from stream.cli import worker
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("risk")(risk)
 app.command("train")(train)
+app.command("api")(api)
 
 
 def main() -> None:

@@ -210,6 +210,24 @@ class CustomerAggregates:
         self.counts[row, : len(values)] = values
         self.event_hashes[row] = set(hashes)
 
+    def load_tiles(
+        self, days: Sequence[int], rows: Sequence[Sequence[int]], hashes: Sequence[Iterable[int]]
+    ) -> None:
+        """Load stored tiles in bulk into an empty state (rows may be shorter than the
+        counter list: missing trailing counters are zero)."""
+        if self.n_rows:
+            raise ValueError("load_tiles needs an empty state")
+        n = len(days)
+        self._capacity = max(n, 8)
+        self.days = np.zeros(self._capacity, dtype=np.int64)
+        self.days[:n] = days
+        self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
+        for row, values in enumerate(rows):
+            self.counts[row, : len(values)] = values
+        self.event_hashes = [set(h) for h in hashes]
+        self._row_of_day = {day: row for row, day in enumerate(days)}
+        self.n_rows = n
+
     def _add_row(self, day: int) -> int:
         if self.n_rows == self._capacity:
             self._capacity *= 2

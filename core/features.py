@@ -28,6 +28,8 @@ from core.aggregates import ACTIVITY_COUNTERS, DAY_SECONDS, NEVER, C, CustomerAg
 FeatureFn = Callable[["_Context"], np.ndarray]
 
 WINDOW_DAYS = (1, 7, 28, 30, 90)  # every window a feature below uses
+_ACTIVITY_COLUMNS = list(ACTIVITY_COUNTERS)
+_DENSE_LIMIT = 200_000  # one-hot matmul below this many cells, per-column bincount above
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class _Context:
             (a.level == "paid" for a in aggregates), dtype=np.float64, count=self.n
         )
         self._windows = self._window_sums()
+        self._activity: dict[int, np.ndarray] = {}
 
     def _scalar(self, aggregates: Sequence[CustomerAggregates], name: str) -> np.ndarray:
         return np.fromiter((getattr(a, name) for a in aggregates), dtype=np.int64, count=self.n)
@@ -94,8 +97,9 @@ class _Context:
         return column
 
     def activity_events(self, days: int) -> np.ndarray:
-        total: np.ndarray = self.window(days)[:, list(ACTIVITY_COUNTERS)].sum(axis=1)
-        return total
+        if days not in self._activity:
+            self._activity[days] = self.window(days)[:, _ACTIVITY_COLUMNS].sum(axis=1)
+        return self._activity[days]
 
     def days_since(self, when: np.ndarray) -> np.ndarray:
         """Days from ``when`` to t; where ``when`` is unknown, days since first seen."""

@@ -55,3 +55,26 @@ WORKER_MODEL_INFO = Gauge(
 WORKER_CUSTOMERS_CACHED = Gauge(
     "churn_worker_customers_cached", "Customers whose aggregates the worker holds in memory."
 )
+
+# --- api ---------------------------------------------------------------------------------
+
+API_REQUESTS = Counter(
+    "churn_api_requests_total",
+    "HTTP requests answered by the API, by route template (e.g. /customers/{customer_id}/risk; "
+    "'unmatched' for unknown paths), method and status code.",
+    ["route", "method", "status"],
+)
+API_REQUEST_SECONDS = Histogram(
+    "churn_api_request_duration_seconds",
+    "Time to answer one HTTP request, by route template.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+API_SCORES = Counter(
+    "churn_api_scores_total",
+    "Scores served by the API (risk lookups, /score and each row of /score/batch), by band.",
+    ["band"],
+)
+API_MODEL_INFO = Gauge(
+    "churn_api_model_info", "1 for the model version the API scores with.", ["version"]
+)

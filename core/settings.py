@@ -8,6 +8,7 @@ override them. Invalid values fail fast with a message naming the variable.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -284,7 +285,7 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def env_var_name(field_name: str) -> str:
+def env_var_name(field_name: str, settings_class: type[BaseSettings] = Settings) -> str:
     """The environment variable that sets ``field_name``.
 
     >>> env_var_name("kafka_bootstrap_servers")
@@ -292,21 +293,25 @@ def env_var_name(field_name: str) -> str:
     >>> env_var_name("topic_partitions")
     'CHURN_TOPIC_PARTITIONS'
     """
-    alias = Settings.model_fields[field_name].validation_alias
+    alias = settings_class.model_fields[field_name].validation_alias
     assert isinstance(alias, AliasChoices)
     return str(alias.choices[0])
 
 
-def settings_reference() -> list[tuple[str, str, str]]:
+def settings_reference(
+    settings_class: type[BaseSettings] = Settings,
+) -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every setting, in declaration order."""
     rows = []
-    for name, field in Settings.model_fields.items():
-        default = field.default
+    for name, field in settings_class.model_fields.items():
+        default = field.get_default(call_default_factory=True)
         if name == "kafka_libs_dir":
             shown = "~/.cache/churnstream/kafka-3.9.1/libs"
-        elif default is None:
+        elif default is None or name == "api_keys":
             shown = ""
+        elif isinstance(default, dict):
+            shown = json.dumps(default)
         else:
             shown = str(default)
-        rows.append((env_var_name(name), shown, field.description or ""))
+        rows.append((env_var_name(name, settings_class), shown, field.description or ""))
     return rows

@@ -23,6 +23,7 @@ from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
+_TILE_PREFIX_BYTES = TILE_PREFIX.encode()
 _UNPACK = msgspec.msgpack.Decoder()
 
 
@@ -46,9 +47,9 @@ def encode_tile(counts: np.ndarray, hashes: Iterable[int]) -> bytes:
     return _MSGPACK.encode([values, packed])
 
 
-def decode_tile(data: bytes) -> tuple[list[int], list[int]]:
+def decode_tile(data: bytes, with_event_hashes: bool = True) -> tuple[list[int], list[int]]:
     values, packed = _UNPACK.decode(data)
-    return values, np.frombuffer(packed, dtype="<u8").tolist()
+    return values, np.frombuffer(packed, dtype="<u8").tolist() if with_event_hashes else []
 
 
 def encode_scalars(agg: CustomerAggregates) -> bytes:
@@ -64,13 +65,23 @@ def encode_scalars(agg: CustomerAggregates) -> bytes:
     )
 
 
-def decode_customer(customer_id: str, fields: Mapping[bytes, bytes]) -> StoredCustomer:
-    """Rebuild a customer from the fields of their hash (empty mapping: a new customer)."""
+def decode_customer(
+    customer_id: str, fields: Mapping[bytes, bytes], with_event_hashes: bool = True
+) -> StoredCustomer:
+    """Rebuild a customer from the fields of their hash (empty mapping: a new customer).
+
+    Without event hashes (``with_event_hashes=False``) the result is for reading features
+    only — much cheaper — and must never be written back.
+    """
     agg = CustomerAggregates(customer_id)
+    days, rows, hashes = [], [], []
     for name, value in fields.items():
-        if name.startswith(TILE_PREFIX.encode()):
-            counts, hashes = decode_tile(value)
-            agg.set_tile(int(name[len(TILE_PREFIX) :]), counts, hashes)
+        if name.startswith(_TILE_PREFIX_BYTES):
+            counts, tile_hashes = decode_tile(value, with_event_hashes)
+            days.append(int(name[len(TILE_PREFIX) :]))
+            rows.append(counts)
+            hashes.append(tile_hashes)
+    agg.load_tiles(days, rows, hashes)
     scalars = fields.get(SCALARS_FIELD.encode())
     if scalars is not None:
         first, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)
@@ -120,10 +131,15 @@ class FeatureStore:
             for customer_id, fields in zip(customer_ids, results, strict=True)
         }
 
-    def load_customer(self, customer_id: str) -> StoredCustomer | None:
-        """One customer, or None when the store has never seen them."""
+    def load_customer(
+        self, customer_id: str, with_event_hashes: bool = False
+    ) -> StoredCustomer | None:
+        """One customer for reading (features, score), or None when never seen. Event
+        hashes are skipped unless asked for: see :func:`decode_customer`."""
         fields = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.customer(customer_id)))
-        return decode_customer(customer_id, fields) if fields else None
+        if not fields:
+            return None
+        return decode_customer(customer_id, fields, with_event_hashes)
 
     def read_fences(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Last applied offset per (topic, partition); -1 where nothing was applied."""

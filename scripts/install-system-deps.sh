@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages churnstream's local stack and tests need (Debian/Ubuntu):
-# Java 17 + Maven (to fetch and run the Kafka broker), redis-server, kcat.
+# Java 17 + Maven (to fetch and run the Kafka broker), redis-server, kcat, Chromium and its
+# driver (the dashboard's browser tests), wrk (the API benchmark).
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
 
@@ -9,9 +10,12 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java, mvn, redis-server, kcat)"
+  echo "system packages: all present (java, mvn, redis-server, kcat, chromium, chromedriver, wrk)"
   exit 0
 fi
 

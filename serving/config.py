@@ -1,0 +1,103 @@
+"""Settings of the HTTP API, read from the environment (or ``.env``) like :mod:`core.settings`.
+
+They live here rather than in :class:`core.settings.Settings` because only the API uses
+them. Create them through :func:`get_api_settings` (cached) so tests can pass their own.
+Invalid values fail fast with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.model import BANDS
+
+DEFAULT_ACTIONS = {
+    "high": "retention offer",
+    "medium": "satisfaction survey",
+    "low": "standard engagement",
+}
+
+
+class ApiSettings(BaseSettings):
+    """churnstream API configuration. Field descriptions double as documentation."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=AliasChoices("CHURN_API_HOST"),
+        description="Address the API binds to (0.0.0.0 in containers).",
+    )
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("CHURN_API_PORT"),
+        description="Port of the API.",
+    )
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("CHURN_API_KEYS"),
+        description="Comma-separated keys accepted in the X-API-Key header. Admin routes "
+        "are disabled (403) while this is empty.",
+    )
+    read_keys_required: bool = Field(
+        False,
+        validation_alias=AliasChoices("CHURN_API_READ_KEYS_REQUIRED"),
+        description="Require a key from CHURN_API_KEYS on read routes too (health, "
+        "readiness and metrics stay open for probes and scrapers).",
+    )
+    retention_actions: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ACTIONS),
+        validation_alias=AliasChoices("CHURN_RETENTION_ACTIONS"),
+        description="JSON object: the recommended retention action for each risk band.",
+    )
+    reports_dir: Path = Field(
+        Path("reports/drift"),
+        validation_alias=AliasChoices("CHURN_REPORTS_DIR"),
+        description="Directory of the drift reports (index.json and the HTML pages).",
+    )
+
+    @field_validator("retention_actions")
+    @classmethod
+    def _one_action_per_band(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(BANDS))
+        missing = [band for band in BANDS if band not in value]
+        if unknown or missing:
+            raise ValueError(
+                f"needs exactly the bands {', '.join(BANDS)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _keys_for_reads(self) -> ApiSettings:
+        if self.read_keys_required and not self.keys():
+            raise ValueError("CHURN_API_READ_KEYS_REQUIRED is true but CHURN_API_KEYS is empty")
+        return self
+
+    def keys(self) -> tuple[bytes, ...]:
+        """The accepted API keys (UTF-8 bytes, for constant-time comparison).
+
+        >>> ApiSettings(api_keys=SecretStr(" k1, k2 ,,")).keys()
+        (b'k1', b'k2')
+        """
+        raw = self.api_keys.get_secret_value()
+        return tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+
+
+@lru_cache(maxsize=1)
+def get_api_settings() -> ApiSettings:
+    """The process-wide API settings, read once from the environment."""
+    return ApiSettings()

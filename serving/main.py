@@ -1,0 +1,157 @@
+"""The HTTP API: ``create_app()`` builds it; ``churnstream api`` serves it with uvicorn.
+
+The lifespan opens one Redis client (its pool is shared by the worker threads that run
+the synchronous handlers), the feature store, the model registry and a watcher that
+follows the champion every ``CHURN_MODEL_CHECK_SECONDS``. The API depends on ``core``
+only. Routes live in :mod:`serving.routes`, one module per resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core import metrics
+from core.keys import Keys
+from core.redis_client import connect_redis
+from core.registry import ModelRegistry
+from core.settings import Settings, get_settings
+from core.store import FeatureStore
+from serving import dashboard
+from serving.config import ApiSettings, get_api_settings
+from serving.deps import ApiState, require_reader
+from serving.models_watch import ModelWatcher
+from serving.routes import admin, customers, health, json_response, models, reports, scoring
+
+DESCRIPTION = """\
+Live churn risk of every customer, from the features the streaming worker keeps in Redis
+and the champion model of the registry.
+
+* Reads are open unless `CHURN_API_READ_KEYS_REQUIRED` is true; `/admin/*` always needs
+  an `X-API-Key` header holding one of `CHURN_API_KEYS`.
+* Times are ISO 8601 UTC; scores are churn probabilities in [0, 1]; explanations are
+  signed contributions to the score's log-odds.
+* Every 422 lists `{loc, msg, type}` objects whose `msg` starts with the place, e.g.
+  `rows[3].features: missing 'sessions_7d'`.
+"""
+
+
+def _version() -> str:
+    try:
+        return package_version("churnstream")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
+    """The API for ``settings`` and ``api`` (default: read from the environment)."""
+    settings = settings or get_settings()
+    api = api or get_api_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = connect_redis(settings)
+        registry = ModelRegistry(settings, client)
+        watcher = ModelWatcher(registry)
+        await anyio.to_thread.run_sync(watcher.refresh)
+        keys = Keys(settings.redis_key_prefix)
+        app.state.services = ApiState(
+            settings=settings,
+            api=api,
+            redis=client,
+            keys=keys,
+            store=FeatureStore(client, keys),
+            registry=registry,
+            watcher=watcher,
+            api_keys=api.keys(),
+        )
+        polling = asyncio.create_task(watcher.run(settings.model_check_seconds))
+        try:
+            yield
+        finally:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            client.close()
+
+    app = FastAPI(
+        title="churnstream API",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(MetricsMiddleware)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    reads = [Depends(require_reader)] if api.read_keys_required else []
+    for module in (customers, scoring, models, reports):
+        app.include_router(module.router, dependencies=reads)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    app.include_router(dashboard.router)  # GET /: static HTML; its data comes from the routes above
+    return app
+
+
+class MetricsMiddleware:
+    """Counts requests and their latency by route *template* (bounded label values)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # when the app raises before answering
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            # The router puts the matched route in the scope; unknown paths share one label.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            metrics.API_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            metrics.API_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+
+
+def where(loc: Sequence[Any]) -> str:
+    """A validation error's location as the caller wrote it.
+
+    >>> where(("body", "rows", 3, "features", "sessions_7d"))
+    'rows[3].features.sessions_7d'
+    >>> where(("query", "limit")), where(("body",))
+    ('query.limit', 'body')
+    """
+    parts = list(loc)
+    source = str(parts.pop(0)) if parts else "request"
+    text = "" if source == "body" else source
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or source
+
+
+async def validation_error_handler(_: Request, exc: RequestValidationError) -> Response:
+    """422 in FastAPI's shape, each ``msg`` prefixed with its place, and no ``input`` (it
+    could be 10,000 rows long)."""
+    details = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        place = "body" if error.get("type") == "json_invalid" else where(loc)
+        details.append({"loc": list(loc), "msg": f"{place}: {error['msg']}", "type": error["type"]})
+    return json_response({"detail": details}, status_code=422)

@@ -1,0 +1,202 @@
+"""Customers' churn risk: one customer now, the list most at risk, and the distribution.
+
+``/customers/{id}/risk`` evaluates the live features at request time (one HGETALL and a
+numpy dot product, via :func:`core.risk.assess`), so a silent customer's risk rises
+without waiting for the worker. The list and the distribution read the stored scores:
+the ``{p}:risk`` sorted set and each customer's hash (layout in :mod:`core.keys`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+
+from core.risk import assess
+from core.store import FeatureStore
+from serving.deps import ChampionDep, StateDep
+from serving.routes import count_scores, errors, explanations, iso_utc, json_response
+from serving.schemas import AtRiskResponse, Band, RiskDistribution, RiskResponse
+
+router = APIRouter(tags=["customers"])
+
+SCAN_PAGE = 2000  # customers per round trip when filtering the risk index by band
+_ITEM_FIELDS = ("band", "model_version", "scored_at", "last_event_time")
+BINS = [round(i / 10, 1) for i in range(11)]
+
+CustomerIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, description="As in the events.", examples=["C00042"])
+]
+
+
+@router.get(
+    "/customers/{customer_id}/risk",
+    response_model=RiskResponse,
+    responses=errors(e404="The customer is unknown (no events seen).", e503="No champion model."),
+    summary="A customer's churn risk now, with the reasons",
+)
+def customer_risk(customer_id: CustomerIdPath, state: StateDep, model: ChampionDep) -> Response:
+    """Live features at request time, the champion's score, band, recommended action, the
+    top five signed contributions and the score the worker last stored."""
+    now = time.time()
+    result = assess(state.store, model, customer_id, now)
+    if result is None:
+        raise HTTPException(404, f"customer '{customer_id}' is unknown: no events seen")
+    band = cast(str, result.band)
+    stored = result.stored_score
+    count_scores((band,))
+    return json_response(
+        {
+            "customer_id": customer_id,
+            "score": result.score,
+            "band": band,
+            "action": state.api.retention_actions[band],
+            "model_version": result.model_version,
+            "last_event_time": iso_utc(result.last_event_time, "seconds"),
+            "evaluated_at": iso_utc(now),
+            "stored_score": None
+            if stored is None
+            else {
+                "score": stored.score,
+                "band": stored.band,
+                "model_version": stored.model_version,
+                "scored_at": iso_utc(stored.scored_at),
+            },
+            "explanations": explanations(result.top_contributions, result.features),
+            "features": result.features,
+        }
+    )
+
+
+@router.get(
+    "/customers/at-risk",
+    response_model=AtRiskResponse,
+    summary="Customers by stored risk, highest first",
+)
+def customers_at_risk(
+    state: StateDep,
+    band: Annotated[
+        Band | None, Query(description="Only customers whose stored band is this.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> Response:
+    """A page of the risk index (latest stored scores, descending). With ``band``, the
+    stored band of every indexed customer is checked on the server (2,000 per round trip)
+    to count ``total`` exactly: ~3 µs per scored customer (0.3 s per 100,000). Pages are
+    read while the worker writes, so a customer re-scored meanwhile can move."""
+    store = state.store
+    if band is None:
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.zcard(store.keys.risk)
+        pipe.zrevrange(store.keys.risk, offset, offset + limit - 1, withscores=True)
+        total, page = pipe.execute()
+    else:
+        total, page = _band_page(store, band, offset, limit)
+    return json_response({"total": total, "items": _items(store, page)})
+
+
+# One page of the risk index filtered by stored band, on the server: pipelined HGETs
+# parsed by redis-py cost ~20 µs per customer; this ~3 µs (blocking Redis ~6 ms per
+# page). Matches numbered [ARGV[6], ARGV[7]) within the page are returned
+# with their scores. Customer keys are built from the layout's head and tail (core.keys).
+_BAND_PAGE_LUA = """
+local members = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+local band, head, tail = ARGV[3], ARGV[4], ARGV[5]
+local lo, hi = tonumber(ARGV[6]), tonumber(ARGV[7])
+local matched, picked = 0, {}
+for i = 1, #members, 2 do
+  if redis.call('HGET', head .. members[i] .. tail, 'band') == band then
+    if matched >= lo and matched < hi then
+      picked[#picked + 1] = members[i]
+      picked[#picked + 1] = members[i + 1]
+    end
+    matched = matched + 1
+  end
+end
+return {#members / 2, matched, picked}
+"""
+
+
+def _band_page(
+    store: FeatureStore, band: str, offset: int, limit: int
+) -> tuple[int, list[tuple[bytes, float]]]:
+    """(customers whose stored band is ``band``, the page [offset, offset + limit) of them
+    by score), reading the index SCAN_PAGE customers per round trip."""
+    script = store.redis.register_script(_BAND_PAGE_LUA)
+    head, tail = store.keys.customer("\0").split("\0")
+    total = 0
+    page: list[tuple[bytes, float]] = []
+    start = 0
+    while True:
+        scanned, matched, picked = script(
+            keys=[store.keys.risk],
+            args=[start, start + SCAN_PAGE - 1, band, head, tail, offset - total,
+                  offset + limit - total],
+        )  # fmt: skip
+        page.extend((picked[i], float(picked[i + 1])) for i in range(0, len(picked), 2))
+        total += matched
+        if scanned < SCAN_PAGE:
+            return total, page
+        start += SCAN_PAGE
+
+
+def _items(store: FeatureStore, page: list[tuple[bytes, float]]) -> list[dict[str, Any]]:
+    if not page:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    for member, _ in page:
+        pipe.hmget(store.keys.customer(member.decode()), _ITEM_FIELDS)
+    items = []
+    for (member, score), (band, version, scored_at, last_event) in zip(
+        page, pipe.execute(), strict=True
+    ):
+        items.append(
+            {
+                "customer_id": member.decode(),
+                "score": score,
+                "band": band.decode() if band else None,
+                "model_version": version.decode() if version else None,
+                "scored_at": iso_utc(float(scored_at)) if scored_at else None,
+                "last_event_time": iso_utc(int(last_event), "seconds") if last_event else None,
+            }
+        )
+    return items
+
+
+@router.get(
+    "/stats/risk-distribution",
+    response_model=RiskDistribution,
+    tags=["stats"],
+    summary="How stored scores are distributed",
+)
+def risk_distribution(state: StateDep) -> Response:
+    """Counts of stored scores in ten bins of width 0.1 (``[lo, hi)``, the last ``[0.9,
+    1.0]``), one ZCOUNT each, and per band by the champion's cut-offs (null without a
+    champion: stored bands of earlier models may differ slightly)."""
+    store, model = state.store, state.watcher.model
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zcard(store.keys.risk)
+    for lo, hi in itertools.pairwise(BINS):
+        pipe.zcount(store.keys.risk, lo, hi if hi == 1.0 else f"({hi}")
+    if model is not None:
+        cut = model.bands
+        pipe.zcount(store.keys.risk, cut.high, "+inf")
+        pipe.zcount(store.keys.risk, cut.medium, f"({cut.high}")
+        pipe.zcount(store.keys.risk, "-inf", f"({cut.medium}")
+    results = pipe.execute()
+    bands = cutoffs = None
+    if model is not None:
+        bands = dict(zip(("high", "medium", "low"), results[11:], strict=True))
+        cutoffs = {"medium": model.bands.medium, "high": model.bands.high}
+    return json_response(
+        {
+            "bins": BINS,
+            "counts": results[1:11],
+            "bands": bands,
+            "band_cutoffs": cutoffs,
+            "customers": results[0],
+        }
+    )
