@@ -10,6 +10,8 @@ key                                    holds
 ``{p}:risk``                           sorted set: customers by latest score
 ``{p}:scored_at``                      sorted set: customers by time of latest score
 ``{p}:fence:<topic>:<partition>``      string: last offset applied from that partition
+``{p}:decisions``                      list: retraining decisions (JSON), newest first
+``{p}:retrain:requests``               list: pending retrain requests (JSON)
 ``{p}:model:champion``                 string: JSON pointer to the champion model
 ``{p}:model:events``                   pub/sub channel: champion changes
 =====================================  ==================================================
@@ -56,6 +58,16 @@ class Keys:
 
     def fence(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:fence:{topic}:{partition}"
+
+    @property
+    def decisions(self) -> str:
+        """List (newest first) of retraining decisions, JSON objects, written by monitoring."""
+        return f"{self.prefix}:decisions"
+
+    @property
+    def retrain_requests(self) -> str:
+        """List of pending retrain requests (JSON objects), e.g. from POST /admin/retrain."""
+        return f"{self.prefix}:retrain:requests"
 
     @property
     def champion(self) -> str:

@@ -5,6 +5,7 @@ Used by ``churnstream risk`` and the API, so both answer the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.features import FEATURE_NAMES, features_of
@@ -28,6 +29,16 @@ class RiskAssessment:
     stored_score: Score | None
 
 
+def top_contributions(contributions: Mapping[str, float], top: int = 5) -> list[tuple[str, float]]:
+    """The ``top`` non-zero contributions, largest magnitude first.
+
+    >>> top_contributions({"a": 0.5, "b": -2.0, "c": 0.0, "d": 1.0}, top=2)
+    [('b', -2.0), ('d', 1.0)]
+    """
+    nonzero = [(name, value) for name, value in contributions.items() if value != 0.0]
+    return sorted(nonzero, key=lambda item: abs(item[1]), reverse=True)[:top]
+
+
 def assess(
     store: FeatureStore,
     model: LinearModel | None,
@@ -47,8 +58,7 @@ def assess(
         band = model.band_of(score)
         version = model.version
         contributions = model.contributions(features)
-        nonzero = [(name, c) for name, c in contributions.items() if c != 0.0]
-        ranked = sorted(nonzero, key=lambda item: abs(item[1]), reverse=True)[:top]
+        ranked = top_contributions(contributions, top)
     return RiskAssessment(
         customer_id=customer_id,
         at=now,

@@ -74,12 +74,6 @@ def explanations(
     ]
 
 
-def top_contributions(contributions: Mapping[str, float], top: int = 5) -> list[tuple[str, float]]:
-    """The ``top`` non-zero contributions by magnitude (as :func:`core.risk.assess` ranks)."""
-    nonzero = [(name, c) for name, c in contributions.items() if c != 0.0]
-    return sorted(nonzero, key=lambda item: abs(item[1]), reverse=True)[:top]
-
-
 def unprocessable(
     errors: Sequence[tuple[tuple[str | int, ...], str, str]],
 ) -> RequestValidationError:

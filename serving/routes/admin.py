@@ -16,7 +16,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
-from core.keys import Keys
 from core.registry import (
     VERSION_PATTERN,
     ArtifactIntegrityError,
@@ -39,11 +38,6 @@ router = APIRouter(
         e403="The key is wrong, or admin routes are disabled (no CHURN_API_KEYS).",
     ),
 )
-
-
-def retrain_requests_key(keys: Keys) -> str:
-    """The list of pending retrain requests (candidate for core.keys)."""
-    return f"{keys.prefix}:retrain:requests"
 
 
 @router.post(
@@ -102,6 +96,6 @@ def request_retrain(state: StateDep, body: RetrainBody | None = None) -> Respons
         "requested_by": "api",
         "reason": (body or RetrainBody()).reason,
     }
-    state.redis.lpush(retrain_requests_key(state.keys), json.dumps(record))
+    state.redis.lpush(state.keys.retrain_requests, json.dumps(record))
     log.info("retrain requested through the API reason=%s", record["reason"])
     return json_response(record, status_code=202)

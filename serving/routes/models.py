@@ -14,7 +14,6 @@ from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Response
 
-from core.keys import Keys
 from core.registry import ModelNotFoundError
 from serving.deps import StateDep
 from serving.routes import errors, json_response
@@ -25,18 +24,13 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["models"])
 
 
-def decisions_key(keys: Keys) -> str:
-    """The list monitoring writes retraining decisions to (candidate for core.keys)."""
-    return f"{keys.prefix}:decisions"
-
-
 @router.get("/models", response_model=ModelsResponse, summary="Registered models and the champion")
 def list_models(state: StateDep) -> Response:
     """Every registered version (oldest first, status reconciled with the champion
     pointer), the champion's version, and the latest retraining decisions recorded by
     monitoring in ``{prefix}:decisions`` (an empty list until it writes any)."""
     pointer = state.registry.champion()
-    raw = cast(list[bytes], state.redis.lrange(decisions_key(state.keys), 0, MAX_DECISIONS - 1))
+    raw = cast(list[bytes], state.redis.lrange(state.keys.decisions, 0, MAX_DECISIONS - 1))
     return json_response(
         {
             "champion": pointer.version if pointer else None,

@@ -16,6 +16,7 @@ import numpy as np
 from fastapi import APIRouter, Response
 
 from core.model import LinearModel
+from core.risk import top_contributions
 from serving.deps import ChampionDep, StateDep
 from serving.routes import (
     OrjsonRoute,
@@ -23,7 +24,6 @@ from serving.routes import (
     errors,
     explanations,
     json_response,
-    top_contributions,
     unprocessable,
 )
 from serving.schemas import (
