@@ -3,7 +3,8 @@
 Every figure is measured against the real Redis server of :func:`bench.common.services`,
 under an isolated key prefix (``benchapi<N>``) that is deleted again at the end (UNLINK
 by name, then SCAN + UNLINK for anything else), even when a phase fails; when the load
-grew Redis's append-only file, a ``BGREWRITEAOF`` gives the disk space back. The phases:
+grew Redis's append-only file, a ``BGREWRITEAOF`` gives the disk space back (automatic
+AOF rewrites are suspended meanwhile: see :func:`suspend_aof_rewrites`). The phases:
 
 1. **Load** ``customers`` customers' state, in the store's own format: each customer gets
    20-30 day tiles (a uniform number) spread over the 90 days before their last active day
@@ -346,11 +347,14 @@ def load_customers(
     seconds = time.perf_counter() - start
     store = FeatureStore(client, keys)
     for cid, agg in expected.items():
-        stored = store.load_customer(cid)
-        if stored is None or stored.aggregates.snapshot() != agg.snapshot():
+        fields = cast(dict[bytes, bytes], client.hgetall(keys.customer(cid)))
+        stored = decode_customer(cid, fields)  # everything, event hashes included
+        if stored.aggregates.snapshot() != agg.snapshot():
             raise RuntimeError(f"customer {cid} did not read back as written")
         if stored.score is None or stored.score.model_version != model.version:
             raise RuntimeError(f"customer {cid} has no score after loading")
+        if store.load_customer(cid) is None:  # the API's read path
+            raise RuntimeError(f"the store does not find customer {cid}")
     return LoadReport(n, seconds, tiles_total, bytes_sent, python_s, wait_s, sorted(expected))
 
 
@@ -557,7 +561,8 @@ async def _inprocess(
         decoded = {}
 
         def decode(cid: str) -> None:
-            decoded[cid] = decode_customer(cid, fetched[cid]).aggregates
+            # as load_customer does for reading: without the event hashes
+            decoded[cid] = decode_customer(cid, fetched[cid], with_event_hashes=False).aggregates
 
         pieces["decode_customer"] = _timed(decode, ids)
         now = int(time.time())
@@ -620,7 +625,7 @@ def measure_inprocess(
         "hgetall_only": {**percentiles_ms(pieces["hgetall"]), "is": "one HGETALL (redis-py)"},
         "load_customer": {
             **percentiles_ms(pieces["load_customer"]),
-            "is": "FeatureStore.load_customer: HGETALL + decode_customer",
+            "is": "FeatureStore.load_customer: HGETALL + decode_customer (no event hashes)",
         },
         "assess": {
             **percentiles_ms(pieces["assess"]),
@@ -870,7 +875,9 @@ def run(
         details["redis_before"] = _redis_state(client)
         leftovers, _ = delete_prefix(client, prefix)  # an earlier run that died
         details["leftover_keys_deleted_first"] = leftovers
-        cleanup.callback(_clean_up_redis, client, prefix, n, details)
+        restore_rewrites = suspend_aof_rewrites(client)
+        details["auto_aof_rewrite_suspended"] = restore_rewrites is not None
+        cleanup.callback(_clean_up_redis, client, prefix, n, details, restore_rewrites)
 
         model = bench_model(f"bench-api-{uuid.uuid4().hex[:8]}")
         registry = ModelRegistry(settings, client)
@@ -1134,18 +1141,59 @@ def _memory_usage_sample(
     }
 
 
-def _clean_up_redis(client: redis.Redis, prefix: str, n: int, details: dict[str, Any]) -> None:
-    """Delete the prefix, let lazy freeing finish, and compact the AOF if the load grew it."""
-    deleted, seconds = delete_prefix(client, prefix, known=n)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and int(
-        client.info("memory").get("lazyfree_pending_objects", 0)
-    ):
-        time.sleep(0.2)
+AOF_REWRITE_SETTING = "auto-aof-rewrite-percentage"
+
+
+def suspend_aof_rewrites(client: redis.Redis) -> Callable[[], None] | None:
+    """Turn Redis's automatic AOF rewrites off (``auto-aof-rewrite-percentage 0``) for the
+    benchmark and return what turns them back on; None when AOF is off, rewrites already
+    are, or CONFIG is not allowed. Loading a few GB doubles the AOF again and again: each
+    doubling forks a rewrite of the whole dataset (~1 minute of a core for 5 GB here),
+    which would compete with the load and the measurements. One rewrite after the keys
+    are deleted (cheap then) replaces them all."""
+    try:
+        if not int(client.info("persistence").get("aof_enabled", 0)):
+            return None
+        raw = cast(dict[Any, Any], client.config_get(AOF_REWRITE_SETTING))
+        value = next(iter(raw.values()), None)
+        original = value.decode() if isinstance(value, bytes) else value
+        if original is None or original == "0":
+            return None
+        client.config_set(AOF_REWRITE_SETTING, 0)
+    except redis.ResponseError:
+        return None
+
+    def restore() -> None:
+        client.config_set(AOF_REWRITE_SETTING, original)
+
+    return restore
+
+
+def _clean_up_redis(
+    client: redis.Redis,
+    prefix: str,
+    n: int,
+    details: dict[str, Any],
+    restore_rewrites: Callable[[], None] | None,
+) -> None:
+    """Delete the prefix, let lazy freeing finish, turn automatic AOF rewrites back on and
+    compact the AOF if the load grew it."""
+    try:
+        deleted, seconds = delete_prefix(client, prefix, known=n)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and int(
+            client.info("memory").get("lazyfree_pending_objects", 0)
+        ):
+            time.sleep(0.2)
+    finally:
+        if restore_rewrites is not None:
+            restore_rewrites()
     with contextlib.suppress(redis.ResponseError):
         client.memory_purge()
     after = _redis_state(client)
     cleanup: dict[str, Any] = {"keys_deleted": deleted, "delete_seconds": round(seconds, 2)}
+    if restore_rewrites is not None:
+        cleanup["auto_aof_rewrite"] = "suspended during the benchmark, restored"
     before = details.get("redis_before", {})
     if (
         after["aof_enabled"]
