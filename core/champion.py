@@ -1,0 +1,64 @@
+"""Following the registry's champion model without a restart (worker and API alike).
+
+The registry's Redis pointer says which version is champion (see :mod:`core.registry`).
+:meth:`ChampionFollower.refresh` looks at it and, when the version changed, loads (and
+hash-checks) the new artifact and swaps it in with one assignment: a caller sees the old
+model or the new one, never a mix. A failure keeps the model in use and is logged once
+per distinct error; ``last_error`` says why (for readiness checks).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Gauge
+
+from core.model import LinearModel
+from core.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+class ChampionFollower:
+    """Holds the current champion; ``model`` is ``None`` until one is promoted.
+
+    ``model_info`` is the gauge (labelled by version) set to 1 for the model in use.
+    """
+
+    def __init__(self, registry: ModelRegistry, model_info: Gauge) -> None:
+        self.registry = registry
+        self.model_info = model_info
+        self.model: LinearModel | None = None
+        self.last_error: str | None = None
+        self._warned_missing = False
+
+    def refresh(self) -> bool:
+        """Check the pointer now (blocking I/O); return True when a new model was loaded."""
+        try:
+            pointer = self.registry.champion()
+            if pointer is None:
+                if not self._warned_missing:
+                    log.warning("no champion model registered: nothing can be scored yet")
+                    self._warned_missing = True
+                self.last_error = None
+                return False
+            if self.model is not None and pointer.version == self.model.version:
+                self.last_error = None
+                return False
+            model = self.registry.load_champion()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:
+                log.exception("could not check or load the champion model; keeping the current one")
+            self.last_error = error
+            return False
+        self.last_error = None
+        if model is None:
+            return False
+        previous = self.model.version if self.model else None
+        self.model = model
+        if previous:
+            self.model_info.labels(previous).set(0)
+        self.model_info.labels(model.version).set(1)
+        log.info("champion model loaded version=%s previous=%s", model.version, previous)
+        return True
