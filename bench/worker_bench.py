@@ -110,7 +110,7 @@ def champion_model() -> LinearModel:
         return LinearModel.from_json(MODEL_CACHE.read_text())
     from offline.train import bootstrap_from_simulation
 
-    model, _ = bootstrap_from_simulation(customers=600, days=63, version="bench-bootstrap-600c")
+    model, _, _ = bootstrap_from_simulation(customers=600, days=63, version="bench-bootstrap-600c")
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     MODEL_CACHE.write_text(model.to_json())
     return model

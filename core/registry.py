@@ -4,7 +4,10 @@ Layout under ``CHURN_MODEL_DIR`` (``settings.model_dir``)::
 
     <model_dir>/<version>/model.json      the artifact (``LinearModel.to_json``), never edited
     <model_dir>/<version>/manifest.json   version, kind, sha256 of model.json, created_at,
-                                          feature_names, metrics, training, status
+                                          feature_names, metrics, training, status,
+                                          reference_sha256
+    <model_dir>/<version>/reference.parquet  optional: the reference sample for drift
+                                          checks (one column per feature, plus ``score``)
 
 Conventions:
 
@@ -45,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import redis
 
 from core.keys import Keys
@@ -55,6 +59,7 @@ Status = Literal["candidate", "champion", "retired"]
 
 MODEL_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.parquet"
 TEMP_PREFIX = ".tmp-"
 HISTORY_LENGTH = 20
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -94,6 +99,7 @@ class ModelManifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     status: Status = "candidate"
+    reference_sha256: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -132,6 +138,17 @@ class ChampionPointer:
             previous=document.get("previous"),
             history=tuple(document.get("history") or ()),
         )
+
+
+def _check_reference(reference: pd.DataFrame, feature_names: tuple[str, ...]) -> None:
+    missing = [name for name in feature_names if name not in reference.columns]
+    if missing:
+        raise ValueError(
+            f"the reference sample lacks {len(missing)} of the model's features: "
+            f"{', '.join(missing[:5])}"
+        )
+    if len(reference) == 0:
+        raise ValueError("the reference sample has no rows")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -174,9 +191,17 @@ class ModelRegistry:
     # --- writing -------------------------------------------------------------------------
 
     def register(
-        self, model: LinearModel, metrics: dict[str, Any], training: dict[str, Any]
+        self,
+        model: LinearModel,
+        metrics: dict[str, Any],
+        training: dict[str, Any],
+        reference: pd.DataFrame | None = None,
     ) -> ModelManifest:
-        """Store ``model`` as a new ``candidate`` version (``model.version``), atomically."""
+        """Store ``model`` as a new ``candidate`` version (``model.version``), atomically.
+
+        ``reference`` is the sample drift checks compare live features with: one column
+        per feature of the model (and usually ``score``); it is stored as
+        ``reference.parquet`` and its sha256 recorded in the manifest."""
         final = self.path_of(model.version)
         if final.exists():
             raise RegistryError(f"model version {model.version} is already registered")
@@ -185,6 +210,11 @@ class ModelRegistry:
         temp.mkdir()
         try:
             _write_synced(temp / MODEL_FILE, model.to_json())
+            reference_sha256 = None
+            if reference is not None:
+                _check_reference(reference, model.feature_names)
+                reference.to_parquet(temp / REFERENCE_FILE, index=False)
+                reference_sha256 = artifact_sha256(temp / REFERENCE_FILE)
             manifest = ModelManifest(
                 version=model.version,
                 kind=model.kind,
@@ -194,6 +224,7 @@ class ModelRegistry:
                 metrics=dict(metrics),
                 training=dict(training),
                 status="candidate",
+                reference_sha256=reference_sha256,
             )
             _write_synced(temp / MANIFEST_FILE, manifest.to_json())
             _fsync_dir(temp)
@@ -276,6 +307,19 @@ class ModelRegistry:
         """The champion model (checked against the pointer's sha256), or ``None``."""
         pointer = self.champion()
         return None if pointer is None else self._load_checked(pointer.version, pointer.sha256)
+
+    def reference_sample(self, version: str) -> pd.DataFrame | None:
+        """The reference sample stored with ``version`` (checked against the manifest's
+        sha256), or ``None`` when the version was registered without one."""
+        manifest = self.manifest(version)
+        if manifest.reference_sha256 is None:
+            return None
+        path = self.path_of(version) / REFERENCE_FILE
+        if artifact_sha256(path) != manifest.reference_sha256:
+            raise ArtifactIntegrityError(
+                f"reference sample of model {version} refused: its sha256 does not match"
+            )
+        return pd.read_parquet(path)
 
     def list(self) -> builtins.list[ModelManifest]:
         """Every registered version, oldest first, with status reconciled with the pointer:

@@ -361,7 +361,7 @@ def train(
             err.print(f"[dim]{message}[/dim]", highlight=False)
 
         try:
-            model, metrics = bootstrap_from_simulation(
+            model, metrics, reference = bootstrap_from_simulation(
                 customers=customers,
                 days=days,
                 seed=seed,
@@ -372,7 +372,9 @@ def train(
             raise typer.BadParameter(str(exc)) from None
         progress("registering")
         registry = ModelRegistry(settings, connect_redis(settings))
-        manifest = registry.register(model, metrics, model.metadata.get("training", {}))
+        manifest = registry.register(
+            model, metrics, model.metadata.get("training", {}), reference=reference
+        )
         if promote:
             progress("promoting")
             try:

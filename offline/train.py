@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
@@ -34,6 +35,7 @@ from offline.dataset import Dataset, LabelKind, build_dataset, to_epoch_seconds
 
 HIGH_QUANTILE = 0.9  # High = top 10 % of validation scores
 MEDIUM_QUANTILE = 0.7  # Medium = the next 20 %
+REFERENCE_ROWS = 5_000  # rows of the drift reference sample stored with a model
 CLIP_PERCENTILES = (0.1, 99.9)
 
 Progress = Callable[[str], None]
@@ -146,6 +148,20 @@ def train_bootstrap(
     return model, metrics
 
 
+def reference_sample(
+    model: LinearModel, X: np.ndarray, max_rows: int = REFERENCE_ROWS, seed: int = 0
+) -> pd.DataFrame:
+    """The drift reference for ``model``: up to ``max_rows`` rows of ``X`` (sampled without
+    replacement, seeded) as a frame with one column per feature, plus the model's ``score``."""
+    rows = np.arange(len(X))
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+    sample = X[rows]
+    frame = pd.DataFrame(sample, columns=list(model.feature_names))
+    frame["score"] = model.score_many(sample)
+    return frame
+
+
 def _cutoff_range(dataset: Dataset) -> list[str]:
     """[first, last] cutoff of a dataset as UTC ISO strings (empty when it has no rows)."""
     if len(dataset) == 0:
@@ -166,10 +182,11 @@ def bootstrap_from_simulation(
     first_cutoff_day: int = 28,
     version: str | None = None,
     progress: Progress | None = None,
-) -> tuple[LinearModel, dict[str, Any]]:
+) -> tuple[LinearModel, dict[str, Any], pd.DataFrame]:
     """Simulate ``customers`` for ``days`` (seed ``seed``), build weekly cutoffs from day
     ``first_cutoff_day`` on, hold out the last third of the (uncensored) cutoffs for
-    validation and train. The model's ``metadata["training"]`` describes the data."""
+    validation and train. The model's ``metadata["training"]`` describes the data.
+    Returns the model, its validation metrics and its drift reference sample."""
     from offline.simulator import SimulationConfig, simulate
 
     say = progress or (lambda _message: None)
@@ -205,4 +222,4 @@ def bootstrap_from_simulation(
         "valid_rows": len(valid_set),
     }  # fmt: skip
     model = replace(model, metadata={**model.metadata, "training": training})
-    return model, metrics
+    return model, metrics, reference_sample(model, valid_set.X)

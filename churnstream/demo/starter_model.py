@@ -33,11 +33,13 @@ def ensure_champion(
     )
     started = time.monotonic()
     with console.status("training a starter model on simulated history…") as status:
-        model, metrics = bootstrap_from_simulation(
+        model, metrics, reference = bootstrap_from_simulation(
             customers=customers, days=days, seed=seed, progress=status.update
         )
         status.update("registering and promoting")
-        manifest = registry.register(model, metrics, model.metadata.get("training", {}))
+        manifest = registry.register(
+            model, metrics, model.metadata.get("training", {}), reference=reference
+        )
         registry.promote(manifest.version)
     console.print(
         f"starter model {manifest.version} promoted to champion: validation ROC AUC "

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import redis
 import typer
@@ -55,6 +56,21 @@ def registry(registry_settings: Settings, redis_client: redis.Redis) -> ModelReg
 def register(registry: ModelRegistry, version: str, weight: float = 1.0) -> str:
     registry.register(make_model(version, weight), {"roc_auc": 0.8}, {"source": "test"})
     return version
+
+
+def test_reference_sample_is_stored_and_checked(registry: ModelRegistry) -> None:
+    reference = pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [3.0, 4.0, 5.0], "score": [0.1, 0.2, 0.3]})
+    manifest = registry.register(make_model("v1"), {}, {}, reference=reference)
+    assert manifest.reference_sha256 is not None
+    pd.testing.assert_frame_equal(registry.reference_sample("v1"), reference)
+    register(registry, "v2")
+    assert registry.reference_sample("v2") is None
+    (registry.root / "v1" / "reference.parquet").write_bytes(b"tampered")
+    with pytest.raises(ArtifactIntegrityError, match="reference sample"):
+        registry.reference_sample("v1")
+    with pytest.raises(ValueError, match="lacks 1 of the model's features: b"):
+        registry.register(make_model("v3"), {}, {}, reference=reference[["a"]])
+    assert not (registry.root / "v3").exists()
 
 
 def test_register_then_promote(registry: ModelRegistry, redis_client: redis.Redis) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -18,12 +19,14 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def bootstrapped() -> tuple[LinearModel, dict[str, Any]]:
+def bootstrapped() -> tuple[LinearModel, dict[str, Any], pd.DataFrame]:
     return bootstrap_from_simulation(customers=700, days=90, seed=5, horizon_days=14)
 
 
-def test_bootstrap_learns_signal(bootstrapped: tuple[LinearModel, dict[str, Any]]) -> None:
-    model, metrics = bootstrapped
+def test_bootstrap_learns_signal(
+    bootstrapped: tuple[LinearModel, dict[str, Any], pd.DataFrame],
+) -> None:
+    model, metrics, _ = bootstrapped
     assert metrics["roc_auc"] > 0.75
     assert metrics["pr_auc"] > metrics["base_rate"]  # better than random ranking
     assert 0.0 < metrics["brier"] < metrics["base_rate"]  # better than a constant 0
@@ -35,15 +38,17 @@ def test_bootstrap_learns_signal(bootstrapped: tuple[LinearModel, dict[str, Any]
     assert training["train_cutoffs"][1] < training["valid_cutoffs"][0]
 
 
-def test_band_cutoffs_are_ordered(bootstrapped: tuple[LinearModel, dict[str, Any]]) -> None:
-    model, _ = bootstrapped
+def test_band_cutoffs_are_ordered(
+    bootstrapped: tuple[LinearModel, dict[str, Any], pd.DataFrame],
+) -> None:
+    model, _, _ = bootstrapped
     assert 0.0 < model.bands.medium <= model.bands.high < 1.0
 
 
 def test_artifact_round_trips_with_identical_scores(
-    bootstrapped: tuple[LinearModel, dict[str, Any]],
+    bootstrapped: tuple[LinearModel, dict[str, Any], pd.DataFrame],
 ) -> None:
-    model, _ = bootstrapped
+    model, _, _ = bootstrapped
     again = LinearModel.from_json(model.to_json())
     assert again == model and again.to_json() == model.to_json()
     X = np.random.default_rng(0).normal(3.0, 5.0, (200, len(model.feature_names)))
@@ -114,3 +119,14 @@ def test_training_refuses_empty_or_single_class_sets() -> None:
         train_bootstrap(ds.select(np.zeros(len(ds), dtype=bool)), ds)
     with pytest.raises(ValueError, match="single class"):
         train_bootstrap(ds.select(ds.y == 0), ds)
+
+
+def test_reference_sample_has_every_feature_and_the_score(
+    bootstrapped: tuple[LinearModel, dict[str, Any], pd.DataFrame],
+) -> None:
+    model, _, reference = bootstrapped
+    assert list(reference.columns) == [*model.feature_names, "score"]
+    assert 0 < len(reference) <= 5_000
+    assert reference["score"].between(0.0, 1.0).all()
+    features = reference[list(model.feature_names)].to_numpy()
+    assert np.allclose(reference["score"].to_numpy(), model.score_many(features))
