@@ -13,6 +13,7 @@ from core.logging import configure_logging
 from core.settings import get_settings
 from offline.cli import simulate, train
 from offline.importers.sparkify_cli import import_sparkify_command
+from offline.replay.cli import replay
 from serving.cli import api
 from stream.cli import worker
 
@@ -44,6 +45,7 @@ app.command("worker")(worker)
 app.command("risk")(risk)
 app.command("train")(train)
 app.command("api")(api)
+app.command("replay")(replay)
 
 import_app = typer.Typer(no_args_is_help=True)
 import_app.command("sparkify")(import_sparkify_command)
