@@ -272,7 +272,9 @@ def run_replay(
             if done:
                 done[item[1]] = item
             read += 1
-            if not read % _TICK_EVERY:
+            # At full speed every few thousand events; when paced, after every wait too
+            # (there is time to spare then, and checkpoints must not wait for 4096 events).
+            if not read % _TICK_EVERY or (pacer is not None and pacer.waited):
                 stats.read, stats.sent = read, sent
                 if kafka is not None:
                     kafka.producer.poll()
@@ -316,15 +318,18 @@ class _Pacer:
         self.speed = speed
         self.should_stop = should_stop
         self.origin: tuple[float, float] | None = None  # (event epoch s, monotonic s)
+        self.waited = False  # whether the last call slept
 
     def wait(self, at: datetime) -> bool:
         """Wait until ``at`` is due; ``False`` when asked to stop meanwhile."""
         event_s = at.timestamp()
+        self.waited = False
         if self.origin is None:
             self.origin = (event_s, time.monotonic())
             return True
         due = self.origin[1] + (event_s - self.origin[0]) / self.speed
         while (delay := due - time.monotonic()) > 0:
+            self.waited = True
             if self.should_stop():
                 return False
             time.sleep(min(delay, 0.2))
