@@ -179,9 +179,28 @@ def topic_ends(admin: Any, topics: list[str], timeout: float = 30.0) -> TopicEnd
             return ends
         except KafkaException as exc:
             error = exc.args[0]
-            if not error.retriable() or time.monotonic() > deadline:
+            transient = error.retriable() or error.code() in _TRANSIENT
+            if not transient or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _transient_codes() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    return frozenset(
+        {
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError.UNKNOWN_TOPIC_OR_PART,
+            KafkaError.REQUEST_TIMED_OUT,
+            KafkaError._TIMED_OUT,
+            KafkaError._TRANSPORT,
+        }
+    )
+
+
+_TRANSIENT = _transient_codes()
 
 
 class _IdOnly(msgspec.Struct):

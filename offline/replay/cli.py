@@ -360,15 +360,15 @@ class _CountColumn(ProgressColumn):
     """``done/total events`` (just ``done`` while the total is unknown)."""
 
     def render(self, task: Task) -> Text:
-        total = f"/{task.total:,.0f}" if task.total is not None else ""
-        return Text(f"{task.completed:>12,.0f}{total} events")
+        total = f"/{task.total:,.0f}" if task.total is not None else " events"
+        return Text(f"{task.completed:,.0f}{total}")
 
 
 class _RateColumn(ProgressColumn):
-    """Events per second over the last seconds."""
+    """Events per second, over the last few seconds."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:>9,.0f} events/s")
+        return Text(f"{task.speed or 0:,.0f}/s")
 
 
 def _progress(console: Console, verb: str, disable: bool) -> Progress:
