@@ -12,6 +12,8 @@ from churnstream.schema import schema_app
 from core.logging import configure_logging
 from core.settings import get_settings
 from offline.cli import simulate, train
+from offline.importers.sparkify_cli import import_sparkify_command
+from offline.replay.cli import replay
 from serving.cli import api
 from stream.cli import worker
 
@@ -43,6 +45,11 @@ app.command("worker")(worker)
 app.command("risk")(risk)
 app.command("train")(train)
 app.command("api")(api)
+app.command("replay")(replay)
+
+import_app = typer.Typer(no_args_is_help=True)
+import_app.command("sparkify")(import_sparkify_command)
+app.add_typer(import_app, name="import", help="Convert real data sets into canonical events.")
 
 
 def main() -> None:
