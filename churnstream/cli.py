@@ -9,6 +9,7 @@ from churnstream.infra.cli import infra_app
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
+from churnstream.verify import verify_command
 from core.logging import configure_logging
 from core.settings import get_settings
 from offline.cli import simulate, train
@@ -43,6 +44,7 @@ app.command("worker")(worker)
 app.command("risk")(risk)
 app.command("train")(train)
 app.command("api")(api)
+app.command("verify")(verify_command)
 
 
 def main() -> None:
