@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from core.aggregates import CustomerAggregates
-from core.archive import SCHEMA, EventArchive
+from core.archive import SCHEMA, EventArchive, read_segment
 from core.events import decode_event
 from core.features import FEATURE_NAMES, feature_matrix
 from core.store import FeatureStore
@@ -184,10 +184,17 @@ def watermark_mask(table: pa.Table, fences: dict[TopicPartition, int]) -> np.nda
 
 
 def _dataset(archive: EventArchive) -> ds.Dataset | None:
+    """The archive's Parquet files and its not yet compacted segments, as one dataset."""
+    parts: list[ds.Dataset] = []
     files = archive.files()
-    if not files:
+    if files:
+        parts.append(ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet"))
+    segments = [read_segment(path) for path in archive.segments()]
+    if segments:
+        parts.append(ds.InMemoryDataset(pa.concat_tables(segments), schema=SCHEMA))
+    if not parts:
         return None
-    return ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet")
+    return parts[0] if len(parts) == 1 else ds.dataset(parts)
 
 
 def _input_rows(
