@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from churnstream.archive import archive_app
 from churnstream.demo import demo
 from churnstream.infra.cli import infra_app
 from churnstream.produce import produce
@@ -52,6 +53,7 @@ import_app = typer.Typer(no_args_is_help=True)
 import_app.command("sparkify")(import_sparkify_command)
 app.add_typer(import_app, name="import", help="Convert real data sets into canonical events.")
 app.command("verify")(verify_command)
+app.add_typer(archive_app, name="archive", help="Look into the event archive and compact it.")
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from core.archive import ArchivedEvent, EventArchive, SegmentLog
 from core.events import (
     Event,
@@ -151,3 +153,33 @@ def test_a_dead_writers_open_segment_is_compacted(tmp_path: Path) -> None:
     assert [p.suffix for p in archive.segments()] == [".open"]
     assert archive.compact() == 1
     assert archive.segments() == [] and archive.count() == 1
+
+
+def test_archive_stats_and_compact_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from churnstream.cli import app
+    from core.settings import get_settings
+
+    log = SegmentLog(tmp_path)
+    log.append(kafka_rows([like(1, T0), purchase(1, T0 + timedelta(days=2))]))
+    log.rotate()
+    EventArchive(tmp_path).write(rows([like(1, T0), like(2, T0)]))  # l1 twice: counted once
+    monkeypatch.setenv("CHURN_ARCHIVE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["archive", "stats", "--json"])
+        assert result.exit_code == 0, result.output
+        stats = json.loads(result.stdout)
+        assert (stats["events"], stats["customers"], stats["segments"]) == (3, 2, 1)
+        assert stats["events_by_type"] == {"like": 2, "purchase": 1}
+        assert stats["first_event_time"] == "2026-03-01T22:00:00Z"
+        result = CliRunner().invoke(app, ["archive", "compact"])
+        assert result.exit_code == 0 and "compacted 2 events" in result.stdout
+        assert EventArchive(tmp_path).segments() == [] and EventArchive(tmp_path).count() == 3
+    finally:
+        get_settings.cache_clear()
