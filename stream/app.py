@@ -78,7 +78,7 @@ class WorkerRuntime:
 
     def rescore(self) -> int:
         model = self.models()
-        if model is None:
+        if model is None or self.settings.as_of is not None:  # a fixed time: nothing ages
             return 0
         return rescore_stale_customers(
             self.store,
