@@ -7,7 +7,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -327,14 +327,14 @@ def _start(
         if previous is not None and previous.spill_dir:
             shutil.rmtree(previous.spill_dir, ignore_errors=True)
     spill_dir = path.with_name(f"{path.stem}.runs")
-    with err.status("planning") as status:
+    with err.status("planning") if show else nullcontext() as status:
         plan = plan_replay(
             inputs,
             spill_dir,
             validator,
             invalid,
             sort_buffer=sort_buffer,
-            on_status=status.update if show else None,
+            on_status=status.update if status is not None else None,
             skipped=skipped,
         )
     state = Checkpoint(
