@@ -9,6 +9,7 @@ from churnstream.infra.cli import infra_app
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
+from churnstream.verify import verify_command
 from core.logging import configure_logging
 from core.settings import get_settings
 from offline.cli import simulate, train
@@ -50,6 +51,7 @@ app.command("replay")(replay)
 import_app = typer.Typer(no_args_is_help=True)
 import_app.command("sparkify")(import_sparkify_command)
 app.add_typer(import_app, name="import", help="Convert real data sets into canonical events.")
+app.command("verify")(verify_command)
 
 
 def main() -> None:

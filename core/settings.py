@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_ARCHIVE_ENABLED"),
         description="Whether the worker appends applied events to the event archive.",
     )
+    archive_compact_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=_env("CHURN_ARCHIVE_COMPACT_SECONDS"),
+        description="How often the worker turns its archive segments into Parquet files.",
+    )
     model_check_seconds: float = Field(
         2.0,
         gt=0,

@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 
 from core import metrics
 from core.aggregates import DAY_SECONDS, CustomerAggregates
-from core.archive import ArchivedEvent, EventArchive
+from core.archive import ArchivedEvent, SegmentLog
 from core.dlq import DeadLetter
 from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
@@ -83,12 +83,13 @@ class BatchProcessor:
         producer: EventProducer,
         model: ModelSource,
         clock: Callable[[], float] = time.time,
-        archive: EventArchive | None = None,
+        archive: SegmentLog | None = None,
     ) -> None:
-        """``archive`` defaults to ``settings.archive_dir`` when ``settings.archive_enabled``."""
+        """``archive`` defaults to a segment log under ``settings.archive_dir`` when
+        ``settings.archive_enabled``."""
         self.settings = settings
         if archive is None and settings.archive_enabled:
-            archive = EventArchive(settings.archive_dir)
+            archive = SegmentLog(settings.archive_dir)
         self.archive = archive
         self.store = store
         self.producer = producer
@@ -165,7 +166,7 @@ class BatchProcessor:
         scores, changes = self._score(touched, now)
         self._publish(letters, changes)
         if self.archive is not None and archived:
-            self.archive.write(archived, source="worker")
+            self.archive.append(archived)
         newest: dict[TopicPartition, int] = {}
         for m in fresh:
             tp = (m.topic, m.partition)
