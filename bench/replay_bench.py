@@ -118,7 +118,8 @@ def run(events: int = 1_000_000, rounds: int = 3) -> dict[str, Any]:
         "merge_ratio_to_replay": round(median["merge"] / median["replay"], 3),
         "target_replay_eps": TARGET_EPS,
         "input": path.name,
-        "command": "make bench BENCH_ARGS='--only replay'",
+        "command": "make bench BENCH_ARGS='--only replay"
+        + ("'" if events == 1_000_000 else f" --replay-events {events}'"),
     }
     write_result("replay", figures, details)
     return {**figures, **details}

@@ -27,13 +27,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from offline.importers.sparkify import (
-    DEFAULT_SESSION_GAP_S,
-    Reject,
-    SparkifyFormatError,
-    SparkifyReport,
-    import_sparkify,
-)
+from offline.importers.sparkify import DEFAULT_SESSION_GAP_S, SparkifyReport
+from offline.importers.sparkify_files import Reject, SparkifyFormatError, import_sparkify
 
 _SHOW_REJECTS = 10  # rejected lines listed one by one in the summary
 

@@ -155,8 +155,20 @@ def exclusive(path: Path) -> Iterator[None]:
 # --- the topics' tail --------------------------------------------------------------------
 
 
-def topic_ends(admin: Any, topics: list[str], timeout: float = 30.0) -> TopicEnds:
-    """The next offset to be written in every partition of ``topics``.
+def topic_partitions(admin: Any, topics: list[str], timeout: float = 30.0) -> dict[str, list[int]]:
+    """The partition numbers of each of ``topics``."""
+    metadata = admin.list_topics(timeout=timeout).topics
+    return {topic: sorted(metadata[topic].partitions) for topic in topics}
+
+
+def topic_ends(
+    admin: Any,
+    topics: list[str],
+    timeout: float = 30.0,
+    partitions: dict[str, list[int]] | None = None,
+) -> TopicEnds:
+    """The next offset to be written in every partition of ``topics`` (``partitions``,
+    when known, saves a metadata request).
 
     Retries while the cluster answers with a retriable error (e.g. partitions of a topic
     created a moment ago that have no leader yet), up to ``timeout`` seconds.
@@ -167,11 +179,11 @@ def topic_ends(admin: Any, topics: list[str], timeout: float = 30.0) -> TopicEnd
     deadline = time.monotonic() + timeout
     while True:
         try:
-            metadata = admin.list_topics(timeout=timeout).topics
+            known = partitions or topic_partitions(admin, topics, timeout)
             wanted = {
                 TopicPartition(topic, partition): OffsetSpec.latest()
                 for topic in topics
-                for partition in metadata[topic].partitions
+                for partition in known[topic]
             }
             ends: TopicEnds = {topic: {} for topic in topics}
             for tp, future in admin.list_offsets(wanted, request_timeout=timeout).items():

@@ -7,12 +7,13 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -174,6 +175,8 @@ def replay(
         parse_start(to) if to else None,
         parse_customers(customers),
     )
+    if filters.start is not None and filters.end is not None and filters.start >= filters.end:
+        raise typer.BadParameter("--from must be before --to", param_hint="--from")
     pace = parse_speed(speed)
     if not kafka and archive is None and not dry_run_only:
         raise typer.BadParameter("--no-kafka needs --archive DIR: there would be no destination")
@@ -231,7 +234,15 @@ def replay(
         sinks: list[KafkaSink | ArchiveSink] = []
         delivered: Counter[str] = Counter()
         if kafka:
-            sink = _kafka_sink(settings)
+            try:
+                sink = _kafka_sink(settings)
+            except KafkaException as exc:
+                err.print(
+                    f"[red]error:[/red] cannot use Kafka at {settings.kafka_bootstrap_servers}: "
+                    f"{exc}",
+                    highlight=False,
+                )
+                raise typer.Exit(2) from None
             sinks.append(sink)
             if resume:
                 from core.kafka_client import client_config
@@ -327,14 +338,14 @@ def _start(
         if previous is not None and previous.spill_dir:
             shutil.rmtree(previous.spill_dir, ignore_errors=True)
     spill_dir = path.with_name(f"{path.stem}.runs")
-    with err.status("planning") as status:
+    with err.status("planning") if show else nullcontext() as status:
         plan = plan_replay(
             inputs,
             spill_dir,
             validator,
             invalid,
             sort_buffer=sort_buffer,
-            on_status=status.update if show else None,
+            on_status=status.update if status is not None else None,
             skipped=skipped,
         )
     state = Checkpoint(

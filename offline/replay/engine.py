@@ -129,6 +129,7 @@ class KafkaSink:
         topics = producer.topics
         self.topic_of = {"activity": topics.activity, "transactions": topics.transactions}
         self._failed_seen = 0
+        self._partitions: dict[str, list[int]] | None = None
 
     def send_function(self) -> Callable[[Event], None]:
         return self.producer.send_validated
@@ -146,9 +147,12 @@ class KafkaSink:
             )
 
     def ends(self) -> TopicEnds:
-        from offline.replay.checkpoint import topic_ends
+        from offline.replay.checkpoint import topic_ends, topic_partitions
 
-        return topic_ends(self.admin, list(self.topic_of.values()))
+        topics = list(self.topic_of.values())
+        if self._partitions is None:  # a replay does not outlive a partition change
+            self._partitions = topic_partitions(self.admin, topics)
+        return topic_ends(self.admin, topics, partitions=self._partitions)
 
 
 class ArchiveSink:
@@ -276,8 +280,6 @@ def run_replay(
             # (there is time to spare then, and checkpoints must not wait for 4096 events).
             if not read % _TICK_EVERY or (pacer is not None and pacer.waited):
                 stats.read, stats.sent = read, sent
-                if kafka is not None:
-                    kafka.producer.poll()
                 if on_progress is not None:
                     on_progress(stats)
                 if should_stop():

@@ -7,7 +7,9 @@ Two formats hold canonical events:
   is ``(byte offset of the next line, number of lines before it)``.
 * **Parquet** in the event-archive layout (:mod:`core.archive`): a column ``event`` with
   each event's JSON (and an ``event_time`` column, used by the scan). A position is
-  ``(row index, row index)``.
+  ``(row index, row index)``. The archive's closed segments (``segments/*.seg``, events
+  the worker archived but not yet compacted into Parquet) are read the same way; a
+  segment still being written (``.open``) is skipped.
 
 Readers validate every event against the contract. An invalid line is handed to
 ``on_invalid`` with its 1-based line (or row) number and skipped. Readers yield
@@ -32,7 +34,7 @@ import pyarrow.parquet as pq
 
 from core.events import Event, EventValidationError, EventValidator
 
-Format = Literal["jsonl", "parquet"]
+Format = Literal["jsonl", "parquet", "segment"]
 Position = tuple[int, int]  # (offset, lines or rows before it)
 # (event_time, source index, offset after this event, line number, event)
 Item = tuple[datetime, int, int, int, Event]
@@ -41,6 +43,7 @@ InvalidHandler = Callable[[str, EventValidationError], object]
 START: Position = (0, 0)
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+SEGMENT_SUFFIX = ".seg"
 # Files in an input folder that are never events: importer reject files, partial outputs.
 _NOT_EVENTS = (".rejects.jsonl", ".partial", ".truth.csv")
 _CLOCK_EVERY = 10_000  # re-read the clock for the future-time check every N events
@@ -96,6 +99,8 @@ def format_of(path: Path) -> Format | None:
         return "jsonl"
     if path.name.lower().endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if path.name.endswith(SEGMENT_SUFFIX):
+        return "segment"
     return None
 
 
@@ -204,6 +209,34 @@ def parquet_event_column(file: InputFile) -> pq.ParquetFile:
     return parquet
 
 
+def _segment_batches(file: InputFile, column: str) -> Iterator[pa.RecordBatch]:
+    from core.archive import read_segment
+
+    table = read_segment(file.path)
+    yield from table.select([column]).to_batches(_PARQUET_BATCH)
+
+
+def _event_batches(file: InputFile, first_row: int) -> Iterator[tuple[int, list[Any]]]:
+    """``(row index of the batch's first row, event values)`` from ``first_row`` on."""
+    if file.format == "segment":
+        row = 0
+        for batch in _segment_batches(file, "event"):
+            if row + batch.num_rows > first_row:
+                yield row, batch.column(0).to_pylist()
+            row += batch.num_rows
+        return
+    parquet = parquet_event_column(file)
+    row = 0
+    for group in range(parquet.num_row_groups):
+        rows_in_group = parquet.metadata.row_group(group).num_rows
+        if row + rows_in_group <= first_row:
+            row += rows_in_group
+            continue
+        for batch in parquet.iter_batches(_PARQUET_BATCH, row_groups=[group], columns=["event"]):
+            yield row, batch.column(0).to_pylist()
+            row += batch.num_rows
+
+
 def read_parquet(
     file: InputFile,
     source: int,
@@ -212,37 +245,27 @@ def read_parquet(
     start: Position = START,
     ordered: bool = False,
 ) -> Iterator[Item]:
-    """Valid events of an archive-layout Parquet file from row ``start[0]``."""
-    parquet = parquet_event_column(file)
+    """Valid events of an archive-layout Parquet file (or segment) from row ``start[0]``."""
     name = str(file.path)
     latest = _NEVER
     first_row = start[0]
-    row = 0
-    for group in range(parquet.num_row_groups):
-        rows_in_group = parquet.metadata.row_group(group).num_rows
-        if row + rows_in_group <= first_row:
-            row += rows_in_group
-            continue
-        for batch in parquet.iter_batches(_PARQUET_BATCH, row_groups=[group], columns=["event"]):
-            values = batch.column(0).to_pylist()
-            skip = max(0, first_row - row)
-            now = datetime.now(UTC)
-            for index in range(skip, len(values)):
-                value = values[index]
-                number = row + index + 1
-                try:
-                    if value is None:
-                        raise EventValidationError("the event column is empty", "event")
-                    event = validator.decode(value, now)
-                except EventValidationError as exc:
-                    on_invalid(name, exc.at_line(number))
-                    continue
-                if ordered:
-                    if event.event_time < latest:
-                        raise _out_of_order(file, number)
-                    latest = event.event_time
-                yield (event.event_time, source, number, number, event)
-            row += len(values)
+    for row, values in _event_batches(file, first_row):
+        now = datetime.now(UTC)
+        for index in range(max(0, first_row - row), len(values)):
+            value = values[index]
+            number = row + index + 1
+            try:
+                if value is None:
+                    raise EventValidationError("the event column is empty", "event")
+                event = validator.decode(value, now)
+            except EventValidationError as exc:
+                on_invalid(name, exc.at_line(number))
+                continue
+            if ordered:
+                if event.event_time < latest:
+                    raise _out_of_order(file, number)
+                latest = event.event_time
+            yield (event.event_time, source, number, number, event)
 
 
 def read_events(
@@ -310,13 +333,19 @@ def _scan_jsonl(file: InputFile) -> FileScan:
 
 
 def _scan_parquet(file: InputFile) -> FileScan:
-    parquet = parquet_event_column(file)
-    if "event_time" not in parquet.schema_arrow.names:  # no time column: read the events
-        return _scan_parquet_events(file, parquet)
+    if file.format == "segment":
+        batches: Iterator[pa.RecordBatch] = _segment_batches(file, "event_time")
+        rows = None
+    else:
+        parquet = parquet_event_column(file)
+        if "event_time" not in parquet.schema_arrow.names:  # no time column: read events
+            return _scan_parquet_events(file, parquet)
+        batches = parquet.iter_batches(65536, columns=["event_time"])
+        rows = parquet.metadata.num_rows
     events = 0
     disorder: int | None = None
     first = previous = None
-    for batch in parquet.iter_batches(65536, columns=["event_time"]):
+    for batch in batches:
         times = batch.column(0).drop_null()
         if not len(times):
             continue
@@ -330,8 +359,8 @@ def _scan_parquet(file: InputFile) -> FileScan:
         first = first or times[0].as_py()
         previous = high.as_py() if previous is None else max(previous, high.as_py())
         events += len(times)
-    return FileScan(events, parquet.metadata.num_rows - events, disorder is None, disorder,
-                    _utc(first), _utc(previous))  # fmt: skip
+    unreadable = (rows - events) if rows is not None else 0
+    return FileScan(events, unreadable, disorder is None, disorder, _utc(first), _utc(previous))
 
 
 def _scan_parquet_events(file: InputFile, parquet: pq.ParquetFile) -> FileScan:

@@ -398,3 +398,22 @@ def test_unknown_inputs_and_bad_options_exit_2(tmp_path: Path, offline_env: None
     assert result.exit_code == 2 and "x.csv: unknown format" in result.stderr
     result = CliRunner().invoke(app, ["replay", str(tmp_path / "x.csv"), "--speed", "fast"])
     assert result.exit_code == 2 and "expected 'max' or a positive number" in result.output
+
+
+def test_archive_folders_replay_their_parquet_and_closed_segments(tmp_path: Path) -> None:
+    from core.archive import SegmentLog
+
+    events = sim(customers=10, days=2, seed=9)
+    half = len(events) // 2
+    archive = EventArchive(tmp_path / "archive")
+    archive.write([ArchivedEvent.of(e, "t") for e in events[:half]])
+    log = SegmentLog(tmp_path / "archive")
+    log.append([ArchivedEvent.of(e, "worker") for e in events[half:-10]])
+    log.rotate()  # closed: waiting for compaction
+    log.append([ArchivedEvent.of(e, "worker") for e in events[-10:]])  # still open
+    files, skipped = discover([tmp_path / "archive"])
+    assert sorted(f.format for f in files).count("segment") == 1
+    assert [p.suffix for p in skipped] == [".open"]
+    out = replay_all(files, tmp_path)
+    assert [encode_event(e) for e in out] == [encode_event(e) for e in events[:-10]]
+    log.close()

@@ -12,11 +12,7 @@ from typer.testing import CliRunner
 
 from churnstream.cli import app
 from core.events import EventValidator
-from offline.importers.sparkify import (
-    Reject,
-    SparkifyFormatError,
-    import_sparkify,
-)
+from offline.importers.sparkify_files import Reject, SparkifyFormatError, import_sparkify
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sparkify_sample.jsonl"
 ALL_PAGES = {
