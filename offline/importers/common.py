@@ -125,7 +125,9 @@ class RejectWriter:
 
     ``reason`` is the short code counted in the report, ``detail`` a sentence for people,
     ``record`` the row as it was read (values made JSON-safe). Without a path nothing is
-    written (the report still counts every reject). Use as a context manager.
+    written (the report still counts every reject). Use as a context manager: the file is
+    created at the first reject, or at a clean exit (empty), never by a run that failed
+    before rejecting anything.
     """
 
     def __init__(self, path: str | Path | None) -> None:
@@ -134,9 +136,6 @@ class RejectWriter:
         self.written = 0
 
     def __enter__(self) -> RejectWriter:
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "wb")  # closed in __exit__
         return self
 
     def __exit__(
@@ -145,9 +144,18 @@ class RejectWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None:
+            self._open()  # a clean run leaves a reject file, empty when nothing was rejected
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    def _open(self) -> IO[bytes] | None:
+        """The file, created on first use (so a run that fails early leaves none)."""
+        if self._handle is None and self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "wb")  # noqa: SIM115 - closed in __exit__
+        return self._handle
 
     def write(self, line: int, reason: str, detail: str, record: Mapping[str, Any]) -> None:
         self.write_many([line], [reason], [detail], [record])
@@ -160,7 +168,8 @@ class RejectWriter:
         records: Iterable[Mapping[str, Any]],
     ) -> None:
         """Write many rejects at once (the fast path for vectorised importers)."""
-        if self._handle is None:
+        handle = self._open()
+        if handle is None:
             return
         chunk = bytearray()
         for line, reason, detail, record in zip(lines, reasons, details, records, strict=False):
@@ -171,7 +180,7 @@ class RejectWriter:
             )
             chunk += b"\n"
             self.written += 1
-        self._handle.write(chunk)
+        handle.write(chunk)
 
     def write_encoded(
         self,
@@ -181,14 +190,15 @@ class RejectWriter:
         records: Sequence[str],
     ) -> None:
         """Like :meth:`write_many` with each record already encoded as a JSON object."""
-        if self._handle is None:
+        handle = self._open()
+        if handle is None:
             return
         chunk = bytearray()
         for line, reason, detail, record in zip(lines, reasons, details, records, strict=True):
             head = orjson.dumps({"line": int(line), "reason": reason, "detail": detail})
             chunk += head[:-1] + b',"record":' + record.encode() + b"}\n"
             self.written += 1
-        self._handle.write(chunk)
+        handle.write(chunk)
 
 
 def _json_default(value: object) -> object:

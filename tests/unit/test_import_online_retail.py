@@ -376,7 +376,10 @@ def test_unreadable_files_are_refused(
     assert str(path) in str(caught.value) and "expected" in str(caught.value)
 
 
-def test_cli_writes_events_rejects_and_a_json_report(tmp_path: Path) -> None:
+def test_cli_writes_events_rejects_and_a_json_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # default output paths land here
     source = write_csv(tmp_path, II)
     out, rejects = tmp_path / "events.jsonl", tmp_path / "rejects.jsonl"
     result = CliRunner().invoke(
@@ -399,6 +402,7 @@ def test_cli_writes_events_rejects_and_a_json_report(tmp_path: Path) -> None:
 
     bad = CliRunner().invoke(app, ["import", "online-retail", str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2 and "nope.csv" in bad.output
+    assert not list(tmp_path.glob("nope*"))  # a failed import leaves no files behind
 
 
 @pytest.fixture(scope="module")
