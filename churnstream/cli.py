@@ -11,8 +11,10 @@ from churnstream.risk import risk
 from churnstream.schema import schema_app
 from core.logging import configure_logging
 from core.settings import get_settings
-from offline.cli import simulate, train
+from offline.cli import simulate
 from offline.import_cli import import_app
+from offline.models_cli import models_app
+from offline.train_cli import train
 from serving.cli import api
 from stream.cli import worker
 
@@ -38,6 +40,7 @@ def _configure() -> None:
 app.add_typer(infra_app, name="infra", help="Start, stop and inspect the local Kafka + Redis.")
 app.add_typer(schema_app, name="schema", help="The published JSON Schema of the events.")
 app.add_typer(import_app, name="import", help="Import your own data files as canonical events.")
+app.add_typer(models_app, name="models", help="The model registry: list, show, promote, roll back.")
 app.command("produce")(produce)
 app.command("simulate")(simulate)
 app.command("demo")(demo)
