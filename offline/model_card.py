@@ -141,6 +141,12 @@ def render_model_card(
         "|---|---:|",
     ]
     out += [f"| `{name}` | {value:+.4f} |" for name, value in run.importances]
+    if training.get("monotone_in_silence"):
+        out += [
+            "",
+            "Coefficients are bound to the sign that makes risk rise with silence (a silent "
+            "customer's risk never falls as days pass); a coefficient of 0 sits on that bound.",
+        ]
     if gate is not None:
         out += ["", "## Promotion gate", "", f"- {'passed' if gate['passed'] else 'refused'}: "
                 f"{gate['reason']}"]  # fmt: skip
