@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 
-from bench import api_bench, producer_bench, worker_bench
+from bench import api_bench, producer_bench, train_bench, worker_bench
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "producer": lambda args: producer_bench.run(events=args.events),
     "worker": lambda args: worker_bench.run(events=args.worker_events, py_spy=args.worker_py_spy),
     "api": lambda args: api_bench.run(customers=args.api_customers),
+    "train": lambda args: train_bench.run(),
 }
 
 

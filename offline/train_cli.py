@@ -214,20 +214,8 @@ def _train_online_retail(
     err: Console,
 ) -> Any:
     from offline.importers.common import ImportFormatError
-    from offline.importers.online_retail import import_online_retail
-    from offline.transactions import TransactionTrainingConfig, file_sha256, train_on_transactions
+    from offline.transactions import TransactionTrainingConfig, train_online_retail_file
 
-    progress(f"importing {file}")
-    try:
-        events, report = import_online_retail(file)
-    except ImportFormatError as exc:
-        raise ValueError(str(exc)) from None
-    progress(
-        f"imported {report.events_written:,} events of {report.customers:,} customers "
-        f"({report.rows_rejected:,} rows rejected: "
-        + ", ".join(f"{n:,} {r}" for r, n in report.rejects.most_common())
-        + ")"
-    )
     if retention_days < 365:
         err.print(
             f"[yellow]note:[/yellow] features look back up to 365 days but see only "
@@ -241,15 +229,10 @@ def _train_online_retail(
         retention_days=retention_days,
         band_policy=policy,
     )
-    source = {
-        "source": "online-retail",
-        "file": str(file),
-        "format": report.facts.get("layout", "online-retail"),
-        "data_sha256": file_sha256(file),
-        "events": report.events_written,
-        "customers": report.customers,
-    }
-    return train_on_transactions(events, config, source=source, progress=progress)
+    try:
+        return train_online_retail_file(file, config, progress=progress)
+    except ImportFormatError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _gate(registry: Any, run: Any, min_gain: float, progress: Any) -> dict[str, Any]:

@@ -326,3 +326,34 @@ def train_on_transactions(
         valid_scores=scores,
         importances=ranked_coefficients(model),
     )
+
+
+def train_online_retail_file(
+    path: str | Path,
+    config: TransactionTrainingConfig | None = None,
+    *,
+    version: str | None = None,
+    progress: Progress | None = None,
+) -> TrainingRun:
+    """Import an Online Retail file (see :mod:`offline.importers.online_retail`) and run the
+    recipe on it; the training metadata names the file and its sha256. Raises
+    :class:`offline.importers.common.ImportFormatError` for a file that cannot be read."""
+    from offline.importers.online_retail import import_online_retail
+
+    say = progress or (lambda _message: None)
+    say(f"importing {path}")
+    events, report = import_online_retail(path)
+    rejected = ", ".join(f"{n:,} {reason}" for reason, n in report.rejects.most_common())
+    say(
+        f"imported {report.events_written:,} events of {report.customers:,} customers "
+        f"({report.rows_rejected:,} rows rejected{': ' + rejected if rejected else ''})"
+    )
+    source = {
+        "source": "online-retail",
+        "file": str(path),
+        "format": report.facts.get("layout", "online-retail"),
+        "data_sha256": file_sha256(path),
+        "events": report.events_written,
+        "customers": report.customers,
+    }
+    return train_on_transactions(events, config, source=source, version=version, progress=progress)
