@@ -39,10 +39,14 @@ def apply_transform(name: str, values: np.ndarray) -> np.ndarray:
 
 
 class Scorer(Protocol):
-    """What the worker and the API need from a model."""
+    """What the worker and the API need from a model (frozen models satisfy it: the
+    version and the feature names are read-only)."""
 
-    version: str
-    feature_names: tuple[str, ...]
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
 
     def score_many(self, features: np.ndarray) -> np.ndarray:
         """Churn probabilities for rows of features in ``feature_names`` order."""

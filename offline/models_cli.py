@@ -71,7 +71,7 @@ def list_models(json_output: JsonOption = False) -> None:
 @models_app.command("show")
 def show(
     version: Annotated[
-        str | None, typer.Argument(metavar="[VERSION]", help="Default: the champion.")
+        str | None, typer.Argument(metavar="VERSION", help="Default: the champion.")
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -13,12 +13,19 @@ import shlex
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from offline.cli import parse_start
+
+if TYPE_CHECKING:  # the training stack (numpy, scikit-learn) loads only when training
+    from collections.abc import Callable
+
+    from core.registry import ModelRegistry
+    from offline.evaluate import BandPolicy
+    from offline.train import TrainingRun
 
 DATA_SOURCES = ("online-retail",)
 
@@ -32,7 +39,7 @@ def _valid_cutoffs(text: str | None) -> tuple[datetime, ...] | None:
 def train(
     file: Annotated[
         Path | None,
-        typer.Argument(metavar="[FILE]", help="With --data: the data file (CSV or Parquet)."),
+        typer.Argument(metavar="FILE", help="With --data: the data file (CSV or Parquet)."),
     ] = None,
     data: Annotated[
         str | None,
@@ -209,10 +216,10 @@ def _train_online_retail(
     horizon_days: int,
     valid: tuple[datetime, ...] | None,
     retention_days: int,
-    policy: Any,
-    progress: Any,
+    policy: BandPolicy,
+    progress: Callable[[str], None],
     err: Console,
-) -> Any:
+) -> TrainingRun:
     from offline.importers.common import ImportFormatError
     from offline.transactions import TransactionTrainingConfig, train_online_retail_file
 
@@ -235,7 +242,9 @@ def _train_online_retail(
         raise ValueError(str(exc)) from None
 
 
-def _gate(registry: Any, run: Any, min_gain: float, progress: Any) -> dict[str, Any]:
+def _gate(
+    registry: ModelRegistry, run: TrainingRun, min_gain: float, progress: Callable[[str], None]
+) -> dict[str, Any]:
     """The gate against the current champion, scored on this run's validation rows."""
     from core.registry import RegistryError
     from offline.gate import GateResult, gate_on_window
@@ -254,9 +263,9 @@ def _gate(registry: Any, run: Any, min_gain: float, progress: Any) -> dict[str, 
 
 
 def _print_result(
-    run: Any,
+    run: TrainingRun,
     version: str,
-    registry: Any,
+    registry: ModelRegistry,
     gate: dict[str, Any],
     promoted: bool,
     promote: bool,

@@ -91,7 +91,7 @@ def month_starts(first: datetime, last: datetime) -> list[datetime]:
     ['2011-01-01', '2011-02-01', '2011-03-01']
     """
     year, month = first.year, first.month
-    out = []
+    out: list[datetime] = []
     while True:
         month += 1
         if month == 13:
