@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 
-from bench import api_bench, producer_bench, replay_bench, worker_bench
+from bench import api_bench, producer_bench, replay_bench, train_bench, worker_bench
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "worker": lambda args: worker_bench.run(events=args.worker_events, py_spy=args.worker_py_spy),
     "api": lambda args: api_bench.run(customers=args.api_customers),
     "replay": lambda args: replay_bench.run(events=args.replay_events),
+    "train": lambda args: train_bench.run(),
 }
 
 

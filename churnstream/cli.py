@@ -13,9 +13,11 @@ from churnstream.schema import schema_app
 from churnstream.verify import verify_command
 from core.logging import configure_logging
 from core.settings import get_settings
-from offline.cli import simulate, train
-from offline.importers.sparkify_cli import import_sparkify_command
+from offline.cli import simulate
+from offline.import_cli import import_app
+from offline.models_cli import models_app
 from offline.replay.cli import replay
+from offline.train_cli import train
 from serving.cli import api
 from stream.cli import worker
 
@@ -40,6 +42,8 @@ def _configure() -> None:
 
 app.add_typer(infra_app, name="infra", help="Start, stop and inspect the local Kafka + Redis.")
 app.add_typer(schema_app, name="schema", help="The published JSON Schema of the events.")
+app.add_typer(import_app, name="import", help="Import your own data files as canonical events.")
+app.add_typer(models_app, name="models", help="The model registry: list, show, promote, roll back.")
 app.command("produce")(produce)
 app.command("simulate")(simulate)
 app.command("demo")(demo)
@@ -49,9 +53,6 @@ app.command("train")(train)
 app.command("api")(api)
 app.command("replay")(replay)
 
-import_app = typer.Typer(no_args_is_help=True)
-import_app.command("sparkify")(import_sparkify_command)
-app.add_typer(import_app, name="import", help="Convert real data sets into canonical events.")
 app.command("verify")(verify_command)
 app.add_typer(archive_app, name="archive", help="Look into the event archive and compact it.")
 

@@ -52,6 +52,8 @@ COUNTERS: tuple[str, ...] = (
     "refund",
     "refund_cents",
     "refund_items",
+    "purchase_lines",  # order lines of purchases (0 for orders sent without lines)
+    "unit_price_cents",  # unit prices of purchase lines, summed (for the mean price level)
 )
 N_COUNTERS = len(COUNTERS)
 C = {name: index for index, name in enumerate(COUNTERS)}
@@ -312,6 +314,10 @@ def _purchase(counts: np.ndarray, event: Event) -> None:
     counts[C["purchase"]] += 1
     counts[C["revenue_cents"]] += to_cents(payload.amount)  # type: ignore[union-attr]
     counts[C["items"]] += payload.quantity  # type: ignore[union-attr]
+    lines = payload.lines  # type: ignore[union-attr]
+    if lines:
+        counts[C["purchase_lines"]] += len(lines)
+        counts[C["unit_price_cents"]] += sum(to_cents(line.unit_price) for line in lines)
 
 
 def _refund(counts: np.ndarray, event: Event) -> None:

@@ -19,114 +19,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
-from core.aggregates import ACTIVITY_COUNTERS, DAY_SECONDS, NEVER, C, CustomerAggregates
+from core.aggregates import ACTIVITY_COUNTERS, CustomerAggregates
+from core.feature_context import WINDOW_DAYS, FeatureContext
 
-FeatureFn = Callable[["_Context"], np.ndarray]
+FeatureFn = Callable[[FeatureContext], np.ndarray]
+Direction = Literal[-1, 0, 1]
 
-WINDOW_DAYS = (1, 7, 28, 30, 90)  # every window a feature below uses
-_ACTIVITY_COLUMNS = list(ACTIVITY_COUNTERS)
-_DENSE_LIMIT = 200_000  # one-hot matmul below this many cells, per-column bincount above
+__all__ = ["FEATURES", "FEATURE_NAMES", "WINDOW_DAYS", "FeatureDef", "feature_matrix"]
 
 
 @dataclass(frozen=True)
 class FeatureDef:
+    """One feature. ``silence`` says how it moves as time passes without any new event:
+    ``1`` never falls, ``-1`` never rises, ``0`` either (or it does not move); the trainer
+    can constrain a model's coefficients with it so that silence never lowers risk."""
+
     name: str
     description: str
     compute: FeatureFn
-
-
-class _Context:
-    """Window sums and scalars of a group of customers, computed once and shared."""
-
-    def __init__(self, aggregates: Sequence[CustomerAggregates], t: np.ndarray) -> None:
-        self.n = len(aggregates)
-        self.t = t.astype(np.float64)
-        self.ref_day = (t - 1) // DAY_SECONDS  # the day holding the last instant before t
-        sizes = np.fromiter((a.n_rows for a in aggregates), dtype=np.int64, count=self.n)
-        self.ends = np.cumsum(sizes)
-        self.starts = self.ends - sizes
-        if self.ends.size and self.ends[-1]:
-            self.days = np.concatenate([a.tile_days() for a in aggregates])
-            self.counts = np.concatenate([a.tile_counts() for a in aggregates])
-        else:
-            self.days = np.zeros(0, dtype=np.int64)
-            self.counts = np.zeros((0, len(C)), dtype=np.int64)
-        self.owner = np.repeat(np.arange(self.n), sizes)
-        self.age = self.ref_day[self.owner] - self.days  # 0 = the reference day
-        self.first_seen = self._scalar(aggregates, "first_seen")
-        self.last_activity = self._scalar(aggregates, "last_activity")
-        self.last_purchase = self._scalar(aggregates, "last_purchase")
-        self.is_paid = np.fromiter(
-            (a.level == "paid" for a in aggregates), dtype=np.float64, count=self.n
-        )
-        self._windows = self._window_sums()
-        self._activity: dict[int, np.ndarray] = {}
-
-    def _scalar(self, aggregates: Sequence[CustomerAggregates], name: str) -> np.ndarray:
-        return np.fromiter((getattr(a, name) for a in aggregates), dtype=np.int64, count=self.n)
-
-    def in_window(self, days: int) -> np.ndarray:
-        inside: np.ndarray = (self.age >= 0) & (self.age < days)
-        return inside
-
-    def _window_sums(self) -> dict[int, np.ndarray]:
-        """Counter sums for every window in WINDOW_DAYS, in one pass over the tiles: each
-        tile is added to the bucket between the two windows it first falls in, then the
-        buckets are accumulated."""
-        buckets = len(WINDOW_DAYS)
-        bucket = np.searchsorted(np.asarray(WINDOW_DAYS), self.age, side="right")
-        keep = (self.age >= 0) & (bucket < buckets)
-        key = self.owner[keep] * buckets + bucket[keep]
-        kept = self.counts[keep]
-        sums = np.empty((self.n * buckets, kept.shape[1]), dtype=np.float64)
-        for column in range(kept.shape[1]):
-            sums[:, column] = np.bincount(key, weights=kept[:, column], minlength=self.n * buckets)
-        cumulative = np.cumsum(sums.reshape(self.n, buckets, -1), axis=1)
-        return {days: cumulative[:, i, :] for i, days in enumerate(WINDOW_DAYS)}
-
-    def window(self, days: int) -> np.ndarray:
-        """Counter sums over the last ``days`` days, one row per customer (float64)."""
-        return self._windows[days]
-
-    def count(self, counter: str, days: int) -> np.ndarray:
-        column: np.ndarray = self.window(days)[:, C[counter]]
-        return column
-
-    def activity_events(self, days: int) -> np.ndarray:
-        if days not in self._activity:
-            self._activity[days] = self.window(days)[:, _ACTIVITY_COLUMNS].sum(axis=1)
-        return self._activity[days]
-
-    def days_since(self, when: np.ndarray) -> np.ndarray:
-        """Days from ``when`` to t; where ``when`` is unknown, days since first seen."""
-        known = np.where(when == NEVER, self.first_seen, when)
-        return np.maximum(self.t - known, 0.0) / DAY_SECONDS
-
-    @cached_property
-    def purchase_gaps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per customer: mean and coefficient of variation of the gaps (days) between
-        consecutive days with a purchase in the last 90 days (0 with fewer than 2 gaps)."""
-        rows = np.flatnonzero(self.in_window(90) & (self.counts[:, C["purchase"]] > 0))
-        mean = np.zeros(self.n)
-        cv = np.zeros(self.n)
-        if rows.size < 2:
-            return mean, cv
-        order = rows[np.lexsort((self.days[rows], self.owner[rows]))]
-        owner, days = self.owner[order], self.days[order].astype(np.float64)
-        same = owner[1:] == owner[:-1]
-        gaps, gap_owner = (days[1:] - days[:-1])[same], owner[1:][same]
-        n_gaps = np.bincount(gap_owner, minlength=self.n).astype(np.float64)
-        total = np.bincount(gap_owner, weights=gaps, minlength=self.n)
-        squares = np.bincount(gap_owner, weights=gaps**2, minlength=self.n)
-        has = n_gaps >= 2
-        mean[has] = total[has] / n_gaps[has]
-        std = np.sqrt(np.maximum(squares[has] / n_gaps[has] - mean[has] ** 2, 0.0))
-        cv[has] = std / mean[has]
-        return mean, cv
+    silence: Direction = 0
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:
@@ -136,8 +51,15 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.n
 
 
 def _counter_in_window(counter: str, days: int) -> FeatureFn:
-    def compute(ctx: _Context) -> np.ndarray:
+    def compute(ctx: FeatureContext) -> np.ndarray:
         return ctx.count(counter, days)
+
+    return compute
+
+
+def _money_in_window(counter: str, days: int) -> FeatureFn:
+    def compute(ctx: FeatureContext) -> np.ndarray:
+        return ctx.count(counter, days) / 100.0
 
     return compute
 
@@ -159,6 +81,7 @@ def _count_features() -> list[FeatureDef]:
             f"{name}_{days}d",
             f"{counter} events in the last {days} day(s)",
             _counter_in_window(counter, days),
+            silence=-1,
         )
         for name, counter in per_type
         for days in (1, 7, 30)
@@ -228,32 +151,40 @@ FEATURES: tuple[FeatureDef, ...] = (
         "days_since_last_activity",
         "days since the last activity event (since first seen when there was none)",
         lambda ctx: ctx.days_since(ctx.last_activity),
+        silence=1,
     ),
     FeatureDef(
         "days_since_first_seen",
         "days since the customer's first event (tenure)",
         lambda ctx: ctx.days_since(ctx.first_seen),
+        silence=1,
     ),
-    FeatureDef("orders_30d", "purchases, last 30 days", lambda ctx: ctx.count("purchase", 30)),
-    FeatureDef("orders_90d", "purchases, last 90 days", lambda ctx: ctx.count("purchase", 90)),
+    FeatureDef("orders_30d", "purchases, last 30 days", _counter_in_window("purchase", 30), -1),
+    FeatureDef("orders_90d", "purchases, last 90 days", _counter_in_window("purchase", 90), -1),
     FeatureDef(
         "revenue_30d",
         "amount spent in the last 30 days",
-        lambda ctx: ctx.count("revenue_cents", 30) / 100.0,
+        _money_in_window("revenue_cents", 30),
+        silence=-1,
     ),
     FeatureDef(
         "revenue_90d",
         "amount spent in the last 90 days",
-        lambda ctx: ctx.count("revenue_cents", 90) / 100.0,
+        _money_in_window("revenue_cents", 90),
+        silence=-1,
     ),
-    FeatureDef("items_30d", "items bought in the last 30 days", lambda ctx: ctx.count("items", 30)),
-    FeatureDef("items_90d", "items bought in the last 90 days", lambda ctx: ctx.count("items", 90)),
+    FeatureDef(
+        "items_30d", "items bought in the last 30 days", _counter_in_window("items", 30), -1
+    ),
+    FeatureDef(
+        "items_90d", "items bought in the last 90 days", _counter_in_window("items", 90), -1
+    ),
     FeatureDef(
         "mean_order_value_90d",
         "mean purchase amount over 90 days (0 without purchases)",
         lambda ctx: _ratio(ctx.count("revenue_cents", 90), ctx.count("purchase", 90), 0.0) / 100.0,
     ),
-    FeatureDef("refunds_90d", "refunds in the last 90 days", lambda ctx: ctx.count("refund", 90)),
+    FeatureDef("refunds_90d", "refunds in the last 90 days", _counter_in_window("refund", 90), -1),
     FeatureDef(
         "refund_share_90d",
         "refunded amount / amount spent over 90 days (0 without purchases)",
@@ -263,6 +194,7 @@ FEATURES: tuple[FeatureDef, ...] = (
         "days_since_last_purchase",
         "days since the last purchase (since first seen when there was none)",
         lambda ctx: ctx.days_since(ctx.last_purchase),
+        silence=1,
     ),
     FeatureDef(
         "mean_purchase_gap_days_90d",
@@ -276,8 +208,132 @@ FEATURES: tuple[FeatureDef, ...] = (
     ),
 )
 
+
+def _transaction_features() -> list[FeatureDef]:
+    """Purchase history over up to a year: frequency, spend, regularity, basket. The
+    365-day windows see at most ``CHURN_RETENTION_DAYS`` days. The ratios over 365 days
+    only move when a purchase leaves the window."""
+
+    def per_order(counter: str, days: int, scale: float = 1.0) -> FeatureFn:
+        return lambda ctx: (
+            _ratio(ctx.count(counter, days), ctx.count("purchase", days), 0.0) / scale
+        )
+
+    def purchase_rate(ctx: FeatureContext) -> np.ndarray:
+        rate: np.ndarray = ctx.purchase_days(365) / ctx.observed_days(365)
+        return rate
+
+    return [
+        *(
+            FeatureDef(
+                f"orders_{d}d",
+                f"purchases, last {d} days",
+                _counter_in_window("purchase", d),
+                silence=-1,
+            )
+            for d in (180, 365)
+        ),
+        *(
+            FeatureDef(
+                f"revenue_{d}d",
+                f"amount spent in the last {d} days",
+                _money_in_window("revenue_cents", d),
+                silence=-1,
+            )
+            for d in (180, 365)
+        ),
+        FeatureDef(
+            "purchase_days_365d",
+            "days with a purchase among the last 365",
+            lambda ctx: ctx.purchase_days(365),
+            silence=-1,
+        ),
+        FeatureDef(
+            "mean_purchase_gap_days_365d",
+            "mean days between purchase days over 365 days (0 with fewer than 3 purchase days)",
+            lambda ctx: ctx.purchase_gap_stats(365)[0],
+        ),
+        FeatureDef(
+            "purchase_gap_cv_365d",
+            "irregularity of purchases: std / mean of the gaps between purchase days, 365 days",
+            lambda ctx: ctx.purchase_gap_stats(365)[1],
+        ),
+        FeatureDef(
+            "purchase_rate_365d",
+            "purchase days per day known, over the last 365 days (or since first seen)",
+            purchase_rate,
+            silence=-1,
+        ),
+        FeatureDef(
+            "purchases_missed",
+            "days since the last purchase times the purchase rate: the purchase days the "
+            "customer's own pace says should have happened during the current silence "
+            "(rises with silence until a purchase leaves the 365-day window)",
+            lambda ctx: ctx.days_since(ctx.last_purchase) * purchase_rate(ctx),
+            silence=1,
+        ),
+        FeatureDef(
+            "mean_order_value_365d",
+            "mean purchase amount over 365 days (0 without purchases)",
+            per_order("revenue_cents", 365, 100.0),
+        ),
+        FeatureDef(
+            "lines_per_order_365d",
+            "order lines per purchase over 365 days: basket breadth (0 without lines)",
+            per_order("purchase_lines", 365),
+        ),
+        FeatureDef(
+            "items_per_line_365d",
+            "items per order line over 365 days: bulk buying (0 without lines)",
+            lambda ctx: _ratio(ctx.count("items", 365), ctx.count("purchase_lines", 365), 0.0),
+        ),
+        FeatureDef(
+            "mean_unit_price_365d",
+            "mean unit price of the order lines over 365 days (0 without lines)",
+            lambda ctx: (
+                _ratio(ctx.count("unit_price_cents", 365), ctx.count("purchase_lines", 365), 0.0)
+                / 100.0
+            ),
+        ),
+        FeatureDef(
+            "refunds_365d",
+            "refunds in the last 365 days",
+            _counter_in_window("refund", 365),
+            silence=-1,
+        ),
+        FeatureDef(
+            "refund_share_365d",
+            "refunded amount / amount spent over 365 days (0 without purchases)",
+            lambda ctx: _ratio(
+                ctx.count("refund_cents", 365), ctx.count("revenue_cents", 365), 0.0
+            ),
+        ),
+    ]
+
+
+FEATURES = (*FEATURES, *_transaction_features())
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+# The features that carry information on transaction data (purchases and refunds only):
+# what a model trained on such data uses.
+TRANSACTION_FEATURE_NAMES: tuple[str, ...] = (
+    "days_since_first_seen",
+    "days_since_last_purchase",
+    "orders_30d",
+    "orders_90d",
+    "revenue_90d",
+    *(f.name for f in _transaction_features()),
+)
 _BY_NAME: Mapping[str, FeatureDef] = {f.name: f for f in FEATURES}
+
+
+def silence_direction(name: str) -> Direction:
+    """How feature ``name`` moves as time passes without events (see :class:`FeatureDef`).
+
+    >>> silence_direction("days_since_last_purchase"), silence_direction("orders_90d")
+    (1, -1)
+    """
+    return _BY_NAME[name].silence
 
 
 def feature_matrix(
@@ -303,7 +359,7 @@ def feature_matrix(
     """
     n = len(aggregates)
     times = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
-    ctx = _Context(aggregates, times)
+    ctx = FeatureContext(aggregates, times)
     out = np.empty((n, len(names)), dtype=np.float64)
     for column, name in enumerate(names):
         out[:, column] = _BY_NAME[name].compute(ctx)

@@ -20,13 +20,33 @@ from typing import Any, Protocol
 import numpy as np
 
 BANDS = ("low", "medium", "high")
+TRANSFORMS = ("identity", "signed_log1p")
+
+
+def apply_transform(name: str, values: np.ndarray) -> np.ndarray:
+    """A linear model's feature transform: ``identity`` or ``signed_log1p``
+    (``sign(x) * log(1 + |x|)``, which tames counts and money spanning orders of magnitude).
+
+    >>> apply_transform("signed_log1p", np.array([-(np.e - 1), 0.0, np.e - 1])).round(6).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+    if name == "identity":
+        return values
+    if name == "signed_log1p":
+        out: np.ndarray = np.sign(values) * np.log1p(np.abs(values))
+        return out
+    raise ValueError(f"unknown feature transform {name!r} (known: {', '.join(TRANSFORMS)})")
 
 
 class Scorer(Protocol):
-    """What the worker and the API need from a model."""
+    """What the worker and the API need from a model (frozen models satisfy it: the
+    version and the feature names are read-only)."""
 
-    version: str
-    feature_names: tuple[str, ...]
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
 
     def score_many(self, features: np.ndarray) -> np.ndarray:
         """Churn probabilities for rows of features in ``feature_names`` order."""
@@ -68,8 +88,10 @@ class BandCutoffs:
 class LinearModel:
     """A standardised logistic model evaluated with numpy (a dot product and a sigmoid).
 
-    ``score = sigmoid(intercept + sum(coef * (x - mean) / scale))``. Features are clipped
-    to ``[lower, upper]`` (the training range) first, so an outlier cannot dominate.
+    ``score = sigmoid(intercept + sum(coef * (f(x) - mean) / scale))``. Features are clipped
+    to ``[lower, upper]`` (the training range) first, so an outlier cannot dominate, then
+    transformed by ``f`` (``transform``: ``identity`` or ``signed_log1p``); ``mean`` and
+    ``scale`` are those of the transformed training features.
 
     >>> m = LinearModel(version="v1", feature_names=("a", "b"), coef=(1.0, -2.0),
     ...                 intercept=0.0, mean=(0.0, 0.0), scale=(1.0, 1.0),
@@ -92,8 +114,11 @@ class LinearModel:
     bands: BandCutoffs
     metadata: dict[str, Any] = field(default_factory=dict)
     kind: str = "linear"
+    transform: str = "identity"
 
     def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"unknown feature transform {self.transform!r}")
         n = len(self.feature_names)
         for name in ("coef", "mean", "scale", "lower", "upper"):
             if len(getattr(self, name)) != n:
@@ -113,9 +138,11 @@ class LinearModel:
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.lower), np.asarray(self.upper)
 
+    def _prepared(self, features: np.ndarray) -> np.ndarray:
+        return apply_transform(self.transform, np.clip(features, *self._bounds))
+
     def score_many(self, features: np.ndarray) -> np.ndarray:
-        clipped = np.clip(features, *self._bounds)
-        z = clipped @ self._weights + self._bias
+        z = self._prepared(features) @ self._weights + self._bias
         scores: np.ndarray = 1.0 / (1.0 + np.exp(-z))
         return scores
 
@@ -133,7 +160,7 @@ class LinearModel:
 
     def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
         """Exact: each feature's term in the log-odds, relative to the training mean."""
-        x = np.clip(self.row(features), *self._bounds)
+        x = self._prepared(self.row(features))
         terms = (x - np.asarray(self.mean)) * self._weights
         return dict(zip(self.feature_names, terms.round(6).tolist(), strict=True))
 

@@ -8,6 +8,7 @@ Layout under ``CHURN_MODEL_DIR`` (``settings.model_dir``)::
                                           reference_sha256
     <model_dir>/<version>/reference.parquet  optional: the reference sample for drift
                                           checks (one column per feature, plus ``score``)
+    <model_dir>/<version>/model_card.md   optional: the model card (Markdown) for people
 
 Conventions:
 
@@ -60,6 +61,7 @@ Status = Literal["candidate", "champion", "retired"]
 MODEL_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference.parquet"
+CARD_FILE = "model_card.md"
 TEMP_PREFIX = ".tmp-"
 HISTORY_LENGTH = 20
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -188,6 +190,10 @@ class ModelRegistry:
     def artifact_path(self, version: str) -> Path:
         return self.path_of(version) / MODEL_FILE
 
+    def card_path(self, version: str) -> Path:
+        """Where the model card of ``version`` is (it exists only if one was registered)."""
+        return self.path_of(version) / CARD_FILE
+
     # --- writing -------------------------------------------------------------------------
 
     def register(
@@ -196,12 +202,14 @@ class ModelRegistry:
         metrics: dict[str, Any],
         training: dict[str, Any],
         reference: pd.DataFrame | None = None,
+        card: str | None = None,
     ) -> ModelManifest:
         """Store ``model`` as a new ``candidate`` version (``model.version``), atomically.
 
         ``reference`` is the sample drift checks compare live features with: one column
         per feature of the model (and usually ``score``); it is stored as
-        ``reference.parquet`` and its sha256 recorded in the manifest."""
+        ``reference.parquet`` and its sha256 recorded in the manifest. ``card`` is the
+        model card (Markdown), stored as ``model_card.md`` beside the artifact."""
         final = self.path_of(model.version)
         if final.exists():
             raise RegistryError(f"model version {model.version} is already registered")
@@ -215,6 +223,8 @@ class ModelRegistry:
                 _check_reference(reference, model.feature_names)
                 reference.to_parquet(temp / REFERENCE_FILE, index=False)
                 reference_sha256 = artifact_sha256(temp / REFERENCE_FILE)
+            if card is not None:
+                _write_synced(temp / CARD_FILE, card)
             manifest = ModelManifest(
                 version=model.version,
                 kind=model.kind,

@@ -11,8 +11,10 @@ One row per (customer, cutoff). For a cutoff ``c`` (epoch seconds, UTC) and a ho
   silent customer stays in, since nothing says they left);
 * **labels** look only at events in ``(c, c + h days]``: ``"cancellation"`` is 1 when the
   customer has a ``cancellation`` there, ``"inactivity"`` is 1 when the customer has no
-  event at all there, ``"cancellation_or_inactivity"`` is 1 when either holds. (An event
-  at exactly ``c`` is in neither the features nor the label.)
+  event at all there, ``"cancellation_or_inactivity"`` is 1 when either holds, and
+  ``"no_purchase"`` (for transaction data) is 1 when the customer has no ``purchase``
+  there (a refund is not a purchase). (An event at exactly ``c`` is in neither the
+  features nor the label.)
 * **censoring**: a cutoff whose label window ends after the end of observation
   (``observed_until``, by default the last event time) is dropped, since its labels would
   be incomplete.
@@ -38,8 +40,20 @@ from core.aggregates import DAY_SECONDS, CustomerAggregates, epoch_seconds
 from core.events import Event
 from core.features import FEATURE_NAMES, feature_matrix
 
-LabelKind = Literal["cancellation", "inactivity", "cancellation_or_inactivity"]
-LABEL_KINDS: tuple[LabelKind, ...] = ("cancellation", "inactivity", "cancellation_or_inactivity")
+LabelKind = Literal["cancellation", "inactivity", "cancellation_or_inactivity", "no_purchase"]
+LABEL_KINDS: tuple[LabelKind, ...] = (
+    "cancellation",
+    "inactivity",
+    "cancellation_or_inactivity",
+    "no_purchase",
+)
+LABEL_DEFINITIONS: dict[str, str] = {
+    "cancellation": "a cancellation within {h} days after the cutoff",
+    "inactivity": "no event at all within {h} days after the cutoff",
+    "cancellation_or_inactivity": "a cancellation, or no event at all, within {h} days after "
+    "the cutoff",
+    "no_purchase": "no purchase within {h} days after the cutoff",
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ class _Builder:
         self.row_cutoff: list[int] = []
         self.seen = bytearray()  # row had an event in its label window
         self.cancel = bytearray()  # row had a cancellation in its label window
+        self.bought = bytearray()  # row had a purchase in its label window
         self.blocks: list[np.ndarray] = []
         self.ids: list[str] = []
         self.last_time: int | None = None
@@ -112,6 +127,7 @@ class _Builder:
         floor: int | None = None  # the latest cutoff snapshotted: nothing may come before it
         aggregates, pending, retention = self.aggregates, self.pending, self.retention_days
         row_cutoff, seen, cancel, horizon = self.row_cutoff, self.seen, self.cancel, self.horizon_s
+        bought = self.bought
         last = None
         for event in events:
             at = epoch_seconds(event)
@@ -132,6 +148,7 @@ class _Builder:
                 aggregate = aggregates[customer] = CustomerAggregates(customer)
             aggregate.apply(event, retention)
             is_cancel = event.type == "cancellation"
+            is_purchase = event.type == "purchase"
             if is_cancel:
                 self.cancelled.add(customer)
             rows = pending.get(customer)
@@ -142,6 +159,8 @@ class _Builder:
                         seen[row] = 1
                         if is_cancel:
                             cancel[row] = 1
+                        if is_purchase:
+                            bought[row] = 1
             if last is None or at > last:
                 last = at
         while next_cut is not None:  # cutoffs after the last event see every event
@@ -166,6 +185,7 @@ class _Builder:
         self.row_cutoff.extend([cut] * len(customers))
         self.seen.extend(bytes(len(customers)))
         self.cancel.extend(bytes(len(customers)))
+        self.bought.extend(bytes(len(customers)))
 
 
 def build_dataset(
@@ -210,10 +230,13 @@ def build_dataset(
     X = np.concatenate(builder.blocks) if builder.blocks else np.zeros((0, len(names)))
     seen = np.frombuffer(bytes(builder.seen), dtype=np.uint8).astype(bool)
     cancel = np.frombuffer(bytes(builder.cancel), dtype=np.uint8).astype(bool)
+    bought = np.frombuffer(bytes(builder.bought), dtype=np.uint8).astype(bool)
     if label == "cancellation":
         y = cancel
     elif label == "inactivity":
         y = ~seen
+    elif label == "no_purchase":
+        y = ~bought
     else:
         y = cancel | ~seen
 

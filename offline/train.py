@@ -1,16 +1,18 @@
 """Training: a standardised logistic regression exported as a :class:`core.model.LinearModel`.
 
-:func:`train_bootstrap` fits scikit-learn's ``LogisticRegression(class_weight="balanced")``
-on features clipped to the training range (the 0.1th..99.9th percentile of each feature)
-and standardised with the training mean and standard deviation (1 for a constant feature),
-which is exactly what ``LinearModel.score_many`` applies, so the exported artifact scores
-the same as the fitted estimator. Balanced class weights make the raw scores centre on
+:func:`fit_linear` fits scikit-learn's ``LogisticRegression(class_weight="balanced")``
+on features clipped to the training range (the 0.1th..99.9th percentile of each feature),
+optionally transformed (``signed_log1p``) and standardised with the training mean and
+standard deviation (1 for a constant feature), which is exactly what
+``LinearModel.score_many`` applies, so the exported artifact scores the same as the fitted
+estimator. Balanced class weights make the raw scores centre on
 0.5; the exported intercept is shifted by the log prior odds of the training set (the
 standard correction for re-weighting), so scores read as probabilities of the label.
 
-Metrics are measured on the validation set: ``roc_auc``, ``pr_auc`` (average precision),
-``brier``, ``base_rate`` and ``rows`` (and ``train_rows``, ``train_base_rate``, the share
-of positives in the High and Medium bands). Bands are cut on validation scores: High is the
+Metrics are measured on the validation set (see :mod:`offline.evaluate`): ``roc_auc``,
+``pr_auc`` (average precision), ``brier``, ``base_rate``, ``rows``, precision / recall /
+F1 at the High cut-off, top-decile lift... (and ``train_rows``, ``train_base_rate``, the
+share of positives in each band). Bands are cut on validation scores: High is the
 top 10 % (quantile 0.9), Medium the next 20 % (quantile 0.7).
 
 :func:`bootstrap_from_simulation` trains the first model of a fresh install on simulator
@@ -20,18 +22,24 @@ output, with weekly cutoffs and a time-based split (:func:`split_by_cutoff`).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from core.model import BandCutoffs, LinearModel
-from offline.dataset import Dataset, LabelKind, build_dataset, to_epoch_seconds
+from core.model import BandCutoffs, LinearModel, Scorer, apply_transform
+from offline.dataset import (
+    LABEL_DEFINITIONS,
+    Dataset,
+    LabelKind,
+    build_dataset,
+    to_epoch_seconds,
+)
+from offline.evaluate import BandPolicy, band_rates, classification_metrics
 
 HIGH_QUANTILE = 0.9  # High = top 10 % of validation scores
 MEDIUM_QUANTILE = 0.7  # Medium = the next 20 %
@@ -66,28 +74,133 @@ def split_by_cutoff(
     return dataset.select(train), dataset.select(valid)
 
 
-def _fit_transform(X: np.ndarray) -> dict[str, np.ndarray]:
-    """Clip bounds, mean and scale of the training features (scale 1 when constant)."""
+@dataclass(frozen=True)
+class LinearFit:
+    """A fitted, standardised logistic regression, ready to become a :class:`LinearModel`
+    once its band cut-offs are known."""
+
+    feature_names: tuple[str, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    transform: str
+    train_base_rate: float
+
+    def model(
+        self, version: str, bands: BandCutoffs, metadata: dict[str, Any] | None = None
+    ) -> LinearModel:
+        return LinearModel(
+            version=version,
+            feature_names=self.feature_names,
+            coef=self.coef,
+            intercept=self.intercept,
+            mean=self.mean,
+            scale=self.scale,
+            lower=self.lower,
+            upper=self.upper,
+            bands=bands,
+            metadata=dict(metadata or {}),
+            transform=self.transform,
+        )
+
+    def score_many(self, X: np.ndarray) -> np.ndarray:
+        """Scores before band cut-offs exist (the same arithmetic as the model)."""
+        return self.model("provisional", BandCutoffs(medium=0.5, high=0.5)).score_many(X)
+
+
+def fit_linear(
+    X: np.ndarray,
+    y: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    transform: str = "identity",
+    regularization: float = 1.0,
+    signs: Sequence[int] | None = None,
+) -> LinearFit:
+    """Fit ``LogisticRegression(class_weight="balanced", C=regularization)`` on ``X`` clipped
+    to its 0.1th..99.9th percentiles, transformed, and standardised (see the module
+    docstring); the intercept is shifted by the log prior odds of ``y``.
+
+    ``signs`` (one of -1, 0, 1 per feature) constrains coefficients: 1 means >= 0, -1 means
+    <= 0, 0 free. With any constraint the same objective is minimised by L-BFGS-B with
+    bounds (:func:`_fit_bounded`) instead of scikit-learn."""
+    if len(y) == 0:
+        raise ValueError("no training rows")
+    if not 0 < int(np.sum(y)) < len(y):
+        raise ValueError("the training set has a single class; cannot fit a classifier")
     lower, upper = np.percentile(X, CLIP_PERCENTILES, axis=0)
-    clipped = np.clip(X, lower, upper)
-    mean = clipped.mean(axis=0)
-    scale = clipped.std(axis=0)
+    Z = apply_transform(transform, np.clip(X, lower, upper))
+    mean = Z.mean(axis=0)
+    scale = Z.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
-    return {"lower": lower, "upper": upper, "mean": mean, "scale": scale}
+    standardised = (Z - mean) / scale
+    if signs is not None and any(signs):
+        coef, intercept = _fit_bounded(standardised, y, signs, regularization)
+    else:
+        estimator = LogisticRegression(class_weight="balanced", C=regularization, max_iter=1000)
+        estimator.fit(standardised, y)
+        coef, intercept = estimator.coef_[0], float(estimator.intercept_[0])
+    prior = float(np.mean(y))
+    return LinearFit(
+        feature_names=tuple(feature_names),
+        coef=tuple(float(c) for c in coef),
+        intercept=intercept + float(np.log(prior / (1.0 - prior))),
+        mean=tuple(mean.tolist()),
+        scale=tuple(scale.tolist()),
+        lower=tuple(lower.tolist()),
+        upper=tuple(upper.tolist()),
+        transform=transform,
+        train_base_rate=prior,
+    )
 
 
-def _metrics(y: np.ndarray, scores: np.ndarray, bands: BandCutoffs) -> dict[str, float]:
-    both_classes = 0 < y.sum() < len(y)
-    high, medium = scores >= bands.high, (scores >= bands.medium) & (scores < bands.high)
-    return {
-        "roc_auc": float(roc_auc_score(y, scores)) if both_classes else float("nan"),
-        "pr_auc": float(average_precision_score(y, scores)) if both_classes else float("nan"),
-        "brier": float(brier_score_loss(y, scores)),
-        "base_rate": float(y.mean()),
-        "rows": len(y),
-        "high_band_rate": float(y[high].mean()) if high.any() else 0.0,
-        "medium_band_rate": float(y[medium].mean()) if medium.any() else 0.0,
-    }
+def _fit_bounded(
+    Z: np.ndarray, y: np.ndarray, signs: Sequence[int], regularization: float
+) -> tuple[np.ndarray, float]:
+    """Balanced-weight L2 logistic regression (scikit-learn's objective) with sign bounds on
+    the coefficients; returns (coefficients, intercept)."""
+    from scipy.optimize import minimize
+
+    if len(signs) != Z.shape[1]:
+        raise ValueError(f"{len(signs)} signs for {Z.shape[1]} features")
+    target = np.asarray(y, dtype=np.float64)
+    positives = target.sum()
+    weights = np.where(
+        target == 1, len(target) / (2 * positives), len(target) / (2 * (len(target) - positives))
+    )
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        intercept, coef = theta[0], theta[1:]
+        z = Z @ coef + intercept
+        p = 1.0 / (1.0 + np.exp(-z))
+        loss = regularization * float(np.sum(weights * (np.logaddexp(0.0, z) - target * z)))
+        loss += 0.5 * float(coef @ coef)
+        residual = regularization * weights * (p - target)
+        return loss, np.concatenate([[residual.sum()], Z.T @ residual + coef])
+
+    bounds = [(None, None)] + [
+        (0.0, None) if sign > 0 else (None, 0.0) if sign < 0 else (None, None) for sign in signs
+    ]
+    result = minimize(
+        objective,
+        np.zeros(Z.shape[1] + 1),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 5000},
+    )
+    if not result.success:
+        raise RuntimeError(f"the constrained logistic fit did not converge: {result.message}")
+    return np.asarray(result.x[1:]), float(result.x[0])
+
+
+def _metrics(y: np.ndarray, scores: np.ndarray, bands: BandCutoffs) -> dict[str, Any]:
+    metrics = classification_metrics(y, scores, threshold=bands.high)
+    metrics.update(band_rates(y, scores, bands))
+    return metrics
 
 
 def train_bootstrap(
@@ -104,52 +217,29 @@ def train_bootstrap(
             f"need training and validation rows (got {len(dataset_train)} and "
             f"{len(dataset_valid)}): use more days or customers, or an earlier split"
         )
-    if not 0 < dataset_train.y.sum() < len(dataset_train):
-        raise ValueError("the training set has a single class; cannot fit a classifier")
-    names = dataset_train.feature_names
-    version = version or new_version()
-    params = _fit_transform(dataset_train.X)
-    Z = (np.clip(dataset_train.X, params["lower"], params["upper"]) - params["mean"]) / params[
-        "scale"
-    ]
-    estimator = LogisticRegression(class_weight="balanced", max_iter=1000)
-    estimator.fit(Z, dataset_train.y)
-    prior = float(dataset_train.y.mean())
-    intercept = float(estimator.intercept_[0]) + float(np.log(prior / (1.0 - prior)))
-
-    def build(bands: BandCutoffs) -> LinearModel:
-        return LinearModel(
-            version=version,
-            feature_names=tuple(names),
-            coef=tuple(float(c) for c in estimator.coef_[0]),
-            intercept=intercept,
-            mean=tuple(params["mean"].tolist()),
-            scale=tuple(params["scale"].tolist()),
-            lower=tuple(params["lower"].tolist()),
-            upper=tuple(params["upper"].tolist()),
-            bands=bands,
-            metadata={
-                "algorithm": "sklearn LogisticRegression(class_weight=balanced), prior-corrected",
-                "label": dataset_train.label,
-                "horizon_days": dataset_train.horizon_days,
-                "train_cutoffs": _cutoff_range(dataset_train),
-                "valid_cutoffs": _cutoff_range(dataset_valid),
-            },
-        )
-
-    provisional = build(BandCutoffs(medium=0.5, high=0.5))
-    scores = provisional.score_many(dataset_valid.X)
-    medium, high = np.quantile(scores, [MEDIUM_QUANTILE, HIGH_QUANTILE]).tolist()
-    bands = BandCutoffs(medium=float(medium), high=float(max(high, medium)))
-    model = build(bands)
-    metrics: dict[str, Any] = _metrics(dataset_valid.y, scores, bands)
+    fit = fit_linear(dataset_train.X, dataset_train.y, dataset_train.feature_names)
+    scores = fit.score_many(dataset_valid.X)
+    bands = BandPolicy(high_share=1 - HIGH_QUANTILE, medium_share=HIGH_QUANTILE - MEDIUM_QUANTILE)
+    cut = bands.cutoffs(scores)
+    model = fit.model(
+        version or new_version(),
+        cut,
+        {
+            "algorithm": "sklearn LogisticRegression(class_weight=balanced), prior-corrected",
+            "label": dataset_train.label,
+            "horizon_days": dataset_train.horizon_days,
+            "train_cutoffs": _cutoff_range(dataset_train),
+            "valid_cutoffs": _cutoff_range(dataset_valid),
+        },
+    )
+    metrics: dict[str, Any] = _metrics(dataset_valid.y, scores, cut)
     metrics["train_rows"] = len(dataset_train)
-    metrics["train_base_rate"] = prior
+    metrics["train_base_rate"] = fit.train_base_rate
     return model, metrics
 
 
 def reference_sample(
-    model: LinearModel, X: np.ndarray, max_rows: int = REFERENCE_ROWS, seed: int = 0
+    model: Scorer, X: np.ndarray, max_rows: int = REFERENCE_ROWS, seed: int = 0
 ) -> pd.DataFrame:
     """The drift reference for ``model``: up to ``max_rows`` rows of ``X`` (sampled without
     replacement, seeded) as a frame with one column per feature, plus the model's ``score``."""
@@ -172,7 +262,29 @@ def _cutoff_range(dataset: Dataset) -> list[str]:
     ]
 
 
-def bootstrap_from_simulation(
+@dataclass
+class TrainingRun:
+    """What one training run produced: the model, its validation ``metrics``, the
+    ``training`` description (data, label, split), the drift ``reference`` sample, the
+    validation rows (``valid``, with every feature the code defines, for the promotion gate)
+    and the model's scores on them, and the features ranked by |standardised coefficient|."""
+
+    model: LinearModel
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+    reference: pd.DataFrame
+    valid: Dataset
+    valid_scores: np.ndarray
+    importances: list[tuple[str, float]]
+
+
+def ranked_coefficients(model: LinearModel) -> list[tuple[str, float]]:
+    """(feature, standardised coefficient), largest magnitude first."""
+    pairs = zip(model.feature_names, model.coef, strict=True)
+    return [(n, round(c, 6)) for n, c in sorted(pairs, key=lambda p: abs(p[1]), reverse=True)]
+
+
+def simulation_run(
     customers: int = 2000,
     days: int = 90,
     seed: int = 7,
@@ -182,11 +294,10 @@ def bootstrap_from_simulation(
     first_cutoff_day: int = 28,
     version: str | None = None,
     progress: Progress | None = None,
-) -> tuple[LinearModel, dict[str, Any], pd.DataFrame]:
+) -> TrainingRun:
     """Simulate ``customers`` for ``days`` (seed ``seed``), build weekly cutoffs from day
     ``first_cutoff_day`` on, hold out the last third of the (uncensored) cutoffs for
-    validation and train. The model's ``metadata["training"]`` describes the data.
-    Returns the model, its validation metrics and its drift reference sample."""
+    validation and train. The model's ``metadata["training"]`` describes the data."""
     from offline.simulator import SimulationConfig, simulate
 
     say = progress or (lambda _message: None)
@@ -214,6 +325,7 @@ def bootstrap_from_simulation(
         "simulation": {"customers": customers, "days": days, "seed": seed,
                        "start": config.start.isoformat().replace("+00:00", "Z")},
         "label": label,
+        "label_definition": LABEL_DEFINITIONS[label].format(h=horizon_days),
         "horizon_days": horizon_days,
         "cutoffs": f"weekly from day {first_cutoff_day}",
         "train_cutoffs": model.metadata["train_cutoffs"],
@@ -222,4 +334,38 @@ def bootstrap_from_simulation(
         "valid_rows": len(valid_set),
     }  # fmt: skip
     model = replace(model, metadata={**model.metadata, "training": training})
-    return model, metrics, reference_sample(model, valid_set.X)
+    return TrainingRun(
+        model=model,
+        metrics=metrics,
+        training=training,
+        reference=reference_sample(model, valid_set.X),
+        valid=valid_set,
+        valid_scores=model.score_many(valid_set.X),
+        importances=ranked_coefficients(model),
+    )
+
+
+def bootstrap_from_simulation(
+    customers: int = 2000,
+    days: int = 90,
+    seed: int = 7,
+    horizon_days: int = 14,
+    *,
+    label: LabelKind = "cancellation_or_inactivity",
+    first_cutoff_day: int = 28,
+    version: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[LinearModel, dict[str, Any], pd.DataFrame]:
+    """:func:`simulation_run`, returning the model, its validation metrics and its drift
+    reference sample."""
+    run = simulation_run(
+        customers,
+        days,
+        seed,
+        horizon_days,
+        label=label,
+        first_cutoff_day=first_cutoff_day,
+        version=version,
+        progress=progress,
+    )
+    return run.model, run.metrics, run.reference

@@ -1,7 +1,10 @@
-"""Importers: real data sets in their own formats, converted into canonical events.
+"""Importers: users' own data (transaction tables, event logs) as canonical events.
 
-Each importer reads its source format, maps every row to :mod:`core.events` objects with
-deterministic event ids (importing the same rows again gives the same ids, so the worker
-recognises them), writes the events as JSON lines and sends every row it cannot use to a
-reject file with its line number and the reason.
+Each importer is a function ``import_<format>(path, rejects) -> (events, report)`` that
+returns events in event-time order and an :class:`ImportReport`; rows it cannot use are
+counted by reason and written to the reject file (see :mod:`offline.importers.common`).
 """
+
+from offline.importers.common import ImportFormatError, ImportReport, RejectWriter
+
+__all__ = ["ImportFormatError", "ImportReport", "RejectWriter"]

@@ -245,7 +245,7 @@ def test_subscribers_hear_about_promotions(
 
 
 def train_app() -> typer.Typer:
-    from offline.cli import train
+    from offline.train_cli import train
 
     app = typer.Typer()
     app.command("train")(train)
@@ -253,10 +253,13 @@ def train_app() -> typer.Typer:
     return app
 
 
-def test_train_without_bootstrap_exits_2() -> None:
-    result = CliRunner().invoke(train_app(), ["train"])
-    assert result.exit_code == 2
-    assert "--bootstrap" in result.output and "not available yet" in result.output
+def test_train_needs_exactly_one_data_source() -> None:
+    for args in (["train"], ["train", "--bootstrap", "--data", "online-retail", "x.csv"]):
+        result = CliRunner().invoke(train_app(), args)
+        assert result.exit_code == 2
+        assert "--bootstrap" in result.output and "--data" in result.output
+    result = CliRunner().invoke(train_app(), ["train", "--data", "online-retail"])
+    assert result.exit_code == 2 and "FILE" in result.output
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -136,7 +136,7 @@ CUT = CONFIG.start + timedelta(days=35)
 CUTOFFS = [CONFIG.start + timedelta(days=d) for d in (21, 35, 42)]
 
 
-LABELS = ("cancellation", "inactivity", "cancellation_or_inactivity")
+LABELS = ("cancellation", "inactivity", "cancellation_or_inactivity", "no_purchase")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_labels_agree_with_a_brute_force_count(
     sim_events: list[Event], base: dict[str, Dataset]
 ) -> None:
     cancel_ds, idle_ds = base["cancellation"], base["inactivity"]
-    either = base["cancellation_or_inactivity"]
+    either, no_purchase = base["cancellation_or_inactivity"], base["no_purchase"]
     horizon = timedelta(days=14)
     for cutoff in CUTOFFS[:2]:
         cancelled_before = {
@@ -231,13 +231,16 @@ def test_labels_agree_with_a_brute_force_count(
         window = [e for e in sim_events if cutoff < e.event_time <= cutoff + horizon]
         active = {e.customer_id for e in window}
         cancelling = {e.customer_id for e in window if e.type == "cancellation"}
+        buying = {e.customer_id for e in window if e.type == "purchase"}
         rows = rows_at(cancel_ds, cutoff)
         assert set(rows) == seen_before - cancelled_before
         for customer, row in rows.items():
             assert cancel_ds.y[row] == (customer in cancelling)
             assert idle_ds.y[row] == (customer not in active)
             assert either.y[row] == (customer in cancelling or customer not in active)
+            assert no_purchase.y[row] == (customer not in buying)
     assert 0.02 < either.base_rate < 0.5 and cancel_ds.base_rate > 0
+    assert 0 < no_purchase.base_rate < 1
 
 
 def test_select_and_base_rate() -> None:

@@ -3,6 +3,7 @@ artifact scores exactly like the fitted estimator after a JSON round trip."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from core.model import LinearModel
+from core.model import BandCutoffs, LinearModel
 from offline.dataset import Dataset
 from offline.train import bootstrap_from_simulation, new_version, split_by_cutoff, train_bootstrap
 
@@ -130,3 +131,41 @@ def test_reference_sample_has_every_feature_and_the_score(
     assert reference["score"].between(0.0, 1.0).all()
     features = reference[list(model.feature_names)].to_numpy()
     assert np.allclose(reference["score"].to_numpy(), model.score_many(features))
+
+
+def test_log_transformed_model_round_trips_and_explains_exactly() -> None:
+    from core.model import apply_transform
+    from offline.train import fit_linear
+
+    train = synthetic(3000, [0])
+    fit = fit_linear(np.abs(train.X), train.y, train.feature_names, transform="signed_log1p")
+    model = fit.model("v-log", BandCutoffs(medium=0.3, high=0.6), {"note": "x"})
+    again = LinearModel.from_json(model.to_json())
+    X = np.abs(synthetic(200, [0], seed=4).X)
+    assert again.transform == "signed_log1p"
+    np.testing.assert_array_equal(again.score_many(X), model.score_many(X))
+    row = dict(zip(model.feature_names, X[0].tolist(), strict=True))
+    terms = model.contributions(row)
+    logit = np.log(model.score_one(row) / (1 - model.score_one(row)))
+    assert sum(terms.values()) + model.intercept == pytest.approx(logit, abs=1e-4)
+    Z = apply_transform("signed_log1p", np.clip(X, model.lower, model.upper))
+    expected = 1 / (1 + np.exp(-(((Z - model.mean) / model.scale) @ model.coef + model.intercept)))
+    np.testing.assert_allclose(model.score_many(X), expected, rtol=1e-12)
+    old = json.loads(model.to_json())
+    del old["transform"]  # an artifact written before transforms existed reads as identity
+    assert LinearModel.from_json(json.dumps(old)).transform == "identity"
+
+
+def test_validation_metrics_on_a_known_case() -> None:
+    from offline.evaluate import BandPolicy, classification_metrics
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1, 0.1, 0.05, 0.6, 0.4])
+    m = classification_metrics(y, scores, threshold=0.6, cutoffs=np.array([0] * 5 + [86400] * 5))
+    assert m["confusion"] == {"tp": 3, "fp": 1, "tn": 5, "fn": 1}
+    assert m["precision"] == 0.75 and m["recall"] == 0.75 and m["f1"] == 0.75
+    assert m["top_decile_lift"] == 2.5  # the top row churned; base rate 0.4
+    assert set(m["roc_auc_by_cutoff"]) == {"1970-01-01", "1970-01-02"}
+    assert 0 < m["roc_auc"] <= 1 and 0 < m["brier"] < 0.25
+    with pytest.raises(ValueError):
+        BandPolicy(high_share=0.6, medium_share=0.5)

@@ -1,0 +1,133 @@
+"""The shared, vectorised inputs of the feature functions: window sums, recency, gaps.
+
+:class:`FeatureContext` lays the day tiles of many customers side by side once, sums every
+window of :data:`WINDOW_DAYS` in one pass, and caches what several features need (purchase
+gaps); the feature definitions in :mod:`core.features` read from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import numpy as np
+
+from core.aggregates import ACTIVITY_COUNTERS, DAY_SECONDS, NEVER, C, CustomerAggregates
+
+WINDOW_DAYS = (1, 7, 28, 30, 90, 180, 365)  # every window a feature uses
+# A window longer than the store's retention (CHURN_RETENTION_DAYS) sees only the days kept.
+ACTIVITY_COLUMNS = list(ACTIVITY_COUNTERS)
+
+
+class FeatureContext:
+    """Window sums and scalars of a group of customers at their times ``t``, computed
+    once and shared by every feature (see :mod:`core.features` for the conventions)."""
+
+    def __init__(self, aggregates: Sequence[CustomerAggregates], t: np.ndarray) -> None:
+        self.n = len(aggregates)
+        self.t = t.astype(np.float64)
+        self.ref_day = (t - 1) // DAY_SECONDS  # the day holding the last instant before t
+        sizes = np.fromiter((a.n_rows for a in aggregates), dtype=np.int64, count=self.n)
+        self.ends = np.cumsum(sizes)
+        self.starts = self.ends - sizes
+        if self.ends.size and self.ends[-1]:
+            self.days = np.concatenate([a.tile_days() for a in aggregates])
+            self.counts = np.concatenate([a.tile_counts() for a in aggregates])
+        else:
+            self.days = np.zeros(0, dtype=np.int64)
+            self.counts = np.zeros((0, len(C)), dtype=np.int64)
+        self.owner = np.repeat(np.arange(self.n), sizes)
+        self.age = self.ref_day[self.owner] - self.days  # 0 = the reference day
+        self.first_seen = self._scalar(aggregates, "first_seen")
+        self.last_activity = self._scalar(aggregates, "last_activity")
+        self.last_purchase = self._scalar(aggregates, "last_purchase")
+        self.is_paid = np.fromiter(
+            (a.level == "paid" for a in aggregates), dtype=np.float64, count=self.n
+        )
+        self._windows = self._window_sums()
+        self._activity: dict[int, np.ndarray] = {}
+        self._gaps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _scalar(self, aggregates: Sequence[CustomerAggregates], name: str) -> np.ndarray:
+        return np.fromiter((getattr(a, name) for a in aggregates), dtype=np.int64, count=self.n)
+
+    def in_window(self, days: int) -> np.ndarray:
+        inside: np.ndarray = (self.age >= 0) & (self.age < days)
+        return inside
+
+    def _window_sums(self) -> dict[int, np.ndarray]:
+        """Counter sums for every window in WINDOW_DAYS, in one pass over the tiles: each
+        tile is added to the bucket between the two windows it first falls in, then the
+        buckets are accumulated."""
+        buckets = len(WINDOW_DAYS)
+        bucket = np.searchsorted(np.asarray(WINDOW_DAYS), self.age, side="right")
+        keep = (self.age >= 0) & (bucket < buckets)
+        key = self.owner[keep] * buckets + bucket[keep]
+        kept = self.counts[keep]
+        sums = np.empty((self.n * buckets, kept.shape[1]), dtype=np.float64)
+        for column in range(kept.shape[1]):
+            sums[:, column] = np.bincount(key, weights=kept[:, column], minlength=self.n * buckets)
+        cumulative = np.cumsum(sums.reshape(self.n, buckets, -1), axis=1)
+        return {days: cumulative[:, i, :] for i, days in enumerate(WINDOW_DAYS)}
+
+    def window(self, days: int) -> np.ndarray:
+        """Counter sums over the last ``days`` days, one row per customer (float64)."""
+        return self._windows[days]
+
+    def count(self, counter: str, days: int) -> np.ndarray:
+        column: np.ndarray = self.window(days)[:, C[counter]]
+        return column
+
+    def activity_events(self, days: int) -> np.ndarray:
+        if days not in self._activity:
+            self._activity[days] = self.window(days)[:, ACTIVITY_COLUMNS].sum(axis=1)
+        return self._activity[days]
+
+    def days_since(self, when: np.ndarray) -> np.ndarray:
+        """Days from ``when`` to t; where ``when`` is unknown, days since first seen."""
+        known = np.where(when == NEVER, self.first_seen, when)
+        return np.maximum(self.t - known, 0.0) / DAY_SECONDS
+
+    @cached_property
+    def purchase_gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per customer: mean and coefficient of variation of the gaps (days) between
+        consecutive days with a purchase in the last 90 days (0 with fewer than 2 gaps)."""
+        mean, cv, _ = self.purchase_gap_stats(90)
+        return mean, cv
+
+    def purchase_days(self, days: int) -> np.ndarray:
+        """Days with at least one purchase among the last ``days``, per customer."""
+        return self.purchase_gap_stats(days)[2]
+
+    def purchase_gap_stats(self, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per customer, over the last ``days`` days: mean and coefficient of variation of
+        the gaps (days) between consecutive purchase days (0 with fewer than 2 gaps), and
+        the number of purchase days."""
+        if days not in self._gaps:
+            self._gaps[days] = self._gap_stats(days)
+        return self._gaps[days]
+
+    def _gap_stats(self, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.flatnonzero(self.in_window(days) & (self.counts[:, C["purchase"]] > 0))
+        mean = np.zeros(self.n)
+        cv = np.zeros(self.n)
+        count = np.bincount(self.owner[rows], minlength=self.n).astype(np.float64)
+        if rows.size < 2:
+            return mean, cv, count
+        order = rows[np.lexsort((self.days[rows], self.owner[rows]))]
+        owner, when = self.owner[order], self.days[order].astype(np.float64)
+        same = owner[1:] == owner[:-1]
+        gaps, gap_owner = (when[1:] - when[:-1])[same], owner[1:][same]
+        n_gaps = np.bincount(gap_owner, minlength=self.n).astype(np.float64)
+        total = np.bincount(gap_owner, weights=gaps, minlength=self.n)
+        squares = np.bincount(gap_owner, weights=gaps**2, minlength=self.n)
+        has = n_gaps >= 2
+        mean[has] = total[has] / n_gaps[has]
+        std = np.sqrt(np.maximum(squares[has] / n_gaps[has] - mean[has] ** 2, 0.0))
+        cv[has] = std / mean[has]
+        return mean, cv, count
+
+    def observed_days(self, days: int) -> np.ndarray:
+        """Days of the last ``days`` the customer has been known for (at least 1)."""
+        known: np.ndarray = np.clip(self.days_since(self.first_seen), 1.0, float(days))
+        return known

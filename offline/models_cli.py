@@ -1,0 +1,162 @@
+"""``churnstream models``: look at the registry and move the champion pointer.
+
+``list`` and ``show`` read; ``promote V`` applies the promotion gate (see
+:mod:`offline.gate`) unless ``--force``; ``rollback`` restores the previous champion.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+models_app = typer.Typer(no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _registry() -> Any:
+    from core.redis_client import connect_redis
+    from core.registry import ModelRegistry
+    from core.settings import get_settings
+
+    settings = get_settings()
+    return ModelRegistry(settings, connect_redis(settings))
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _auc(metrics: dict[str, Any]) -> str:
+    value = metrics.get("roc_auc")
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+@models_app.command("list")
+def list_models(json_output: JsonOption = False) -> None:
+    """Every registered model, oldest first, with its status and validation ROC AUC."""
+    registry = _registry()
+    manifests = registry.list()
+    if json_output:
+        typer.echo(json.dumps([asdict(m) for m in manifests], sort_keys=True, default=str))
+        return
+    if not manifests:
+        typer.echo(f"no models registered in {registry.root}")
+        return
+    table = Table(show_edge=False, title_justify="left")
+    for column in (
+        "version",
+        "status",
+        "created (UTC)",
+        "kind",
+        "label",
+        "ROC AUC",
+        "validated on",
+    ):
+        table.add_column(column)
+    for m in manifests:
+        cutoffs = m.training.get("valid_cutoffs") or []
+        window = f"{cutoffs[0][:10]}..{cutoffs[-1][:10]}" if cutoffs else "-"
+        label = f"{m.training.get('label', '-')} ({m.training.get('horizon_days', '?')} d)"
+        table.add_row(m.version, m.status, m.created_at, m.kind, label, _auc(m.metrics), window)
+    Console().print(table)
+
+
+@models_app.command("show")
+def show(
+    version: Annotated[
+        str | None, typer.Argument(metavar="VERSION", help="Default: the champion.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """One model's manifest: metrics, training data, split, gate; and where its card is."""
+    from core.registry import RegistryError
+
+    registry = _registry()
+    if version is None:
+        pointer = registry.champion()
+        if pointer is None:
+            raise _fail("there is no champion; name a version (see `churnstream models list`)")
+        version = pointer.version
+    try:
+        manifest = next((m for m in registry.list() if m.version == version), None)
+        if manifest is None:
+            manifest = registry.manifest(version)  # raises ModelNotFoundError
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    card = registry.card_path(version)
+    if json_output:
+        document = asdict(manifest)
+        document["model_card"] = str(card) if card.exists() else None
+        document["artifact"] = str(registry.artifact_path(version))
+        typer.echo(json.dumps(document, sort_keys=True, default=str))
+        return
+    metrics, training = manifest.metrics, manifest.training
+    lines = [
+        f"version     {manifest.version} ({manifest.status})",
+        f"kind        {manifest.kind}, {len(manifest.feature_names)} features",
+        f"created     {manifest.created_at}",
+        f"artifact    {registry.artifact_path(version)} (sha256 {manifest.sha256[:12]}...)",
+        f"label       {training.get('label_definition', training.get('label', '-'))}",
+        f"data        {training.get('source', '-')}"
+        + (f", {training['file']}" if "file" in training else ""),
+        f"train on    {', '.join(c[:10] for c in training.get('train_cutoffs', [])) or '-'}",
+        f"validate on {', '.join(c[:10] for c in training.get('valid_cutoffs', [])) or '-'}",
+        f"ROC AUC     {_auc(metrics)}"
+        + (f" (RFM baseline {_auc(metrics['baseline'])})" if metrics.get("baseline") else ""),
+    ]
+    gate = metrics.get("gate")
+    if gate:
+        lines.append(
+            f"gate        {'passed' if gate.get('passed') else 'refused'}: {gate['reason']}"
+        )
+    lines.append(f"model card  {card if card.exists() else '- (none)'}")
+    typer.echo("\n".join(lines))
+
+
+@models_app.command("promote")
+def promote(
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the gate refuses.")
+    ] = False,
+    min_gain: Annotated[
+        float, typer.Option(min=0.0, help="ROC AUC the candidate must gain over the champion.")
+    ] = 0.0,
+) -> None:
+    """Make VERSION the champion if it beat the current one on the same validation window."""
+    from core.registry import RegistryError
+    from offline.gate import gate_from_manifests
+
+    registry = _registry()
+    try:
+        candidate = registry.manifest(version)
+        pointer = registry.champion()
+        champion = registry.manifest(pointer.version) if pointer else None
+        decision = gate_from_manifests(candidate, champion, min_gain=min_gain)
+        if not decision.passed and not force:
+            raise _fail(f"promotion refused: {decision.reason}")
+        registry.promote(version)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    forced = " (forced)" if not decision.passed else ""
+    typer.echo(f"champion    {version}{forced}\ngate        {decision.reason}")
+
+
+@models_app.command("rollback")
+def rollback() -> None:
+    """Restore the previous champion."""
+    from core.registry import RegistryError
+
+    registry = _registry()
+    try:
+        restored = registry.rollback()
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"champion    {restored} (rolled back)")
