@@ -61,4 +61,19 @@ class ChampionFollower:
             self.model_info.labels(previous).set(0)
         self.model_info.labels(model.version).set(1)
         log.info("champion model loaded version=%s previous=%s", model.version, previous)
+        needed = retention_needed(model)
+        if needed > self.registry.retention_days:
+            log.warning(
+                "champion model %s was trained on %d days of history per customer, but "
+                "CHURN_RETENTION_DAYS=%d keeps less: its long-window features are truncated "
+                "online; set CHURN_RETENTION_DAYS=%d for the worker and the API",
+                model.version, needed, self.registry.retention_days, needed,
+            )  # fmt: skip
         return True
+
+
+def retention_needed(model: LinearModel) -> int:
+    """Days of history the model's features were computed over when it was trained (0
+    when its metadata does not say)."""
+    value = model.metadata.get("retention_days", 0)
+    return int(value) if isinstance(value, int | float) else 0

@@ -175,6 +175,7 @@ class ModelRegistry:
         self.root = Path(settings.model_dir)
         self.client = client
         self.keys = Keys(settings.redis_key_prefix)
+        self.retention_days = settings.retention_days
 
     # --- paths ---------------------------------------------------------------------------
 

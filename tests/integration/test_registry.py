@@ -288,3 +288,30 @@ def test_train_bootstrap_registers_and_promotes(
         output["version"]: "champion",
         second["version"]: "candidate",
     }
+
+
+def test_following_a_champion_that_needs_more_history_warns(
+    registry: ModelRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from core.champion import ChampionFollower
+
+    gauge = Gauge("test_model_info", "test", ["version"], registry=CollectorRegistry())
+    long = replace(make_model("v-long"), metadata={"retention_days": registry.retention_days + 280})
+    registry.register(long, {}, {})
+    registry.promote("v-long")
+    follower = ChampionFollower(registry, gauge)
+    with caplog.at_level("WARNING", logger="core.champion"):
+        assert follower.refresh()
+    assert follower.model is not None and follower.model.version == "v-long"
+    assert f"CHURN_RETENTION_DAYS={registry.retention_days + 280}" in caplog.text
+
+    caplog.clear()
+    register(registry, "v-short")
+    registry.promote("v-short")
+    with caplog.at_level("WARNING", logger="core.champion"):
+        assert follower.refresh()
+    assert "CHURN_RETENTION_DAYS" not in caplog.text
