@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gc
 import signal
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from churnstream.demo.errors import DemoError
+from churnstream.demo.retail import serve_online_retail
 from churnstream.demo.risk_board import RiskBoard, print_scored
 from churnstream.demo.starter_model import ensure_champion
 from churnstream.demo.streaming import stream
@@ -44,8 +46,28 @@ def demo(
     train_days: int = typer.Option(
         60, min=50, help="Simulated days of the starter model (when there is no champion)."
     ),
+    data: str = typer.Option(
+        "simulated",
+        "--data",
+        help="'simulated' (live simulated customers) or 'online-retail' (backfill the real "
+        "UCI Online Retail data: import, train, replay, then serve the API and dashboard).",
+    ),
+    data_file: Path = typer.Option(
+        Path("online_retail.parquet"),
+        "--data-file",
+        help="The Online Retail file (CSV or Parquet) for --data online-retail.",
+    ),
+    api_port: int = typer.Option(
+        8000, min=1, max=65535, help="Port of the API and dashboard for --data online-retail."
+    ),
 ) -> None:
-    """Run churnstream locally: Kafka + Redis, a worker scoring live, simulated customers."""
+    """Run churnstream locally: Kafka + Redis, a worker scoring live, simulated customers.
+
+    With --data online-retail: backfill a fresh system from the real UCI Online Retail data
+    (import, train, replay through Kafka, worker caught up) and serve its API and dashboard.
+    """
+    if data not in ("simulated", "online-retail"):
+        raise typer.BadParameter("expected 'simulated' or 'online-retail'", param_hint="--data")
     console = Console()
     settings = get_settings()
     stack = LocalStack.from_settings(settings)
@@ -68,6 +90,9 @@ def demo(
     board: RiskBoard | None = None
     failed = False
     try:
+        if data == "online-retail":
+            serve_online_retail(console, local, data_file, api_port, duration)
+            return
         ensure_topics(local)
         if worker:
             ensure_champion(console, local, train_customers, train_days, seed + TRAIN_SEED_OFFSET)
