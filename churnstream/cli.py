@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from churnstream.demo import demo
+from churnstream.drift import drift
 from churnstream.infra.cli import infra_app
 from churnstream.produce import produce
 from churnstream.risk import risk
@@ -43,6 +44,7 @@ app.command("worker")(worker)
 app.command("risk")(risk)
 app.command("train")(train)
 app.command("api")(api)
+app.command("drift")(drift)
 
 
 def main() -> None:
