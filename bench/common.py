@@ -22,6 +22,14 @@ RESULTS_DIR = BENCH_DIR / "results"
 DATA_DIR = BENCH_DIR / "data"
 SUMMARY = RESULTS_DIR / "summary.json"
 
+# The figures `summary.json` must hold once every benchmark has run (its "missing" list
+# names the ones still absent).
+REQUIRED_FIGURES = (
+    "producer_eps", "producer_raw_eps", "replay_eps", "worker_eps", "worker_naive_eps",
+    "e2e_p50_ms", "e2e_p99_ms", "api_p50_ms", "api_p99_ms", "api_rps", "train_seconds",
+    "drift_seconds", "redis_bytes_per_customer",
+)  # fmt: skip
+
 
 def machine() -> dict[str, Any]:
     """Cores, memory, CPU model and library versions of this run."""
@@ -37,7 +45,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    packages = ["confluent-kafka", "faust-streaming", "redis", "msgspec", "scikit-learn"]
+    packages = [
+        "confluent-kafka", "faust-streaming", "redis", "msgspec", "numpy", "pandas",
+        "pyarrow", "scikit-learn", "river", "evidently", "fastapi", "uvicorn",
+    ]  # fmt: skip
     return {
         "cores": os.cpu_count(),
         "ram_gib": round(mem_kb / 1024 / 1024, 1),
@@ -78,6 +89,7 @@ def write_result(name: str, figures: dict[str, Any], details: dict[str, Any]) ->
     summary["machine"] = machine()
     summary["revision"] = git_revision()
     summary["updated_at"] = stamp
+    summary["missing"] = [key for key in REQUIRED_FIGURES if key not in summary["figures"]]
     SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return path
 

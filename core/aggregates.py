@@ -222,8 +222,9 @@ class CustomerAggregates:
         self.days = np.zeros(self._capacity, dtype=np.int64)
         self.days[:n] = days
         self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
-        for row, values in enumerate(rows):
-            self.counts[row, : len(values)] = values
+        if n:  # one numpy call for all rows: pad the short ones (older formats) with zeros
+            padded = [list(v[:N_COUNTERS]) + [0] * (N_COUNTERS - len(v)) for v in rows]
+            self.counts[:n] = np.array(padded, dtype=np.int64)
         self.event_hashes = [set(h) for h in hashes]
         self._row_of_day = {day: row for row, day in enumerate(days)}
         self.n_rows = n

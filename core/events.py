@@ -418,6 +418,15 @@ class EventValidator:
         return event
 
 
+def decode_event(data: bytes | str) -> Event:
+    """Decode JSON already known to be a valid event (e.g. read back from the archive):
+    the schema is checked, the size and time bounds of :class:`EventValidator` are not."""
+    try:
+        return _DECODER.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise validation_error_from_msgspec(exc) from None
+
+
 def encode_event(event: Event) -> bytes:
     """The canonical JSON encoding of an event (UTC times, ``type`` first)."""
     return _ENCODER.encode(event)

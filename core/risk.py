@@ -5,13 +5,15 @@ Used by ``churnstream risk`` and the API, so both answer the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.features import FEATURE_NAMES, features_of
+from core.features import FEATURE_NAMES, feature_matrix
 from core.model import LinearModel
 from core.scores import Score
 from core.store import FeatureStore
+
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
 @dataclass(frozen=True)
@@ -47,26 +49,45 @@ def assess(
     top: int = 5,
 ) -> RiskAssessment | None:
     """The customer's live assessment at ``now``, or None for a customer never seen."""
-    stored = store.load_customer(customer_id)
-    if stored is None or stored.aggregates.first_seen < 0:
-        return None
-    features = features_of(stored.aggregates, int(now))
-    score = band = version = None
-    ranked: list[tuple[str, float]] = []
+    return assess_many(store, model, [customer_id], now, top)[0]
+
+
+def assess_many(
+    store: FeatureStore,
+    model: LinearModel | None,
+    customer_ids: Sequence[str],
+    now: float,
+    top: int = 5,
+) -> list[RiskAssessment | None]:
+    """:func:`assess` for several customers at once (one Redis round trip, one feature
+    evaluation and one scoring call for all), in the order asked."""
+    stored = store.read_customers(customer_ids)
+    known = [c for c in stored if c is not None and c.aggregates.first_seen >= 0]
+    if not known:
+        return [None] * len(customer_ids)
+    matrix = feature_matrix([c.aggregates for c in known], int(now))
+    scores: list[float] | list[None] = [None] * len(known)
     if model is not None:
-        score = model.score_one(features)
-        band = model.band_of(score)
-        version = model.version
-        contributions = model.contributions(features)
-        ranked = top_contributions(contributions, top)
-    return RiskAssessment(
-        customer_id=customer_id,
-        at=now,
-        features={name: features[name] for name in FEATURE_NAMES},
-        score=score,
-        band=band,
-        model_version=version,
-        top_contributions=ranked,
-        last_event_time=stored.aggregates.last_event,
-        stored_score=stored.score,
-    )
+        columns = [FEATURE_INDEX[name] for name in model.feature_names]
+        scores = model.score_many(matrix[:, columns]).tolist()
+    assessed: dict[int, RiskAssessment] = {}
+    for customer, row, score in zip(known, matrix.tolist(), scores, strict=True):
+        features = dict(zip(FEATURE_NAMES, row, strict=True))
+        band = version = None
+        ranked: list[tuple[str, float]] = []
+        if model is not None and score is not None:
+            band = model.band_of(score)
+            version = model.version
+            ranked = top_contributions(model.contributions(features), top)
+        assessed[id(customer)] = RiskAssessment(
+            customer_id=customer.aggregates.customer_id,
+            at=now,
+            features=features,
+            score=score,
+            band=band,
+            model_version=version,
+            top_contributions=ranked,
+            last_event_time=customer.aggregates.last_event,
+            stored_score=customer.score,
+        )
+    return [None if c is None else assessed.get(id(c)) for c in stored]

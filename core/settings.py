@@ -187,6 +187,17 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_MODEL_DIR"),
         description="Model registry directory (artifacts and manifests).",
     )
+    archive_dir: Path = Field(
+        Path("archive"),
+        validation_alias=_env("CHURN_ARCHIVE_DIR"),
+        description="Event archive directory: every applied event as Parquet, partitioned "
+        "by event date (read by training, label joins and `churnstream verify`).",
+    )
+    archive_enabled: bool = Field(
+        True,
+        validation_alias=_env("CHURN_ARCHIVE_ENABLED"),
+        description="Whether the worker appends applied events to the event archive.",
+    )
     model_check_seconds: float = Field(
         2.0,
         gt=0,

@@ -75,12 +75,13 @@ def decode_customer(
     """
     agg = CustomerAggregates(customer_id)
     days, rows, hashes = [], [], []
+    prefix_length = len(TILE_PREFIX)
     for name, value in fields.items():
         if name.startswith(_TILE_PREFIX_BYTES):
-            counts, tile_hashes = decode_tile(value, with_event_hashes)
-            days.append(int(name[len(TILE_PREFIX) :]))
+            counts, packed = _UNPACK.decode(value)
+            days.append(int(name[prefix_length:]))
             rows.append(counts)
-            hashes.append(tile_hashes)
+            hashes.append(np.frombuffer(packed, dtype="<u8").tolist() if with_event_hashes else ())
     agg.load_tiles(days, rows, hashes)
     scalars = fields.get(SCALARS_FIELD.encode())
     if scalars is not None:
@@ -143,6 +144,18 @@ class FeatureStore:
         if not fields:
             return None
         return decode_customer(customer_id, fields, with_event_hashes)
+
+    def read_customers(self, customer_ids: Sequence[str]) -> list[StoredCustomer | None]:
+        """Customers for reading, in the order asked (None for one never seen), in one
+        round trip; event hashes skipped as in :meth:`load_customer`."""
+        pipe = self.redis.pipeline(transaction=False)
+        for customer_id in customer_ids:
+            pipe.hgetall(self.keys.customer(customer_id))
+        results = cast(list[dict[bytes, bytes]], pipe.execute())
+        return [
+            decode_customer(customer_id, fields) if fields else None
+            for customer_id, fields in zip(customer_ids, results, strict=True)
+        ]
 
     def read_fences(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Last applied offset per (topic, partition); -1 where nothing was applied."""

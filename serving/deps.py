@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from serving.config import ApiSettings
 from serving.models_watch import ModelWatcher
+from serving.risk_batcher import RiskBatcher
 
 NO_CHAMPION = (
     "no champion model is loaded: register a model and promote it "
@@ -44,6 +45,7 @@ class ApiState:
     registry: ModelRegistry
     watcher: ModelWatcher
     api_keys: tuple[bytes, ...]
+    risk: RiskBatcher
 
 
 async def get_state(request: Request) -> ApiState:

@@ -32,6 +32,7 @@ from serving import dashboard
 from serving.config import ApiSettings, get_api_settings
 from serving.deps import ApiState, require_reader
 from serving.models_watch import ModelWatcher
+from serving.risk_batcher import RiskBatcher
 from serving.routes import admin, customers, health, json_response, models, reports, scoring
 
 DESCRIPTION = """\
@@ -66,15 +67,17 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         watcher = ModelWatcher(registry)
         await anyio.to_thread.run_sync(watcher.refresh)
         keys = Keys(settings.redis_key_prefix)
+        store = FeatureStore(client, keys)
         app.state.services = ApiState(
             settings=settings,
             api=api,
             redis=client,
             keys=keys,
-            store=FeatureStore(client, keys),
+            store=store,
             registry=registry,
             watcher=watcher,
             api_keys=api.keys(),
+            risk=RiskBatcher(store),
         )
         polling = asyncio.create_task(watcher.run(settings.model_check_seconds))
         try:

@@ -4,8 +4,9 @@ For each batch: skip messages at or below their partition's fence (already appli
 validate the rest (invalid ones become dead letters); apply valid events to the
 customers' aggregates, held in memory per partition and loaded from Redis on first
 touch; score every touched customer in one vectorised call; send dead letters and band
-changes to Kafka and wait for their delivery; then commit aggregates, scores and the new
-fences to Redis in one transaction. Failures are retried with backoff inside
+changes to Kafka and wait for their delivery; append the applied events to the event
+archive (``core.archive``); then commit aggregates, scores and the new fences to Redis in
+one transaction. Failures are retried with backoff inside
 :meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
 caller may acknowledge it. A crash at any point leaves Redis at the previous fences and
 the batch is applied again, once, after restart.
@@ -25,6 +26,7 @@ from confluent_kafka import KafkaException
 
 from core import metrics
 from core.aggregates import DAY_SECONDS, CustomerAggregates
+from core.archive import ArchivedEvent, EventArchive
 from core.dlq import DeadLetter
 from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
@@ -81,8 +83,13 @@ class BatchProcessor:
         producer: EventProducer,
         model: ModelSource,
         clock: Callable[[], float] = time.time,
+        archive: EventArchive | None = None,
     ) -> None:
+        """``archive`` defaults to ``settings.archive_dir`` when ``settings.archive_enabled``."""
         self.settings = settings
+        if archive is None and settings.archive_enabled:
+            archive = EventArchive(settings.archive_dir)
+        self.archive = archive
         self.store = store
         self.producer = producer
         self.model = model
@@ -154,9 +161,11 @@ class BatchProcessor:
         report.fenced = len(messages) - len(fresh)
         now = self.clock()
         events, letters = self._decode(fresh, now)
-        touched = self._apply(events, report)
+        touched, archived = self._apply(events, report)
         scores, changes = self._score(touched, now)
         self._publish(letters, changes)
+        if self.archive is not None and archived:
+            self.archive.write(archived, source="worker")
         newest: dict[TopicPartition, int] = {}
         for m in fresh:
             tp = (m.topic, m.partition)
@@ -184,8 +193,8 @@ class BatchProcessor:
 
     def _decode(
         self, messages: Sequence[RawMessage], now: float
-    ) -> tuple[list[tuple[int, Event]], list[DeadLetter]]:
-        events: list[tuple[int, Event]] = []
+    ) -> tuple[list[tuple[RawMessage, Event]], list[DeadLetter]]:
+        events: list[tuple[RawMessage, Event]] = []
         letters: list[DeadLetter] = []
         now_dt = datetime.fromtimestamp(now, UTC)
         for m in messages:
@@ -212,24 +221,27 @@ class BatchProcessor:
                     )
                 )
                 continue
-            events.append((m.partition, event))
+            events.append((m, event))
         return events, letters
 
     def _apply(
-        self, events: Sequence[tuple[int, Event]], report: BatchReport
-    ) -> list[StoredCustomer]:
+        self, events: Sequence[tuple[RawMessage, Event]], report: BatchReport
+    ) -> tuple[list[StoredCustomer], list[ArchivedEvent]]:
+        """Apply ``events``; return the customers they changed and the events to archive
+        (applied or expired — every valid event seen for the first time)."""
         missing: dict[str, int] = {}
-        for partition, event in events:
-            if event.customer_id not in self._customers[partition]:
-                missing.setdefault(event.customer_id, partition)
+        for m, event in events:
+            if event.customer_id not in self._customers[m.partition]:
+                missing.setdefault(event.customer_id, m.partition)
         if missing:
             loaded = self.store.load_customers(list(missing))
             for customer_id, partition in missing.items():
                 self._customers[partition][customer_id] = loaded[customer_id]
         touched: dict[str, StoredCustomer] = {}
+        archived: list[ArchivedEvent] = []
         retention = self.settings.retention_days
-        for partition, event in events:
-            customer = self._customers[partition][event.customer_id]
+        for m, event in events:
+            customer = self._customers[m.partition][event.customer_id]
             agg = customer.aggregates
             if agg.apply(event, retention):
                 report.applied += 1
@@ -238,8 +250,10 @@ class BatchProcessor:
                 report.expired += 1
             else:
                 report.duplicates += 1
+                continue
+            archived.append(ArchivedEvent(event, m.value, m.topic, m.partition, m.offset))
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
-        return list(touched.values())
+        return list(touched.values()), archived
 
     def _score(
         self, customers: Sequence[StoredCustomer], now: float

@@ -140,6 +140,7 @@ def settings(services: Services, test_id: str, tmp_path: Path) -> Settings:
         consumer_group=f"{test_id}-worker",
         run_dir=tmp_path / "run",
         model_dir=tmp_path / "models",
+        archive_dir=tmp_path / "archive",
         worker_web_port=free_ports(1)[0],
     )
 
@@ -162,7 +163,7 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 
     for name in ("kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
                  "redis_key_prefix", "run_dir", "consumer_group", "model_dir",
-                 "worker_web_port"):  # fmt: skip
+                 "archive_dir", "worker_web_port"):  # fmt: skip
         monkeypatch.setenv(env_var_name(name), str(getattr(settings, name)))
     get_settings.cache_clear()
     yield

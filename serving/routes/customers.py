@@ -9,12 +9,10 @@ the ``{p}:risk`` sorted set and each customer's hash (layout in :mod:`core.keys`
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from core.risk import assess
 from core.store import FeatureStore
 from serving.deps import ChampionDep, StateDep
 from serving.routes import count_scores, errors, explanations, iso_utc, json_response
@@ -37,11 +35,14 @@ CustomerIdPath = Annotated[
     responses=errors(e404="The customer is unknown (no events seen).", e503="No champion model."),
     summary="A customer's churn risk now, with the reasons",
 )
-def customer_risk(customer_id: CustomerIdPath, state: StateDep, model: ChampionDep) -> Response:
+async def customer_risk(
+    customer_id: CustomerIdPath, state: StateDep, model: ChampionDep
+) -> Response:
     """Live features at request time, the champion's score, band, recommended action, the
     top five signed contributions and the score the worker last stored."""
-    now = time.time()
-    result = assess(state.store, model, customer_id, now)
+    # On the event loop, not in the thread pool; concurrent lookups share one Redis round
+    # trip and one feature evaluation (serving.risk_batcher).
+    result = await state.risk.assess(customer_id, model)
     if result is None:
         raise HTTPException(404, f"customer '{customer_id}' is unknown: no events seen")
     band = cast(str, result.band)
@@ -55,7 +56,7 @@ def customer_risk(customer_id: CustomerIdPath, state: StateDep, model: ChampionD
             "action": state.api.retention_actions[band],
             "model_version": result.model_version,
             "last_event_time": iso_utc(result.last_event_time, "seconds"),
-            "evaluated_at": iso_utc(now),
+            "evaluated_at": iso_utc(result.at),
             "stored_score": None
             if stored is None
             else {

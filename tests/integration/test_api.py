@@ -648,3 +648,44 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(case: Any, fuzz_app: 
     )
     response = case.call_and_validate(headers=headers, excluded_checks=excluded)
     assert response.status_code < 500, response.text
+
+
+def test_concurrent_risk_lookups_share_a_batch_and_match_one_by_one(
+    settings: Settings, customers: list[str], reports_dir: Path, redis_client: redis.Redis
+) -> None:
+    """Lookups in flight together are answered from one batch, with the same answers as
+    lookups made one at a time (the evaluation time aside)."""
+    import asyncio
+
+    import httpx
+
+    app = create_app(settings, api_settings(reports_dir))
+    asked = [*customers[:25], "nobody-" + uuid.uuid4().hex, *customers[:5]]
+
+    async def run() -> tuple[list[httpx.Response], list[httpx.Response], int]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                together = await asyncio.gather(
+                    *(http.get(f"/customers/{cid}/risk") for cid in asked)
+                )
+                alone = [await http.get(f"/customers/{cid}/risk") for cid in asked]
+            return together, alone, app.state.services.risk.largest_batch
+
+    together, alone, largest = asyncio.run(run())
+    assert largest > 1
+    assert [r.status_code for r in together] == [r.status_code for r in alone]
+    assert together[25].status_code == 404 and "unknown" in together[25].json()["detail"]
+    for a, b in zip(together, alone, strict=True):
+        if a.status_code == 200:
+            first, second = a.json(), b.json()
+            for body in (first, second):
+                body.pop("evaluated_at")
+            # recency features move with the clock between the two lookups
+            assert first["customer_id"] == second["customer_id"]
+            assert first["band"] == second["band"]
+            assert first["model_version"] == second["model_version"] == FIRST
+            assert math.isclose(first["score"], second["score"], rel_tol=1e-3)
+            assert [e["feature"] for e in first["explanations"]] == [
+                e["feature"] for e in second["explanations"]
+            ]

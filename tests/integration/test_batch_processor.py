@@ -3,6 +3,7 @@ exact features, order independence, exactly-once under redelivery and replay."""
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 from collections.abc import Iterable, Sequence
@@ -12,6 +13,7 @@ import pytest
 import redis
 
 from core.aggregates import CustomerAggregates
+from core.archive import EventArchive
 from core.events import Event, encode_event
 from core.features import feature_matrix
 from core.keys import Keys
@@ -161,6 +163,17 @@ def test_redelivered_batches_and_replays_change_nothing(
     reports = [worker.process(batch) for batch in batches(replayed, 400)]
     assert sum(r.duplicates for r in reports) == len(events)
     assert sum(r.applied for r in reports) == 0
+    # the archive holds each event once, at its first offset, and nothing else
+    archive = EventArchive(settings.archive_dir)
+    assert archive.frame(deduplicate=False).num_rows == len(events)
+    archived = archive.frame(columns=("event_id", "topic", "partition", "offset"))
+    first = {(m.topic, m.partition, m.offset): m for m in messages}
+    for row in archived.to_pylist():
+        m = first[(row["topic"], row["partition"], row["offset"])]
+        assert json.loads(m.value)["event_id"] == row["event_id"]
+    assert [encode_event(e) for e in archive.read_events()] == [
+        encode_event(e) for e in sorted(events, key=lambda e: (e.event_time, e.event_id))
+    ]
 
     after = {
         k: redis_client.hgetall(k) for k in redis_client.scan_iter(match=keys.customer_pattern())
@@ -210,3 +223,5 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
     assert {c: a.snapshot() for c, a in got.items()} == {
         c: a.snapshot() for c, a in expected.items()
     }
+    # dead letters are not archived; every valid event is
+    assert EventArchive(settings.archive_dir).count() == len(good)
