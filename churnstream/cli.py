@@ -7,6 +7,7 @@ import typer
 from churnstream.demo import demo
 from churnstream.drift import drift
 from churnstream.infra.cli import infra_app
+from churnstream.monitor import monitor, retrain_command
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
@@ -45,6 +46,8 @@ app.command("risk")(risk)
 app.command("train")(train)
 app.command("api")(api)
 app.command("drift")(drift)
+app.command("monitor")(monitor)
+app.command("retrain")(retrain_command)
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ def report_id(created_at: datetime) -> str:
     return created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         write(temp)
@@ -88,7 +88,7 @@ class ReportStore:
     def save(
         self,
         created_at: datetime,
-        write_html: Callable[[Path], None],
+        write_html: Callable[[Path], object],
         document: dict[str, Any],
         entry: dict[str, Any],
     ) -> SavedReport:

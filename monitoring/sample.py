@@ -25,7 +25,7 @@ import pandas as pd
 
 from core.aggregates import DAY_SECONDS, C, CustomerAggregates
 from core.features import feature_matrix
-from core.model import Scorer
+from core.model import LinearModel
 from core.store import FeatureStore
 
 READ_CHUNK = 1000  # customers per Redis pipeline
@@ -74,7 +74,7 @@ def in_population(aggregates: CustomerAggregates, as_of: float) -> bool:
 
 def live_sample(
     store: FeatureStore,
-    model: Scorer,
+    model: LinearModel,
     *,
     since: float,
     as_of: float,

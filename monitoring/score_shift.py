@@ -51,7 +51,7 @@ def bucket_scores(store: FeatureStore, since: float, until: float) -> np.ndarray
     raw = cast(list[bytes], store.redis.zrangebyscore(store.keys.scored_at, f"({since}", until))
     if not raw:
         return np.zeros(0)
-    values = cast(list[float | None], store.redis.zmscore(store.keys.risk, raw))
+    values: list[float | None] = store.redis.zmscore(store.keys.risk, raw)  # type: ignore[arg-type]
     return np.array([v for v in values if v is not None], dtype=np.float64)
 
 
