@@ -15,8 +15,10 @@ import httpx
 import pytest
 import redis
 
+from core.decisions import Decision, record_decision
+from core.keys import Keys
 from core.settings import Settings
-from monitoring.drift import run_drift
+from monitoring.jobs import drift_job
 from serving.config import ApiSettings
 from tests.browser.test_dashboard import driver, serving, wait_for
 from tests.support_drift import make_scenario, process, streaming
@@ -37,8 +39,18 @@ def test_drift_report_page_renders(
     scenario = make_scenario(settings, redis_client, customers=150, seed=9)
     with streaming(settings, redis_client, scenario.champion) as worker:
         process(worker, scenario, scenario.before + scenario.after)
-    outcome = run_drift(settings, redis_client)
-    assert outcome.report is not None and outcome.summary is not None
+    outcome, decision = drift_job(settings, redis_client)  # the report, and the trigger's verdict
+    assert outcome.report is not None and outcome.summary is not None and decision is not None
+    retrained = Decision(
+        decision="kept_champion",
+        trigger="manual",
+        reason="manual retrain; candidate ROC AUC 0.8100 does not beat the champion's 0.8300",
+        champion=scenario.champion.version,
+        candidate="v-candidate-1",
+        metrics={"candidate_roc_auc": 0.81, "champion_roc_auc": 0.83},
+        promoted=False,
+    )
+    record_decision(redis_client, Keys(settings.redis_key_prefix), retrained)
     report_id = outcome.report.entry["id"]
     drifted = outcome.summary.drifted_features
     assert drifted, "the scenario's product change should move some features"
@@ -85,3 +97,19 @@ def test_drift_report_page_renders(
         assert link.get_attribute("href") == f"{base}/reports/drift/{report_id}"
         shown = driver.find_element(By.ID, "drift-share").text
         assert shown == f"{round(outcome.summary.drift_share * 100)}%"
+
+        # ... and the retraining decisions, newest first, as GET /models lists them
+        rows = wait_for(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions-table tbody tr"),
+            "the retraining decisions",
+        )
+        assert [r.get_attribute("data-decision") for r in rows] == [
+            "kept_champion",
+            decision.decision,
+        ]
+        first = rows[0].text
+        assert "kept champion" in first and "candidate 0.810 vs champion 0.830" in first
+        assert "v-candidate-1" in first and "does not beat" in first
+        assert decision.reason in rows[1].text
+        driver.save_screenshot(str(tmp_path / "dashboard-decisions.png"))
