@@ -310,6 +310,12 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_MONITOR_INTERVAL_SECONDS"),
         description="How often `churnstream monitor` runs the drift report and the label join.",
     )
+    monitor_metrics_host: str = Field(
+        "127.0.0.1",
+        validation_alias=_env("CHURN_MONITOR_METRICS_HOST"),
+        description="Address `churnstream monitor`'s /metrics page binds to (0.0.0.0 in "
+        "containers).",
+    )
     monitor_metrics_port: int = Field(
         6067,
         ge=0,
@@ -375,7 +381,8 @@ class Settings(BaseSettings):
         ge=30,
         le=3650,
         validation_alias=_env("CHURN_RETRAIN_WINDOW_DAYS"),
-        description="A retrain learns from the archive's last this-many days of events.",
+        description="A retrain's training and validation cutoffs lie within the last "
+        "this-many days (its features also read the 90 days before the first cutoff).",
     )
     promotion_min_gain: float = Field(
         0.0,
