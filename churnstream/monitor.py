@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -64,11 +65,16 @@ def monitor(
         settings.monitor_interval_seconds,
         settings.score_shift_bucket_seconds,
     )
+    def stop(signum: int, _frame: object) -> None:
+        log.info("monitor stopping signal=%s", signal.Signals(signum).name)
+        loop.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         loop.run_forever()
     except KeyboardInterrupt:
         loop.stopping = True
-        log.info("monitor stopped")
+    log.info("monitor stopped")
 
 
 def _print_once(result: dict[str, Any]) -> None:

@@ -121,3 +121,49 @@ def test_the_score_stream_and_the_band_gauges(
     np.testing.assert_allclose(
         bucket_scores(store, 0, 1000).mean(), np.mean([w[1] for w in written])
     )
+
+
+def test_the_monitor_process_drains_requests_and_serves_its_metrics(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from core.decisions import RetrainRequest, push_retrain_request
+    from core.settings import env_var_name
+    from tests.support import REPO_ROOT, free_ports
+    from tests.support_worker import settings_env
+
+    port = free_ports(1)[0]
+    env = settings_env(settings)
+    for name, value in {
+        "reports_dir": settings.reports_dir,
+        "score_log_dir": settings.score_log_dir,
+        "monitor_metrics_port": port,
+        "score_shift_bucket_seconds": 0.5,
+    }.items():
+        env[env_var_name(name)] = str(value)
+    keys = Keys(settings.redis_key_prefix)
+    log_path = tmp_path / "monitor.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from churnstream.cli import main; main()", "monitor"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
+        )  # fmt: skip
+    try:
+        push_retrain_request(redis_client, keys, RetrainRequest("from a test", "test"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not read_decisions(redis_client, keys):
+            assert process.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        [decision] = read_decisions(redis_client, keys)
+        assert decision["decision"] == "retrain_failed" and "from a test" in decision["reason"]
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'churn_monitor_retrains_total{outcome="failed"} 1.0' in page
+        assert 'churn_monitor_drift_runs_total{result="skipped"} 1.0' in page  # no champion
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0, log_path.read_text()
+    assert "monitor stopped" in log_path.read_text()
