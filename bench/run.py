@@ -1,9 +1,9 @@
 """``make bench``: run the benchmarks and write bench/results/*.json and summary.json.
 
 Usage: ``python -m bench.run [--only NAME ...] [--events N] [--worker-events N]
-[--worker-py-spy PATH] [--api-customers N]``. Kafka and Redis are the ones named by
-``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set, else the local stack (started for the
-run and stopped after, unless it was already running).
+[--worker-py-spy PATH] [--api-customers N] [--drift-customers N]``. Kafka and Redis are the
+ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set, else the local stack
+(started for the run and stopped after, unless it was already running).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 
-from bench import api_bench, producer_bench, worker_bench
+from bench import api_bench, drift_bench, producer_bench, worker_bench
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "producer": lambda args: producer_bench.run(events=args.events),
     "worker": lambda args: worker_bench.run(events=args.worker_events, py_spy=args.worker_py_spy),
     "api": lambda args: api_bench.run(customers=args.api_customers),
+    "drift": lambda args: drift_bench.run(customers=args.drift_customers),
 }
 
 
@@ -40,6 +41,12 @@ def main() -> None:
         type=int,
         default=1_000_000,
         help="customers loaded into Redis for the API benchmark",
+    )
+    parser.add_argument(
+        "--drift-customers",
+        type=int,
+        default=100_000,
+        help="customers loaded into Redis for the drift benchmark",
     )
     args = parser.parse_args()
     configure_logging(get_settings())
