@@ -1,9 +1,9 @@
 """``make bench``: run the benchmarks and write bench/results/*.json and summary.json.
 
 Usage: ``python -m bench.run [--only NAME ...] [--events N] [--worker-events N]
-[--worker-py-spy PATH] [--api-customers N] [--drift-customers N]``. Kafka and Redis are the
-ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set, else the local stack
-(started for the run and stopped after, unless it was already running).
+[--worker-py-spy PATH] [--api-customers N] [--replay-events N] [--drift-customers N]``.
+Kafka and Redis are the ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set,
+else the local stack (started for the run and stopped after, unless it was already running).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 
-from bench import api_bench, drift_bench, producer_bench, worker_bench
+from bench import api_bench, drift_bench, producer_bench, replay_bench, worker_bench
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "producer": lambda args: producer_bench.run(events=args.events),
     "worker": lambda args: worker_bench.run(events=args.worker_events, py_spy=args.worker_py_spy),
     "api": lambda args: api_bench.run(customers=args.api_customers),
+    "replay": lambda args: replay_bench.run(events=args.replay_events),
     "drift": lambda args: drift_bench.run(customers=args.drift_customers),
 }
 
@@ -30,6 +31,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events per producer run")
     parser.add_argument(
         "--worker-events", type=int, default=200_000, help="events the worker benchmark consumes"
+    )
+    parser.add_argument(
+        "--replay-events", type=int, default=1_000_000, help="events per replay run"
     )
     parser.add_argument(
         "--worker-py-spy",

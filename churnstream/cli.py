@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from churnstream.archive import archive_app
 from churnstream.demo import demo
 from churnstream.drift import drift
 from churnstream.infra.cli import infra_app
@@ -11,9 +12,12 @@ from churnstream.monitor import monitor, retrain_command
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
+from churnstream.verify import verify_command
 from core.logging import configure_logging
 from core.settings import get_settings
 from offline.cli import simulate, train
+from offline.importers.sparkify_cli import import_sparkify_command
+from offline.replay.cli import replay
 from serving.cli import api
 from stream.cli import worker
 
@@ -48,6 +52,13 @@ app.command("api")(api)
 app.command("drift")(drift)
 app.command("monitor")(monitor)
 app.command("retrain")(retrain_command)
+app.command("replay")(replay)
+
+import_app = typer.Typer(no_args_is_help=True)
+import_app.command("sparkify")(import_sparkify_command)
+app.add_typer(import_app, name="import", help="Convert real data sets into canonical events.")
+app.command("verify")(verify_command)
+app.add_typer(archive_app, name="archive", help="Look into the event archive and compact it.")
 
 
 def main() -> None:

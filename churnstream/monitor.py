@@ -65,6 +65,7 @@ def monitor(
         settings.monitor_interval_seconds,
         settings.score_shift_bucket_seconds,
     )
+
     def stop(signum: int, _frame: object) -> None:
         log.info("monitor stopping signal=%s", signal.Signals(signum).name)
         loop.stopping = True

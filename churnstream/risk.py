@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -15,7 +14,7 @@ from core.keys import Keys
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.risk import RiskAssessment, assess
-from core.settings import get_settings
+from core.settings import get_settings, scoring_clock
 from core.store import FeatureStore
 
 
@@ -31,7 +30,7 @@ def risk(
     client = connect_redis(settings)
     store = FeatureStore(client, Keys(settings.redis_key_prefix))
     model = ModelRegistry(settings, client).load_champion()
-    result = assess(store, model, customer_id, time.time())
+    result = assess(store, model, customer_id, scoring_clock(settings)())
     if result is None:
         typer.echo(f"unknown customer: {customer_id!r} has no events in the store", err=True)
         raise typer.Exit(1)

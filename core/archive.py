@@ -7,6 +7,19 @@ join and ``churnstream verify`` read it.
 Layout under ``CHURN_ARCHIVE_DIR`` (``settings.archive_dir``)::
 
     <archive_dir>/date=YYYY-MM-DD/<source>-<digest>.parquet
+    <archive_dir>/segments/<source>-<stamp>-<random>.open   a worker's current segment
+    <archive_dir>/segments/<source>-<stamp>-<random>.seg    closed, waiting to be compacted
+
+**Segments.** The worker's batches are small and frequent, so it does not write Parquet
+in its hot path: :class:`SegmentLog` appends each batch as one length-prefixed msgpack
+frame to an append-only segment file and fsyncs it (a few microseconds per event). Every
+``CHURN_ARCHIVE_COMPACT_SECONDS`` the worker closes its segment and
+:meth:`EventArchive.compact` turns closed segments into the Parquet layout above (large
+files) and deletes them. Readers read the Parquet files *and* the segments, so what they
+see is complete up to the last committed batch at any moment. A torn last frame (a crash
+mid-write) is ignored: its batch was not committed to Redis either and is written again.
+A writer holds an exclusive ``flock`` on its ``.open`` segment; one whose lock is free
+belongs to a dead worker and is compacted like a closed one.
 
 ``date`` is the UTC date of ``event_time``. One write of N events spanning D dates
 creates D files. File names are derived from the written rows (``digest`` hashes their
@@ -31,15 +44,21 @@ partitioning on ``date``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
+import struct
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
+import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -59,6 +78,13 @@ SCHEMA = pa.schema(
 )
 COLUMNS = tuple(SCHEMA.names)
 _TEMP_PREFIX = ".tmp-"
+SEGMENTS = "segments"
+OPEN_SUFFIX, CLOSED_SUFFIX = ".open", ".seg"
+_FRAME_HEADER = struct.Struct("<I")  # payload length; the payload is msgpack columns
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(
+    tuple[list[str], list[str], list[str], list[int], list[str], list[int], list[int], list[bytes]]
+)
 
 
 @dataclass(frozen=True)
@@ -96,23 +122,12 @@ class EventArchive:
         return [self._write_file(day, group, source) for day, group in sorted(by_date.items())]
 
     def _write_file(self, day: date, rows: list[ArchivedEvent], source: str) -> Path:
+        return self._write_table(day, _table_of(_columns_of(rows)), source)
+
+    def _write_table(self, day: date, table: pa.Table, source: str) -> Path:
         digest = hashlib.blake2b(digest_size=10)
-        for row in rows:
-            digest.update(f"{row.event.event_id}\x1f{row.topic}\x1f{row.partition}\x1f"
-                          f"{row.offset}\x1e".encode())  # fmt: skip
-        table = pa.table(
-            {
-                "event_id": [r.event.event_id for r in rows],
-                "customer_id": [r.event.customer_id for r in rows],
-                "type": [r.event.type for r in rows],
-                "event_time": [r.event.event_time for r in rows],
-                "topic": [r.topic for r in rows],
-                "partition": [r.partition for r in rows],
-                "offset": [r.offset for r in rows],
-                "event": [r.raw for r in rows],
-            },
-            schema=SCHEMA,
-        )
+        for name in ("event_id", "topic", "partition", "offset"):
+            digest.update(b"\x1e".join(str(v).encode() for v in table.column(name).to_pylist()))
         directory = self.root / f"date={day.isoformat()}"
         directory.mkdir(parents=True, exist_ok=True)
         final = directory / f"{source}-{digest.hexdigest()}.parquet"
@@ -152,16 +167,22 @@ class EventArchive:
         ``deduplicate`` is false, sorted by (``event_time``, ``event_id``)."""
         files = [p for p in self.files() if _date_in_range(p, start, end)]
         wanted = list(dict.fromkeys([*columns, "event_id", "event_time"]))
-        if not files:
-            return SCHEMA.empty_table().select(wanted)
-        dataset = ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet")
         condition = None
         if start is not None:
             condition = ds.field("event_time") >= pa.scalar(start, pa.timestamp("us", "UTC"))
         if end is not None:
             before = ds.field("event_time") < pa.scalar(end, pa.timestamp("us", "UTC"))
             condition = before if condition is None else condition & before
-        table = dataset.to_table(columns=wanted, filter=condition)
+        parts = []
+        if files:
+            dataset = ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet")
+            parts.append(dataset.to_table(columns=wanted, filter=condition))
+        for segment in self.segments():
+            table = read_segment(segment).select(wanted)
+            parts.append(table if condition is None else table.filter(condition))
+        if not parts:
+            return SCHEMA.empty_table().select(wanted)
+        table = pa.concat_tables(parts)
         if deduplicate and table.num_rows:
             table = _first_per_event_id(table)
         table = table.sort_by([("event_time", "ascending"), ("event_id", "ascending")])
@@ -176,6 +197,43 @@ class EventArchive:
         for chunk in table.column("event").chunks:
             for raw in chunk.to_pylist():
                 yield decode_event(raw)
+
+    def segments(self, closed_only: bool = False) -> list[Path]:
+        """Segment files not compacted yet (``closed_only``: those no live writer holds)."""
+        directory = self.root / SEGMENTS
+        if not directory.is_dir():
+            return []
+        found = sorted(directory.glob(f"*{CLOSED_SUFFIX}"))
+        opened = sorted(directory.glob(f"*{OPEN_SUFFIX}"))
+        if closed_only:
+            return found + [path for path in opened if not _is_locked(path)]
+        return found + opened
+
+    def compact(self) -> int:
+        """Turn every closed segment (and every open one whose writer is gone) into Parquet
+        files by event date, then delete it; return the number of events moved. Safe to run
+        beside writers and readers, and to interrupt (readers deduplicate)."""
+        moved = 0
+        for segment in self.segments(closed_only=True):
+            try:
+                handle = open(segment, "rb")  # noqa: SIM115 - the lock lives as long as it
+            except FileNotFoundError:
+                continue  # another compactor took it
+            with handle:
+                try:  # one compactor per segment; a live writer's segment stays put
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                table = read_segment(segment)
+                if table.num_rows:
+                    days = pc.strftime(table.column("event_time"), format="%Y-%m-%d")
+                    source = segment.name.split("-", 1)[0]
+                    for day in pc.unique(days).to_pylist():
+                        part = table.filter(pc.equal(days, day))
+                        self._write_table(date.fromisoformat(day), part, source)
+                    moved += table.num_rows
+                segment.unlink(missing_ok=True)
+        return moved
 
     def count(self) -> int:
         """Distinct archived events."""
@@ -198,3 +256,111 @@ def _date_in_range(path: Path, start: datetime | None, end: datetime | None) -> 
         return False
     # ``end`` is exclusive: a file of day D can hold events before ``end`` if D <= end's date
     return not (end is not None and day > (end.astimezone(UTC) - timedelta(microseconds=1)).date())
+
+
+# --- columns, tables, segments ---------------------------------------------------------------
+
+_Columns = tuple[
+    list[str], list[str], list[str], list[int], list[str], list[int], list[int], list[bytes]
+]
+
+
+def _columns_of(rows: Sequence[ArchivedEvent]) -> _Columns:
+    """The rows as columns; ``event_time`` as integer microseconds since the epoch (UTC)."""
+    return (
+        [r.event.event_id for r in rows],
+        [r.event.customer_id for r in rows],
+        [r.event.type for r in rows],
+        [round(r.event.event_time.timestamp() * 1_000_000) for r in rows],
+        [r.topic for r in rows],
+        [r.partition for r in rows],
+        [r.offset for r in rows],
+        [r.raw for r in rows],
+    )
+
+
+def _table_of(columns: _Columns) -> pa.Table:
+    arrays = [
+        pa.array(values, type=column.type) for values, column in zip(columns, SCHEMA, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def read_segment(path: Path) -> pa.Table:
+    """A segment's events as a table (a torn last frame is ignored)."""
+    frames: list[_Columns] = []
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # compacted meanwhile: its rows are in Parquet now
+        return SCHEMA.empty_table()
+    at = 0
+    while at + _FRAME_HEADER.size <= len(data):
+        (length,) = _FRAME_HEADER.unpack_from(data, at)
+        start, at = at + _FRAME_HEADER.size, at + _FRAME_HEADER.size + length
+        if at > len(data):
+            break  # torn: the batch was never committed
+        frames.append(_DECODER.decode(data[start:at]))
+    if not frames:
+        return SCHEMA.empty_table()
+    merged = tuple([v for frame in frames for v in frame[i]] for i in range(len(SCHEMA)))
+    return _table_of(merged)  # type: ignore[arg-type]
+
+
+def _is_locked(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return True  # renamed or compacted meanwhile: not ours to touch
+
+
+class SegmentLog:
+    """The worker's durable, cheap side of the archive: each :meth:`append` is one fsynced
+    frame in the current segment; :meth:`rotate` closes it so :meth:`EventArchive.compact`
+    can turn it into Parquet. Thread-safe (the batch thread appends, a timer rotates)."""
+
+    def __init__(self, root: Path, source: str = "worker") -> None:
+        self.directory = Path(root) / SEGMENTS
+        self.source = source
+        self._lock = threading.Lock()
+        self._handle: IO[bytes] | None = None
+        self._path: Path | None = None
+
+    def append(self, rows: Sequence[ArchivedEvent]) -> None:
+        if not rows:
+            return
+        payload = _ENCODER.encode(_columns_of(rows))
+        with self._lock:
+            handle = self._handle or self._open()
+            handle.write(_FRAME_HEADER.pack(len(payload)) + payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def rotate(self) -> Path | None:
+        """Close the current segment (if any) and return its closed path."""
+        with self._lock:
+            if self._handle is None or self._path is None:
+                return None
+            closed = self._path.with_suffix(CLOSED_SUFFIX)
+            os.rename(self._path, closed)
+            self._handle.close()  # releases the flock
+            self._handle = self._path = None
+            return closed
+
+    def close(self) -> None:
+        self.rotate()
+
+    def _open(self) -> IO[bytes]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        name = f"{self.source}-{stamp}-{secrets.token_hex(4)}{OPEN_SUFFIX}"
+        self._path = self.directory / name
+        handle = open(self._path, "ab")  # noqa: SIM115 - kept open across appends
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self._handle = handle
+        return handle

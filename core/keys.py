@@ -61,6 +61,10 @@ class Keys:
     def fence(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:fence:{topic}:{partition}"
 
+    def fence_pattern(self, topic: str) -> str:
+        """SCAN pattern of every fence of ``topic`` (partition numbers in the last part)."""
+        return f"{self.prefix}:fence:{topic}:*"
+
     @property
     def decisions(self) -> str:
         """List (newest first) of retraining decisions, JSON objects, written by monitoring."""

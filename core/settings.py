@@ -9,6 +9,9 @@ override them. Invalid values fail fast with a message naming the variable.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -187,6 +190,14 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_MODEL_DIR"),
         description="Model registry directory (artifacts and manifests).",
     )
+    as_of: datetime | None = Field(
+        None,
+        validation_alias=_env("CHURN_AS_OF"),
+        description="Score as of this fixed time (ISO 8601, UTC unless it has an offset) "
+        "instead of the clock, to explore a backfill of old events (the Online Retail demo "
+        "uses the end of its data). Silent-customer re-scoring is off then. Leave unset in "
+        "production.",
+    )
     archive_dir: Path = Field(
         Path("archive"),
         validation_alias=_env("CHURN_ARCHIVE_DIR"),
@@ -197,6 +208,12 @@ class Settings(BaseSettings):
         True,
         validation_alias=_env("CHURN_ARCHIVE_ENABLED"),
         description="Whether the worker appends applied events to the event archive.",
+    )
+    archive_compact_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=_env("CHURN_ARCHIVE_COMPACT_SECONDS"),
+        description="How often the worker turns its archive segments into Parquet files.",
     )
     model_check_seconds: float = Field(
         2.0,
@@ -424,6 +441,20 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def scoring_clock(settings: Settings) -> Callable[[], float]:
+    """What "now" is for scoring, as epoch seconds: the clock, or ``CHURN_AS_OF``.
+
+    >>> clock = scoring_clock(Settings(_env_file=None, as_of="2011-12-10T00:00:00Z"))
+    >>> clock()
+    1323475200.0
+    """
+    if settings.as_of is None:
+        return time.time
+    fixed = settings.as_of if settings.as_of.tzinfo else settings.as_of.replace(tzinfo=UTC)
+    at = fixed.timestamp()
+    return lambda: at
 
 
 def env_var_name(field_name: str, settings_class: type[BaseSettings] = Settings) -> str:

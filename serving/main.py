@@ -26,7 +26,7 @@ from core import metrics
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, scoring_clock
 from core.store import FeatureStore
 from serving import dashboard
 from serving.config import ApiSettings, get_api_settings
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
             registry=registry,
             watcher=watcher,
             api_keys=api.keys(),
-            risk=RiskBatcher(store),
+            risk=RiskBatcher(store, clock=scoring_clock(settings)),
         )
         polling = asyncio.create_task(watcher.run(settings.model_check_seconds))
         try:

@@ -20,6 +20,7 @@ import mode
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.archive import EventArchive
 from core.keys import Keys
 from core.producer import EventProducer
 from core.redis_client import connect_redis
@@ -65,9 +66,19 @@ class WorkerRuntime:
             report.scored,
         )
 
+    def compact_archive(self) -> int:
+        """Close this worker's archive segment and turn closed segments into Parquet."""
+        if self.processor.archive is None:
+            return 0
+        self.processor.archive.rotate()
+        moved = EventArchive(self.settings.archive_dir).compact()
+        if moved:
+            log.info("archive compacted events=%d", moved)
+        return moved
+
     def rescore(self) -> int:
         model = self.models()
-        if model is None:
+        if model is None or self.settings.as_of is not None:  # a fixed time: nothing ages
             return 0
         return rescore_stale_customers(
             self.store,
@@ -153,6 +164,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)
     async def rescore_silent_customers() -> None:
         runtime().rescore()
+
+    if settings.archive_enabled:
+
+        @app.timer(interval=settings.archive_compact_seconds)
+        async def compact_archive() -> None:
+            await asyncio.to_thread(runtime().compact_archive)
 
     @app.timer(interval=settings.model_check_seconds)
     async def check_champion_model() -> None:

@@ -26,14 +26,14 @@ from confluent_kafka import KafkaException
 
 from core import metrics
 from core.aggregates import DAY_SECONDS, CustomerAggregates
-from core.archive import ArchivedEvent, EventArchive
+from core.archive import ArchivedEvent, SegmentLog
 from core.dlq import DeadLetter
 from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.scores import BandChange, Score, encode_band_change
-from core.settings import Settings
+from core.settings import Settings, scoring_clock
 from core.store import FeatureStore, FenceMoved, StoredCustomer
 from core.topics import Topics
 
@@ -83,12 +83,19 @@ class BatchProcessor:
         producer: EventProducer,
         model: ModelSource,
         clock: Callable[[], float] = time.time,
-        archive: EventArchive | None = None,
+        archive: SegmentLog | None = None,
+        score_clock: Callable[[], float] | None = None,
     ) -> None:
-        """``archive`` defaults to ``settings.archive_dir`` when ``settings.archive_enabled``."""
+        """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
+        features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
+        ``archive`` defaults to a segment log under ``settings.archive_dir`` when
+        ``settings.archive_enabled``."""
         self.settings = settings
+        if score_clock is None:
+            score_clock = scoring_clock(settings) if settings.as_of is not None else clock
+        self.score_clock = score_clock
         if archive is None and settings.archive_enabled:
-            archive = EventArchive(settings.archive_dir)
+            archive = SegmentLog(settings.archive_dir)
         self.archive = archive
         self.store = store
         self.producer = producer
@@ -162,10 +169,10 @@ class BatchProcessor:
         now = self.clock()
         events, letters = self._decode(fresh, now)
         touched, archived = self._apply(events, report)
-        scores, changes = self._score(touched, now)
+        scores, changes = self._score(touched, self.score_clock())
         self._publish(letters, changes)
         if self.archive is not None and archived:
-            self.archive.write(archived, source="worker")
+            self.archive.append(archived)
         newest: dict[TopicPartition, int] = {}
         for m in fresh:
             tp = (m.topic, m.partition)

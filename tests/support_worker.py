@@ -24,7 +24,7 @@ from tests.support import REPO_ROOT, cli_env
 _SETTINGS_PASSED = (
     "kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
     "redis_key_prefix", "run_dir", "consumer_group", "model_dir", "worker_web_port",
-    "archive_dir", "archive_enabled",
+    "archive_dir", "archive_enabled", "archive_compact_seconds",
     "rescore_after_seconds", "rescore_tick_seconds", "model_check_seconds",
     "batch_size", "batch_within_ms", "worker_engine",
 )  # fmt: skip

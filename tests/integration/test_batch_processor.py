@@ -225,3 +225,23 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
     }
     # dead letters are not archived; every valid event is
     assert EventArchive(settings.archive_dir).count() == len(good)
+
+
+def test_scores_are_taken_as_of_a_fixed_time_when_one_is_set(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=10, days=7, seed=8)
+    as_of = max(e.event_time for e in events) + timedelta(days=3)
+    fixed = settings.model_copy(update={"as_of": as_of})
+    model = recency_model()
+    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    worker = BatchProcessor(fixed, store, producer, lambda: model, clock=lambda: NOW)
+    for batch in batches(as_messages(worker.topics, events, {}), 500):
+        worker.process(batch)
+    expected = offline(events, settings.retention_days)
+    ids = sorted(expected)
+    for cid, agg in zip(ids, [expected[c] for c in ids], strict=True):
+        fields = redis_client.hgetall(Keys(settings.redis_key_prefix).customer(cid))
+        assert float(fields[b"scored_at"]) == as_of.timestamp()
+        features = feature_matrix([agg], int(as_of.timestamp()), model.feature_names)
+        assert float(fields[b"score"]) == round(float(model.score_many(features)[0]), 6)

@@ -19,6 +19,7 @@ import redis
 from confluent_kafka import Producer
 
 from core.aggregates import CustomerAggregates
+from core.archive import EventArchive
 from core.dlq import DeadLetter
 from core.events import Event
 from core.kafka_client import client_config, ensure_topics
@@ -49,6 +50,7 @@ def worker_settings(settings: Settings, request: pytest.FixtureRequest) -> Setti
             "rescore_after_seconds": 2,
             "rescore_tick_seconds": 0.5,
             "model_check_seconds": 0.5,
+            "archive_compact_seconds": 1.0,
         }
     )
 
@@ -108,6 +110,13 @@ def test_every_customer_is_scored_and_features_equal_the_offline_computation(
     for cid in customers:
         fields = redis_client.hgetall(keys.customer(cid))
         assert fields[b"model_version"] == recency_model().version.encode()
+    # the worker's archive segments become Parquet files on its compaction timer
+    archive = EventArchive(worker_settings.archive_dir)
+    deadline = time.monotonic() + 15
+    while (archive.segments() or not archive.files()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert archive.files() and not archive.segments(), worker.log_tail()
+    assert archive.frame(deduplicate=False).num_rows == len(events)
 
 
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
@@ -126,6 +135,9 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     wait_drained(worker_settings)
     customers = sorted({e.customer_id for e in events})
     assert online_state(worker_settings, customers) == offline_state(events, worker_settings)
+    # the archive holds every event (killed workers' segments included), once after dedup
+    archived = EventArchive(worker_settings.archive_dir).frame(columns=("event_id",))
+    assert sorted(archived.column("event_id").to_pylist()) == sorted(e.event_id for e in events)
 
 
 def test_replaying_the_same_events_changes_nothing(

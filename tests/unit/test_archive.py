@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from core.archive import ArchivedEvent, EventArchive
+import pytest
+
+from core.archive import ArchivedEvent, EventArchive, SegmentLog
 from core.events import (
     Event,
     ItemReactionPayload,
@@ -98,3 +100,86 @@ def test_half_written_temporary_files_are_ignored(tmp_path: Path) -> None:
     archive.write(rows([like(1, T0)]))
     (tmp_path / "date=2026-03-01" / ".tmp-worker-abc.parquet").write_bytes(b"PAR1 torn")
     assert archive.count() == 1
+
+
+# --- the worker's segment log --------------------------------------------------------------
+
+
+def kafka_rows(events: list[Event], partition: int = 0, first: int = 0) -> list[ArchivedEvent]:
+    return [
+        ArchivedEvent(e, encode_event(e), "t.customer-activity", partition, first + i)
+        for i, e in enumerate(events)
+    ]
+
+
+def test_segments_are_read_before_and_after_compaction(tmp_path: Path) -> None:
+    archive, log = EventArchive(tmp_path), SegmentLog(tmp_path)
+    log.append(kafka_rows([like(1, T0), like(2, T0 + timedelta(days=1))]))
+    log.append(kafka_rows([like(3, T0 + timedelta(days=1))], first=2))
+    assert archive.files() == [] and len(archive.segments()) == 1
+    before = archive.frame(columns=("event_id", "partition", "offset")).to_pylist()
+    assert [r["event_id"] for r in before] == ["l1", "l2", "l3"]
+    assert [r["offset"] for r in before] == [0, 1, 2]
+
+    assert archive.compact() == 0  # the live writer's segment is left alone
+    closed = log.rotate()
+    assert closed is not None and closed.suffix == ".seg"
+    assert archive.compact() == 3
+    assert archive.segments() == []
+    assert sorted(p.parent.name for p in archive.files()) == ["date=2026-03-01", "date=2026-03-02"]
+    assert archive.frame(columns=("event_id", "partition", "offset")).to_pylist() == before
+
+    log.append(kafka_rows([like(4, T0)], first=3))  # a new segment after rotation
+    assert [e.event_id for e in archive.read_events()] == ["l1", "l4", "l2", "l3"]
+
+
+def test_a_torn_last_frame_is_ignored(tmp_path: Path) -> None:
+    log = SegmentLog(tmp_path)
+    log.append(kafka_rows([like(1, T0)]))
+    log.append(kafka_rows([like(2, T0)], first=1))
+    closed = log.rotate()
+    assert closed is not None
+    data = closed.read_bytes()
+    closed.write_bytes(data[:-7])  # a crash in the middle of the second batch
+    assert [e.event_id for e in EventArchive(tmp_path).read_events()] == ["l1"]
+
+
+def test_a_dead_writers_open_segment_is_compacted(tmp_path: Path) -> None:
+    log = SegmentLog(tmp_path)
+    log.append(kafka_rows([like(1, T0)]))
+    assert log._handle is not None
+    log._handle.close()  # the process died: its lock is gone, the file stays ".open"
+    archive = EventArchive(tmp_path)
+    assert [p.suffix for p in archive.segments()] == [".open"]
+    assert archive.compact() == 1
+    assert archive.segments() == [] and archive.count() == 1
+
+
+def test_archive_stats_and_compact_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from churnstream.cli import app
+    from core.settings import get_settings
+
+    log = SegmentLog(tmp_path)
+    log.append(kafka_rows([like(1, T0), purchase(1, T0 + timedelta(days=2))]))
+    log.rotate()
+    EventArchive(tmp_path).write(rows([like(1, T0), like(2, T0)]))  # l1 twice: counted once
+    monkeypatch.setenv("CHURN_ARCHIVE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["archive", "stats", "--json"])
+        assert result.exit_code == 0, result.output
+        stats = json.loads(result.stdout)
+        assert (stats["events"], stats["customers"], stats["segments"]) == (3, 2, 1)
+        assert stats["events_by_type"] == {"like": 2, "purchase": 1}
+        assert stats["first_event_time"] == "2026-03-01T22:00:00Z"
+        result = CliRunner().invoke(app, ["archive", "compact"])
+        assert result.exit_code == 0 and "compacted 2 events" in result.stdout
+        assert EventArchive(tmp_path).segments() == [] and EventArchive(tmp_path).count() == 3
+    finally:
+        get_settings.cache_clear()

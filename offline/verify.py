@@ -1,0 +1,404 @@
+"""Online-offline consistency: recompute every customer from the event archive, compare
+with Redis (the logic behind ``churnstream verify``).
+
+**The watermark.** The worker archives a batch's events *before* it commits the batch to
+Redis, and every commit moves the offset fence of each (topic, partition) it read. So the
+events Redis reflects are exactly the archived events of the input topics whose offset is
+at or below their partition's fence: the watermark. Archived rows above it (a batch
+archived just before a crash) are left out; they are applied, and archived again, when the
+worker catches up. The fences are read from Redis, so no Kafka connection is needed.
+
+**The recomputation** uses the worker's own code: each customer's archived events, in
+event-time order, go through :meth:`CustomerAggregates.apply` with the same retention
+rule; that rule ignores event ids already counted, so archive copies of one event count
+once. The result is compared with the customer's stored aggregates
+(:func:`offline.consistency.state_differences`: tiles, counted event ids, scalars) and with
+the features of both at one reference time ``t`` (default: one second after the newest
+event at the watermark, so every feature window holds data).
+
+**Customers** are ``compared`` (in both), ``missing`` (events in the archive, no state in
+Redis) or ``extra`` (state in Redis, no archived event at the watermark).
+
+**Scale.** A first pass reads only the small columns, to find the customers and their
+event counts; customers are then processed in sorted-id ranges of at most
+``max_events_in_memory`` archived rows (one range for a few million events), and within a
+range in chunks of ``chunk_customers``, each read from Redis in one pipelined round trip.
+
+Verification assumes the worker is idle or stopped: if a fence moves while it runs (the
+worker applied more events), the report says so and the comparison may show differences
+that are not errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from core.aggregates import CustomerAggregates
+from core.archive import SCHEMA, EventArchive, read_segment
+from core.events import decode_event
+from core.features import FEATURE_NAMES, feature_matrix
+from core.store import FeatureStore
+from core.topics import Topics
+from offline.consistency import FeatureComparison, FeatureDiff, differs, state_differences
+
+TopicPartition = tuple[str, int]
+Progress = Callable[[int, int], None]  # (archived rows done, total) at the watermark
+
+_WANTED = ["customer_id", "event_time", "event_id", "topic", "partition", "offset", "event"]
+_INDEX = ["customer_id", "event_time", "topic", "partition", "offset"]
+
+
+class NothingToVerify(RuntimeError):
+    """No worker progress (fences) under the configured Redis key prefix."""
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found. Times are epoch seconds (UTC)."""
+
+    reference_time: int | None
+    fences: dict[str, int]
+    archive_rows: int  # rows of the input topics' events in the archive (with copies)
+    rows_at_watermark: int
+    rows_beyond_watermark: int
+    events_counted: int  # distinct events the recomputation counted
+    events_ignored: int  # copies of counted events, and events older than the retention
+    customers_in_archive: int
+    customers_in_redis: int
+    customers_compared: int = 0
+    mismatched: int = 0
+    state_mismatches: int = 0
+    feature_mismatches: int = 0
+    missing: int = 0
+    extra: int = 0
+    mismatched_ids: list[str] = field(default_factory=list)
+    missing_ids: list[str] = field(default_factory=list)
+    extra_ids: list[str] = field(default_factory=list)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    features: list[FeatureDiff] = field(default_factory=list)
+    tolerance: float = 1e-9
+    watermark_moved: bool = False
+    seconds: float = 0.0
+
+    @property
+    def mismatch_rate(self) -> float:
+        """Mismatched customers / compared customers (0 when none were compared)."""
+        return self.mismatched / self.customers_compared if self.customers_compared else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatched or self.missing or self.extra or self.watermark_moved)
+
+    def as_dict(self) -> dict[str, object]:
+        at = self.reference_time
+        return {
+            "ok": self.ok,
+            "reference_time": (
+                datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+                if at is not None
+                else None
+            ),
+            "customers_compared": self.customers_compared,
+            "mismatched": self.mismatched,
+            "mismatch_rate": self.mismatch_rate,
+            "state_mismatches": self.state_mismatches,
+            "feature_mismatches": self.feature_mismatches,
+            "missing": self.missing,
+            "extra": self.extra,
+            "customers_in_archive": self.customers_in_archive,
+            "customers_in_redis": self.customers_in_redis,
+            "archive_rows": self.archive_rows,
+            "rows_at_watermark": self.rows_at_watermark,
+            "rows_beyond_watermark": self.rows_beyond_watermark,
+            "events_counted": self.events_counted,
+            "events_ignored": self.events_ignored,
+            "watermark_moved": self.watermark_moved,
+            "tolerance": self.tolerance,
+            "seconds": round(self.seconds, 3),
+            "fences": self.fences,
+            "mismatched_ids": self.mismatched_ids,
+            "missing_ids": self.missing_ids,
+            "extra_ids": self.extra_ids,
+            "examples": self.examples,
+            "features": [f.as_dict() for f in self.features],
+        }
+
+
+# --- the watermark ------------------------------------------------------------------------
+
+
+def read_watermark(store: FeatureStore, topics: Topics) -> dict[TopicPartition, int]:
+    """Every fence of the two input topics in Redis: last applied offset per partition."""
+    found: list[TopicPartition] = []
+    for topic in (topics.activity, topics.transactions):
+        for key in store.redis.scan_iter(match=store.keys.fence_pattern(topic), count=1000):
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            partition = text.rsplit(":", 1)[1]
+            if partition.isdigit():
+                found.append((topic, int(partition)))
+    if not found:
+        return {}
+    return store.read_fences(sorted(found))
+
+
+def watermark_mask(table: pa.Table, fences: dict[TopicPartition, int]) -> np.ndarray:
+    """Per row of ``table`` (columns ``topic``, ``partition``, ``offset``): whether its
+    offset is at or below its partition's fence. Rows of other topics, or of partitions
+    without a fence, are outside.
+
+    >>> t = pa.table({"topic": ["a", "a", "b", "x", "a"], "partition": [0, 0, 1, 0, 7],
+    ...               "offset": [4, 5, 0, 0, 0]})
+    >>> watermark_mask(t, {("a", 0): 4, ("b", 1): 0}).tolist()
+    [True, False, True, False, False]
+    """
+    n = table.num_rows
+    if not fences or not n:
+        return np.zeros(n, dtype=bool)
+    names = sorted({topic for topic, _ in fences})
+    width = max(partition for _, partition in fences) + 1
+    limit = np.full((len(names), width), -1, dtype=np.int64)
+    for (topic, partition), offset in fences.items():
+        limit[names.index(topic), partition] = offset
+    topic_index = (
+        pc.fill_null(pc.index_in(table["topic"], value_set=pa.array(names)), -1)
+        .to_numpy(zero_copy_only=False)
+        .astype(np.int64)
+    )
+    partition = table["partition"].to_numpy(zero_copy_only=False).astype(np.int64)
+    offset = table["offset"].to_numpy(zero_copy_only=False).astype(np.int64)
+    known = (topic_index >= 0) & (partition >= 0) & (partition < width)
+    inside = np.zeros(n, dtype=bool)
+    inside[known] = offset[known] <= limit[topic_index[known], partition[known]]
+    return inside
+
+
+# --- reading the archive --------------------------------------------------------------------
+
+
+def _dataset(archive: EventArchive) -> ds.Dataset | None:
+    """The archive's Parquet files and its not yet compacted segments, as one dataset."""
+    parts: list[ds.Dataset] = []
+    files = archive.files()
+    if files:
+        parts.append(ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet"))
+    segments = [read_segment(path) for path in archive.segments()]
+    if segments:
+        parts.append(ds.InMemoryDataset(pa.concat_tables(segments), schema=SCHEMA))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ds.dataset(parts)
+
+
+def _input_rows(
+    dataset: ds.Dataset, topics: Topics, columns: list[str], where: ds.Expression | None = None
+) -> pa.Table:
+    condition = ds.field("topic").isin([topics.activity, topics.transactions])
+    if where is not None:
+        condition = condition & where
+    return dataset.to_table(columns=columns, filter=condition)
+
+
+def customer_ranges(
+    ids: Sequence[str], counts: Sequence[int], max_rows: int
+) -> list[tuple[str, str]]:
+    """Split sorted customer ids into contiguous (first, last) ranges of at most
+    ``max_rows`` rows each (a single customer with more rows gets a range of its own).
+
+    >>> customer_ranges(["a", "b", "c", "d"], [3, 3, 3, 1], max_rows=6)
+    [('a', 'b'), ('c', 'd')]
+    """
+    ranges: list[tuple[str, str]] = []
+    start, total = 0, 0
+    for i, count in enumerate(counts):
+        if total and total + count > max_rows:
+            ranges.append((ids[start], ids[i - 1]))
+            start, total = i, 0
+        total += count
+    if len(ids):
+        ranges.append((ids[start], ids[len(ids) - 1]))
+    return ranges
+
+
+def _customer_runs(table: pa.Table) -> Iterator[tuple[str, int, int]]:
+    """(customer id, first row, end row) of each run of one customer in a sorted table."""
+    ids = table["customer_id"].to_numpy(zero_copy_only=False)
+    if not len(ids):
+        return
+    starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1])
+    ends = np.append(starts[1:], len(ids))
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield str(ids[start]), start, end
+
+
+# --- the comparison ---------------------------------------------------------------------------
+
+
+def verify(
+    store: FeatureStore,
+    archive: EventArchive,
+    topics: Topics,
+    retention_days: int,
+    at: int | None = None,
+    tolerance: float = 1e-9,
+    max_examples: int = 20,
+    chunk_customers: int = 2000,
+    max_events_in_memory: int = 2_000_000,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Recompute every customer at the watermark and compare with Redis (see the module
+    docstring). ``at`` is the reference time of the feature comparison (epoch seconds,
+    UTC). Raises :class:`NothingToVerify` when Redis holds no fence of the input topics."""
+    started = time.perf_counter()
+    fences = read_watermark(store, topics)
+    if not fences:
+        raise NothingToVerify(
+            f"no offset fences of {topics.activity} or {topics.transactions} under the key "
+            f"prefix {store.keys.prefix!r}: has a worker with these settings applied any "
+            "events? (check REDIS_URL, CHURN_REDIS_KEY_PREFIX and CHURN_TOPIC_PREFIX)"
+        )
+    redis_ids = {
+        store.keys.customer_id_of(key)
+        for key in store.redis.scan_iter(match=store.keys.customer_pattern(), count=10_000)
+    }
+
+    # Pass 1: the small columns only — which customers, how many rows, the newest time.
+    dataset = _dataset(archive)
+    if dataset is None:
+        index = SCHEMA.empty_table().select(_INDEX)
+    else:
+        index = _input_rows(dataset, topics, _INDEX)
+    inside = watermark_mask(index, fences)
+    at_watermark = index.filter(pa.array(inside))
+    counts = pc.value_counts(at_watermark["customer_id"]).flatten() if len(at_watermark) else None
+    archive_counts: dict[str, int] = (
+        dict(zip(counts[0].to_pylist(), counts[1].to_pylist(), strict=True))
+        if counts is not None
+        else {}
+    )
+    if at is None and len(at_watermark):
+        newest = pc.max(at_watermark["event_time"]).as_py()
+        at = int(newest.timestamp()) + 1
+    report = VerifyReport(
+        reference_time=at,
+        fences={f"{t}[{p}]": offset for (t, p), offset in sorted(fences.items())},
+        archive_rows=index.num_rows,
+        rows_at_watermark=at_watermark.num_rows,
+        rows_beyond_watermark=index.num_rows - at_watermark.num_rows,
+        events_counted=0,
+        events_ignored=0,
+        customers_in_archive=len(archive_counts),
+        customers_in_redis=len(redis_ids),
+        tolerance=tolerance,
+    )
+    del index, at_watermark, inside
+
+    missing = sorted(set(archive_counts) - redis_ids)
+    extra = sorted(redis_ids - set(archive_counts))
+    report.missing, report.missing_ids = len(missing), missing[:max_examples]
+    report.extra, report.extra_ids = len(extra), extra[:max_examples]
+
+    comparison = FeatureComparison(FEATURE_NAMES, tolerance)
+    ids = sorted(archive_counts)
+    done = 0
+    if progress is not None:
+        progress(0, report.rows_at_watermark)
+    for first, last in customer_ranges(ids, [archive_counts[i] for i in ids], max_events_in_memory):
+        assert dataset is not None  # there are customers, so there are files
+        where = None
+        if len(ids) and (first, last) != (ids[0], ids[-1]):
+            where = (ds.field("customer_id") >= first) & (ds.field("customer_id") <= last)
+        rows = _input_rows(dataset, topics, _WANTED, where)
+        rows = rows.filter(pa.array(watermark_mask(rows, fences)))
+        rows = rows.sort_by(
+            [("customer_id", "ascending"), ("event_time", "ascending"), ("event_id", "ascending")]
+        )
+        chunk: list[tuple[str, int, int]] = []
+        for run in _customer_runs(rows):
+            chunk.append(run)
+            if len(chunk) >= chunk_customers:
+                done += _compare_chunk(store, rows, chunk, redis_ids, retention_days, at,
+                                       comparison, report, max_examples)  # fmt: skip
+                chunk = []
+                if progress is not None:
+                    progress(done, report.rows_at_watermark)
+        if chunk:
+            done += _compare_chunk(store, rows, chunk, redis_ids, retention_days, at,
+                                   comparison, report, max_examples)  # fmt: skip
+            if progress is not None:
+                progress(done, report.rows_at_watermark)
+        del rows
+
+    report.features = comparison.results()
+    report.watermark_moved = read_watermark(store, topics) != fences
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _compare_chunk(
+    store: FeatureStore,
+    rows: pa.Table,
+    chunk: Sequence[tuple[str, int, int]],
+    redis_ids: set[str],
+    retention_days: int,
+    at: int | None,
+    comparison: FeatureComparison,
+    report: VerifyReport,
+    max_examples: int,
+) -> int:
+    """Recompute and compare one chunk of customers; return the rows it consumed."""
+    first, end = chunk[0][1], chunk[-1][2]
+    raw = rows["event"].slice(first, end - first).to_pylist()
+    expected: list[CustomerAggregates] = []
+    for customer_id, start, stop in chunk:
+        agg = CustomerAggregates(customer_id)
+        for data in raw[start - first : stop - first]:
+            if agg.apply(decode_event(data), retention_days):
+                report.events_counted += 1
+            else:
+                report.events_ignored += 1
+        expected.append(agg)
+    present = [agg for agg in expected if agg.customer_id in redis_ids]
+    if not present:
+        return end - first
+    stored = store.load_customers([agg.customer_id for agg in present])
+    actual = [stored[agg.customer_id].aggregates for agg in present]
+    feature_bad = (
+        comparison.add(feature_matrix(present, at), feature_matrix(actual, at))
+        if at is not None
+        else np.zeros(len(present), dtype=bool)
+    )
+    report.customers_compared += len(present)
+    for want, got, bad_features in zip(present, actual, feature_bad.tolist(), strict=True):
+        differences = state_differences(want, got)
+        if not differences and not bad_features:
+            continue
+        report.mismatched += 1
+        report.state_mismatches += bool(differences)
+        report.feature_mismatches += bool(bad_features)
+        if len(report.mismatched_ids) < max_examples:
+            report.mismatched_ids.append(want.customer_id)
+            if bad_features and at is not None:
+                differences = differences + _feature_lines(want, got, at, comparison.tolerance)
+            report.examples[want.customer_id] = differences
+    return end - first
+
+
+def _feature_lines(
+    want: CustomerAggregates, got: CustomerAggregates, at: int, tolerance: float
+) -> list[str]:
+    expected = feature_matrix([want], at)[0]
+    actual = feature_matrix([got], at)[0]
+    bad = differs(expected, actual, tolerance)
+    return [
+        f"feature {name}: {e:.6g} expected, {a:.6g} actual"
+        for name, e, a, b in zip(FEATURE_NAMES, expected, actual, bad, strict=True)
+        if b
+    ][:10]
