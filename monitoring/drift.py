@@ -10,9 +10,10 @@ the drift gauges of :mod:`core.metrics`.
 The page stays under ``CHURN_DRIFT_HTML_MAX_BYTES``: when it comes out larger, the
 comparison is redone on half as many rows of each sample (seeded), until it fits.
 
-Times: ``now`` and ``as_of`` are epoch seconds (UTC). Customers scored within the last
-``CHURN_DRIFT_RECENT_SECONDS`` before ``now`` are sampled; their features are computed at
-``as_of`` (default ``now``). A run that has nothing to compare (no champion, no reference
+Times: ``now`` and ``as_of`` are epoch seconds (UTC). Features are computed at ``as_of``,
+by default the scoring clock (now, or ``CHURN_AS_OF`` when set, as the worker and the API
+use); customers scored within the ``CHURN_DRIFT_RECENT_SECONDS`` before the earlier of
+``now`` and ``as_of`` are sampled. A run that has nothing to compare (no champion, no reference
 sample, no recently scored customer) is *skipped*: it returns an outcome saying why and
 writes no report.
 """
@@ -32,7 +33,7 @@ import redis
 from core import metrics
 from core.keys import Keys
 from core.registry import ModelRegistry
-from core.settings import Settings
+from core.settings import Settings, scoring_clock
 from core.store import FeatureStore
 from monitoring.compare import Comparison, DriftSummary, compare
 from monitoring.reports import ReportStore, SavedReport
@@ -135,7 +136,7 @@ def run_drift(
     """Run the drift job once (see the module docstring)."""
     started = time.perf_counter()
     now = time.time() if now is None else now
-    as_of = now if as_of is None else as_of
+    as_of = scoring_clock(settings)() if as_of is None else as_of
     seed = int(now) if seed is None else seed
     registry = ModelRegistry(settings, client)
     pointer = registry.champion()
@@ -149,7 +150,7 @@ def run_drift(
     live = live_sample(
         store,
         model,
-        since=now - settings.drift_recent_seconds,
+        since=min(now, as_of) - settings.drift_recent_seconds,
         as_of=as_of,
         size=settings.drift_sample_size,
         seed=seed,

@@ -35,11 +35,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
+import pyarrow.compute as pc
 import redis
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core import metrics as prom
-from core.archive import EventArchive
+from core.archive import EventArchive, read_segment
 from core.decisions import Decision, RetrainRequest, record_decision
 from core.features import FEATURE_NAMES, WINDOW_DAYS
 from core.keys import Keys
@@ -117,14 +118,22 @@ def weekly_cutoffs(
 
 
 def archive_start(archive: EventArchive) -> datetime | None:
-    """Midnight UTC of the archive's first event date (from its partition names)."""
-    for path in archive.files():
+    """Midnight UTC of the archive's first event date: from the first Parquet partition's
+    name, and from the segments not compacted yet."""
+    starts: list[datetime] = []
+    for path in archive.files()[:1]:
         try:
             day = datetime.strptime(path.parent.name.removeprefix("date="), "%Y-%m-%d")
         except ValueError:
             continue
-        return day.replace(tzinfo=UTC)
-    return None
+        starts.append(day.replace(tzinfo=UTC))
+    for segment in archive.segments():
+        times = read_segment(segment).column("event_time")
+        if len(times):
+            starts.append(cast(datetime, pc.min(times).as_py()))
+    if not starts:
+        return None
+    return min(starts).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def gate(
