@@ -301,10 +301,20 @@ def _retrain(
         "gate_rows": result.rows,
         "gate_positives": result.positives,
     }
+    # kept with the candidate's metrics: which champion it was compared with, on which
+    # validation cutoffs, and the verdict (a later manual promotion can rely on it)
+    gate_record = {
+        **gate_metrics,
+        "champion": pointer.version if pointer else None,
+        "passed": result.passed,
+        "reason": result.reason,
+        "window": info["valid_cutoffs"],
+        "min_gain": result.min_gain,
+    }
     say(f"registering {candidate.version}: {result.reason}")
     registry.register(
         candidate,
-        {**metrics, "gate": gate_metrics},
+        {**metrics, "gate": gate_record},
         info,
         reference=reference_sample(candidate, valid_set.X),
     )

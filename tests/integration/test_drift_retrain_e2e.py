@@ -176,7 +176,9 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     assert registry.champion().version == candidate  # type: ignore[union-attr]
     manifest = registry.manifest(candidate)
     assert manifest.training["source"] == "archive" and manifest.reference_sha256
-    assert manifest.metrics["gate"]["champion_roc_auc"] == gate["champion_roc_auc"]
+    recorded = manifest.metrics["gate"]
+    assert recorded["champion_roc_auc"] == gate["champion_roc_auc"]
+    assert recorded["champion"] == champion and recorded["passed"] is True
 
     # 5. the running worker scores with the new champion, without a restart
     def all_rescored() -> bool:
