@@ -1,9 +1,9 @@
 """``make bench``: run the benchmarks and write bench/results/*.json and summary.json.
 
 Usage: ``python -m bench.run [--only NAME ...] [--events N] [--worker-events N]
-[--worker-py-spy PATH] [--api-customers N] [--replay-events N]``. Kafka and Redis are the
-ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set, else the local stack
-(started for the run and stopped after, unless it was already running).
+[--worker-py-spy PATH] [--api-customers N] [--replay-events N] [--drift-customers N]``.
+Kafka and Redis are the ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set,
+else the local stack (started for the run and stopped after, unless it was already running).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 
-from bench import api_bench, producer_bench, replay_bench, train_bench, worker_bench
+from bench import api_bench, drift_bench, producer_bench, replay_bench, train_bench, worker_bench
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "api": lambda args: api_bench.run(customers=args.api_customers),
     "replay": lambda args: replay_bench.run(events=args.replay_events),
     "train": lambda args: train_bench.run(),
+    "drift": lambda args: drift_bench.run(customers=args.drift_customers),
 }
 
 
@@ -45,6 +46,12 @@ def main() -> None:
         type=int,
         default=1_000_000,
         help="customers loaded into Redis for the API benchmark",
+    )
+    parser.add_argument(
+        "--drift-customers",
+        type=int,
+        default=100_000,
+        help="customers loaded into Redis for the drift benchmark",
     )
     args = parser.parse_args()
     configure_logging(get_settings())

@@ -6,7 +6,9 @@ import typer
 
 from churnstream.archive import archive_app
 from churnstream.demo import demo
+from churnstream.drift import drift
 from churnstream.infra.cli import infra_app
+from churnstream.monitor import monitor, retrain_command
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
@@ -51,6 +53,9 @@ app.command("worker")(worker)
 app.command("risk")(risk)
 app.command("train")(train)
 app.command("api")(api)
+app.command("drift")(drift)
+app.command("monitor")(monitor)
+app.command("retrain")(retrain_command)
 app.command("replay")(replay)
 
 app.command("verify")(verify_command)

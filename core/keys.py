@@ -12,6 +12,8 @@ key                                    holds
 ``{p}:fence:<topic>:<partition>``      string: last offset applied from that partition
 ``{p}:decisions``                      list: retraining decisions (JSON), newest first
 ``{p}:retrain:requests``               list: pending retrain requests (JSON)
+``{p}:retrain:cooldown``               string: set (with an expiry) when a trigger asked
+                                       for a retrain; triggers wait while it exists
 ``{p}:model:champion``                 string: JSON pointer to the champion model
 ``{p}:model:events``                   pub/sub channel: champion changes
 =====================================  ==================================================
@@ -72,6 +74,11 @@ class Keys:
     def retrain_requests(self) -> str:
         """List of pending retrain requests (JSON objects), e.g. from POST /admin/retrain."""
         return f"{self.prefix}:retrain:requests"
+
+    @property
+    def retrain_cooldown(self) -> str:
+        """String set with an expiry when a trigger requests a retrain (the cooldown)."""
+        return f"{self.prefix}:retrain:cooldown"
 
     @property
     def champion(self) -> str:

@@ -78,3 +78,83 @@ API_SCORES = Counter(
 API_MODEL_INFO = Gauge(
     "churn_api_model_info", "1 for the model version the API scores with.", ["version"]
 )
+
+# --- monitoring (churnstream monitor, churnstream drift) ------------------------------------
+
+MONITOR_DRIFT_SHARE = Gauge(
+    "churn_monitor_drift_share",
+    "Share of the model's features that drifted in the latest drift report (0..1).",
+)
+MONITOR_DATASET_DRIFT = Gauge(
+    "churn_monitor_dataset_drift",
+    "1 when the latest drift report found dataset drift, else 0.",
+)
+MONITOR_SCORE_DRIFT = Gauge(
+    "churn_monitor_score_drift",
+    "1 when the latest drift report found the score distribution drifted, else 0.",
+)
+MONITOR_FEATURE_DRIFTED = Gauge(
+    "churn_monitor_feature_drifted",
+    "1 for each feature that drifted in the latest drift report, 0 for the others.",
+    ["feature"],
+)
+MONITOR_DRIFT_RUNS = Counter(
+    "churn_monitor_drift_runs_total",
+    "Drift reports run, by result: 'drift', 'no_drift', 'skipped' (nothing to compare), 'error'.",
+    ["result"],
+)
+MONITOR_DRIFT_SECONDS = Gauge(
+    "churn_monitor_drift_duration_seconds", "Time the latest drift report took."
+)
+MONITOR_DRIFT_ROWS = Gauge(
+    "churn_monitor_drift_rows", "Rows compared by the latest drift report.", ["sample"]
+)
+MONITOR_REALIZED_ROC_AUC = Gauge(
+    "churn_monitor_realized_roc_auc",
+    "ROC AUC of served scores against their outcomes, latest matured period.",
+)
+MONITOR_REALIZED_PR_AUC = Gauge(
+    "churn_monitor_realized_pr_auc",
+    "PR AUC (average precision) of served scores against outcomes, latest matured period.",
+)
+MONITOR_VALIDATION_ROC_AUC = Gauge(
+    "churn_monitor_validation_roc_auc", "Validation ROC AUC recorded for the champion model."
+)
+MONITOR_AUC_DEGRADED = Gauge(
+    "churn_monitor_auc_degraded",
+    "1 when the realized ROC AUC is more than CHURN_AUC_DROP_THRESHOLD below validation.",
+)
+MONITOR_LABELLED_ROWS = Gauge(
+    "churn_monitor_labelled_rows", "Scores joined with an outcome in the latest matured period."
+)
+MONITOR_MODEL_INFO = Gauge(
+    "churn_monitor_model_info", "1 for the champion version the monitor compares with.", ["version"]
+)
+MONITOR_RETRAIN_REQUESTS = Counter(
+    "churn_monitor_retrain_requests_total",
+    "Retrain requests queued by the monitor's triggers, by trigger ('drift', 'auc_drop').",
+    ["trigger"],
+)
+MONITOR_RETRAINS = Counter(
+    "churn_monitor_retrains_total",
+    "Retrains run, by outcome: 'promoted', 'kept_champion', 'failed'.",
+    ["outcome"],
+)
+MONITOR_SCORE_SHIFT_ALERTS = Counter(
+    "churn_monitor_score_shift_alerts_total",
+    "Shifts in the live mean score detected by ADWIN between drift reports.",
+)
+MONITOR_SCORE_MEAN = Gauge(
+    "churn_monitor_score_mean",
+    "Mean of the scores written during the latest CHURN_SCORE_SHIFT_BUCKET_SECONDS.",
+)
+MONITOR_CUSTOMERS_BY_BAND = Gauge(
+    "churn_monitor_customers_by_band",
+    "Customers whose latest score falls in each band of the champion model.",
+    ["band"],
+)
+MONITOR_LAST_RUN = Gauge(
+    "churn_monitor_last_run_timestamp_seconds",
+    "When each monitoring job last finished (Unix time).",
+    ["job"],
+)

@@ -121,14 +121,17 @@ class FeatureStore:
 
     # --- reading ----------------------------------------------------------------------
 
-    def load_customers(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
-        """Every requested customer (new, empty aggregates for unknown ones), one round trip."""
+    def load_customers(
+        self, customer_ids: Sequence[str], with_event_hashes: bool = True
+    ) -> dict[str, StoredCustomer]:
+        """Every requested customer (new, empty aggregates for unknown ones), one round trip.
+        ``with_event_hashes=False`` reads for features only: see :func:`decode_customer`."""
         pipe = self.redis.pipeline(transaction=False)
         for customer_id in customer_ids:
             pipe.hgetall(self.keys.customer(customer_id))
         results = cast(list[dict[bytes, bytes]], pipe.execute())
         return {
-            customer_id: decode_customer(customer_id, fields)
+            customer_id: decode_customer(customer_id, fields, with_event_hashes)
             for customer_id, fields in zip(customer_ids, results, strict=True)
         }
 

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.model import BANDS
+from core.settings import DEFAULT_REPORTS_DIR
 
 DEFAULT_ACTIONS = {
     "high": "retention offer",
@@ -63,7 +64,7 @@ class ApiSettings(BaseSettings):
         description="JSON object: the recommended retention action for each risk band.",
     )
     reports_dir: Path = Field(
-        Path("reports/drift"),
+        DEFAULT_REPORTS_DIR,
         validation_alias=AliasChoices("CHURN_REPORTS_DIR"),
         description="Directory of the drift reports (index.json and the HTML pages).",
     )

@@ -141,6 +141,8 @@ def settings(services: Services, test_id: str, tmp_path: Path) -> Settings:
         run_dir=tmp_path / "run",
         model_dir=tmp_path / "models",
         archive_dir=tmp_path / "archive",
+        reports_dir=tmp_path / "reports",
+        score_log_dir=tmp_path / "score-log",
         worker_web_port=free_ports(1)[0],
     )
 
@@ -163,7 +165,8 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 
     for name in ("kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
                  "redis_key_prefix", "run_dir", "consumer_group", "model_dir",
-                 "archive_dir", "worker_web_port"):  # fmt: skip
+                 "archive_dir", "reports_dir", "score_log_dir",
+                 "worker_web_port"):  # fmt: skip
         monkeypatch.setenv(env_var_name(name), str(getattr(settings, name)))
     get_settings.cache_clear()
     yield

@@ -1,0 +1,166 @@
+"""``churnstream monitor`` and ``churnstream retrain`` (the loop is
+:mod:`churnstream.monitor_loop`, imported when a command runs: it pulls in Evidently,
+river and scikit-learn)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from core.decisions import RetrainRequest, push_retrain_request
+from core.keys import Keys
+from core.redis_client import connect_redis
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def monitor(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Run the drift report and the label join once, run pending retrain "
+            "requests, and exit.",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="With --once: print the results as one JSON object.")
+    ] = False,
+) -> None:
+    """Watch the live model: drift reports, realized performance on delayed labels, a fast
+    score-shift alarm, and retraining when drift or a drop in realized ROC AUC calls for
+    it (with a cooldown). Every decision is recorded and shown in GET /models.
+
+    Runs until Ctrl-C; metrics on CHURN_MONITOR_METRICS_PORT (/metrics).
+    """
+    from churnstream.monitor_loop import MonitorLoop
+
+    settings = get_settings()
+    client = connect_redis(settings)
+    loop = MonitorLoop(settings, client)
+    if once:
+        result = loop.run_jobs()
+        retrains = loop.drain_requests()
+        result["retrains"] = [asdict(r.decision) for r in retrains]
+        if json_output:
+            typer.echo(json.dumps(result, sort_keys=True, default=str))
+        else:
+            _print_once(result)
+        return
+    if settings.monitor_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.monitor_metrics_port, addr=settings.monitor_metrics_host)
+        log.info("monitor metrics on port=%d", settings.monitor_metrics_port)
+    log.info(
+        "monitor started interval_seconds=%s bucket_seconds=%s",
+        settings.monitor_interval_seconds,
+        settings.score_shift_bucket_seconds,
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("monitor stopping signal=%s", signal.Signals(signum).name)
+        loop.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        loop.run_forever()
+    except KeyboardInterrupt:
+        loop.stopping = True
+    log.info("monitor stopped")
+
+
+def _print_once(result: dict[str, Any]) -> None:
+    console = Console()
+    drift = result.get("drift", {})
+    if "error" in drift:
+        console.print(f"drift: [red]failed[/] {drift['error']}", highlight=False)
+    elif drift.get("skipped"):
+        console.print(f"drift: skipped ({drift['skipped']})", highlight=False)
+    else:
+        console.print(
+            f"drift: share {drift['drift_share']:.1%}, dataset drift "
+            f"{'yes' if drift['dataset_drift'] else 'no'}, drifted: "
+            f"{', '.join(drift['drifted_features']) or 'none'}",
+            highlight=False,
+        )
+    decision = result.get("drift_decision")
+    if decision:
+        console.print(f"  decision: {decision['decision']} ({decision['reason']})", highlight=False)
+    labels = result.get("labels", {})
+    if "error" in labels:
+        console.print(f"labels: [red]failed[/] {labels['error']}", highlight=False)
+    else:
+        console.print(
+            f"labels: snapshot {labels.get('snapshot') or '-'}, "
+            f"{len(labels.get('periods', []))} period(s) evaluated",
+            highlight=False,
+        )
+        for period in labels.get("periods", []):
+            console.print(
+                f"  {period['cutoff']}: ROC AUC {period['roc_auc']}, PR AUC {period['pr_auc']}, "
+                f"{period['rows']:,} rows, degraded {period['degraded']}",
+                highlight=False,
+            )
+    for retrain_decision in result.get("retrains", []):
+        console.print(
+            f"retrain: {retrain_decision['decision']} — {retrain_decision['reason']}",
+            highlight=False,
+        )
+
+
+def retrain_command(
+    reason: Annotated[
+        str, typer.Option(help="Why (recorded with the decision).")
+    ] = "manual retrain",
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Only queue the request for the running monitor instead of training here.",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the decision as one JSON object.")
+    ] = False,
+) -> None:
+    """Retrain now on the event archive's latest window; the promotion gate decides whether
+    the new model replaces the champion. The decision is recorded (GET /models).
+
+    Exit status 1 when the retrain failed.
+    """
+    settings = get_settings()
+    client = connect_redis(settings)
+    request = RetrainRequest(reason=reason, requested_by="cli", trigger="manual")
+    if queue:
+        push_retrain_request(client, Keys(settings.redis_key_prefix), request)
+        typer.echo(f"retrain request queued at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        return
+    from offline.retrain import retrain
+
+    err = Console(stderr=True)
+    with err.status("retraining") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            err.print(f"[dim]{message}[/dim]", highlight=False)
+
+        outcome = retrain(settings, client, request, progress=progress)
+    decision = outcome.decision
+    if json_output:
+        typer.echo(json.dumps(asdict(decision), sort_keys=True, default=str))
+    else:
+        typer.echo(f"{decision.decision}: {decision.reason}")
+        for key in ("candidate_roc_auc", "champion_roc_auc", "gate_rows"):
+            if key in decision.metrics:
+                typer.echo(f"  {key} {decision.metrics[key]}")
+    if decision.decision == "retrain_failed":
+        raise typer.Exit(1)

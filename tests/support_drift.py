@@ -1,0 +1,96 @@
+"""A service before and after a product change, for the drift tests.
+
+The champion is the bootstrap trainer's model fitted on the simulator with the scenario's
+seed and no drift (its reference sample holds validation rows at the last weekly cutoffs,
+days 63 and 70 of 84). The live service is the same seed's simulation *with* a drift from
+``drift_at`` on, ending at midnight today (real time, at which the worker scores): events
+before the change are byte-for-byte those the champion learnt from.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from core.events import Event
+from core.keys import Keys
+from core.model import LinearModel
+from core.producer import EventProducer
+from core.registry import ModelRegistry
+from core.settings import Settings
+from core.store import FeatureStore
+from offline.simulator import SimulationConfig, simulate
+from offline.train import bootstrap_from_simulation
+from stream.batch import BatchProcessor
+from tests.integration.test_batch_processor import as_messages, batches
+
+DAYS = 84
+DRIFT_AT = 63
+
+
+@dataclass
+class DriftScenario:
+    customers: int
+    seed: int
+    start: datetime
+    champion: LinearModel
+    before: list[Event]
+    after: list[Event]
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    @property
+    def change_at(self) -> datetime:
+        """When the product change came into force (UTC)."""
+        return self.start + timedelta(days=DRIFT_AT)
+
+
+def make_scenario(
+    settings: Settings, client: redis.Redis, customers: int = 300, seed: int = 5
+) -> DriftScenario:
+    """Register and promote the champion; simulate (nothing is processed yet)."""
+    model, metrics, reference = bootstrap_from_simulation(customers=customers, days=DAYS, seed=seed)
+    registry = ModelRegistry(settings, client)
+    registry.register(model, metrics, model.metadata.get("training", {}), reference=reference)
+    registry.promote(model.version)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=DAYS
+    )
+    config = SimulationConfig(
+        customers=customers, days=DAYS, seed=seed, start=start, drift_at=DRIFT_AT
+    )
+    events = list(simulate(config))
+    change = start + timedelta(days=DRIFT_AT)
+    return DriftScenario(
+        customers=customers,
+        seed=seed,
+        start=start,
+        champion=model,
+        before=[e for e in events if e.event_time < change],
+        after=[e for e in events if e.event_time >= change],
+    )
+
+
+@contextmanager
+def streaming(
+    settings: Settings, client: redis.Redis, model: LinearModel
+) -> Iterator[BatchProcessor]:
+    """The worker's batch processor (real Redis, real Kafka for band changes)."""
+    with EventProducer(settings) as producer:
+        processor = BatchProcessor(
+            settings, FeatureStore(client, Keys(settings.redis_key_prefix)), producer, lambda: model
+        )
+        yield processor
+        del processor
+    del producer
+    gc.collect()  # librdkafka's client goes now, not after the broker stops
+
+
+def process(processor: BatchProcessor, scenario: DriftScenario, events: list[Event]) -> None:
+    """Apply ``events`` as the worker would, in batches of 2,000."""
+    for batch in batches(as_messages(processor.topics, events, scenario.offsets), 2000):
+        processor.process(batch)
