@@ -37,7 +37,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow.compute as pc
 import redis
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 
 from core import metrics as prom
 from core.archive import EventArchive, read_segment
@@ -48,6 +48,7 @@ from core.model import LinearModel
 from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.dataset import LABEL_KINDS, Dataset, LabelKind, build_dataset
+from offline.gate import GateResult, gate_on_window
 from offline.train import reference_sample, split_by_cutoff, train_bootstrap
 
 log = logging.getLogger(__name__)
@@ -62,21 +63,6 @@ Progress = Callable[[str], None]
 
 class RetrainError(RuntimeError):
     """The retrain could not produce a candidate (the message says why)."""
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """Both models on the same validation rows; ``passed`` means promote the candidate."""
-
-    candidate_roc_auc: float
-    candidate_pr_auc: float
-    champion_roc_auc: float | None
-    champion_pr_auc: float | None
-    rows: int
-    positives: int
-    min_gain: float
-    passed: bool
-    reason: str
 
 
 @dataclass
@@ -141,8 +127,9 @@ def gate(
     candidate: LinearModel,
     valid: Dataset,
     min_gain: float = 0.0,
-) -> GateResult:
-    """Score ``valid`` with both models and decide (see the module docstring)."""
+) -> tuple[GateResult, dict[str, Any]]:
+    """Score ``valid`` with both models and decide with :func:`offline.gate.gate_on_window`
+    (the trainer's gate); also return the PR AUCs and the row counts it rests on."""
     y = valid.y
     positives = int(y.sum())
     if not 0 < positives < len(y):
@@ -150,22 +137,18 @@ def gate(
             f"the validation rows have a single class ({positives} positives of {len(y)}): "
             "no ROC AUC to compare"
         )
-    cand = candidate.score_many(_columns(valid, candidate.feature_names))
-    cand_roc, cand_pr = float(roc_auc_score(y, cand)), float(average_precision_score(y, cand))
-    if champion is None:
-        return GateResult(cand_roc, cand_pr, None, None, len(y), positives, min_gain, True,
-                          "no champion to beat")  # fmt: skip
-    champ = champion.score_many(_columns(valid, champion.feature_names))
-    champ_roc, champ_pr = float(roc_auc_score(y, champ)), float(average_precision_score(y, champ))
-    passed = cand_roc > champ_roc + min_gain
-    relation = "beats" if passed else "does not beat"
-    reason = (
-        f"candidate ROC AUC {cand_roc:.4f} {relation} the champion's {champ_roc:.4f} on the "
-        f"same {len(y):,} recent validation rows"
-        + (f" by more than {min_gain:g}" if min_gain else "")
-    )
-    return GateResult(cand_roc, cand_pr, champ_roc, champ_pr, len(y), positives, min_gain,
-                      passed, reason)  # fmt: skip
+    scores = candidate.score_many(_columns(valid, candidate.feature_names))
+    result = gate_on_window(scores, valid, champion, min_gain=min_gain)
+    details: dict[str, Any] = {
+        "candidate_pr_auc": float(average_precision_score(y, scores)),
+        "champion_pr_auc": None,
+        "gate_rows": len(y),
+        "gate_positives": positives,
+    }
+    if champion is not None and result.champion_roc_auc is not None:
+        theirs = champion.score_many(_columns(valid, champion.feature_names))
+        details["champion_pr_auc"] = float(average_precision_score(y, theirs))
+    return result, details
 
 
 def _columns(dataset: Dataset, names: tuple[str, ...]) -> np.ndarray:
@@ -277,7 +260,7 @@ def _retrain(
         candidate, metrics = train_bootstrap(train_set, valid_set)
     except ValueError as exc:
         raise RetrainError(str(exc)) from None
-    result = gate(champion, candidate, valid_set, settings.promotion_min_gain)
+    result, details = gate(champion, candidate, valid_set, settings.promotion_min_gain)
     info = {
         "source": "archive",
         "window": [_iso(window_start), _iso(now)],
@@ -295,22 +278,13 @@ def _retrain(
     candidate = replace(candidate, metadata={**candidate.metadata, "training": info})
     gate_metrics = {
         "candidate_roc_auc": result.candidate_roc_auc,
-        "candidate_pr_auc": result.candidate_pr_auc,
         "champion_roc_auc": result.champion_roc_auc,
-        "champion_pr_auc": result.champion_pr_auc,
-        "gate_rows": result.rows,
-        "gate_positives": result.positives,
+        **details,
     }
-    # kept with the candidate's metrics: which champion it was compared with, on which
-    # validation cutoffs, and the verdict (a later manual promotion can rely on it)
-    gate_record = {
-        **gate_metrics,
-        "champion": pointer.version if pointer else None,
-        "passed": result.passed,
-        "reason": result.reason,
-        "window": info["valid_cutoffs"],
-        "min_gain": result.min_gain,
-    }
+    # kept with the candidate's metrics, in offline.gate's shape: which champion it was
+    # compared with, on which validation cutoffs, and the verdict (a later manual
+    # promotion relies on it: offline.gate.gate_from_manifests)
+    gate_record = {**details, **result.to_dict()}
     say(f"registering {candidate.version}: {result.reason}")
     registry.register(
         candidate,
@@ -341,7 +315,7 @@ def _retrain(
         "retrain finished candidate=%s promoted=%s candidate_roc_auc=%.4f champion_roc_auc=%s",
         candidate.version,
         result.passed,
-        result.candidate_roc_auc,
+        result.candidate_roc_auc or 0.0,
         f"{result.champion_roc_auc:.4f}" if result.champion_roc_auc is not None else "-",
     )
     return RetrainOutcome(decision, candidate, result, {})

@@ -72,18 +72,20 @@ def test_the_gate_promotes_only_a_better_candidate() -> None:
     valid = _dataset()
     good = recency_model("good")
     bad = replace(good, version="bad", coef=tuple(-c for c in good.coef))
-    passed = gate(champion=bad, candidate=good, valid=valid)
+    passed, details = gate(champion=bad, candidate=good, valid=valid)
     assert passed.passed and passed.candidate_roc_auc > passed.champion_roc_auc  # type: ignore[operator]
-    assert passed.rows == 600 and "beats the champion's" in passed.reason
-    kept = gate(champion=good, candidate=bad, valid=valid)
+    assert details["gate_rows"] == 600 and "beats champion bad's" in passed.reason
+    assert details["candidate_pr_auc"] > details["champion_pr_auc"]
+    kept, _ = gate(champion=good, candidate=bad, valid=valid)
     assert not kept.passed and "does not beat" in kept.reason
     # equal is not better
-    assert not gate(champion=good, candidate=replace(good, version="same"), valid=valid).passed
+    assert not gate(champion=good, candidate=replace(good, version="same"), valid=valid)[0].passed
     # a required margin
-    assert not gate(champion=bad, candidate=good, valid=valid, min_gain=0.99).passed
+    assert not gate(champion=bad, candidate=good, valid=valid, min_gain=0.99)[0].passed
     # no champion yet: the candidate goes through
-    first = gate(champion=None, candidate=good, valid=valid)
+    first, details = gate(champion=None, candidate=good, valid=valid)
     assert first.passed and first.champion_roc_auc is None
+    assert details["champion_pr_auc"] is None
 
 
 def test_the_gate_needs_both_classes() -> None:
