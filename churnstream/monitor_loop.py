@@ -7,7 +7,8 @@ Redis):
   to the ADWIN score-shift detector; an alert brings the next drift report forward; the
   customers-per-band gauges are refreshed;
 * every ``CHURN_MONITOR_INTERVAL_SECONDS`` (and once at start): the drift report and the
-  label join, each followed by its retraining trigger (:mod:`monitoring.jobs`);
+  label join, each followed by its retraining trigger (:mod:`monitoring.jobs`), and the
+  online challenger's update in shadow (:func:`offline.challenger.update_from_archive`);
 * every couple of seconds: pending retrain requests (from the triggers, from
   ``POST /admin/retrain``, from ``churnstream retrain --queue``) are taken oldest first
   and run by :func:`offline.retrain.retrain`, which records the outcome.
@@ -33,6 +34,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from monitoring.jobs import band_counts, drift_job, labels_job
 from monitoring.score_shift import ScoreShiftDetector, bucket_scores
+from offline.challenger import update_from_archive
 from offline.retrain import RetrainOutcome, retrain
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,21 @@ class MonitorLoop:
         except Exception as exc:
             log.exception("label join failed")
             result["labels"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            updated = update_from_archive(self.settings, self.registry)
+            if updated is not None:
+                state, learned = updated
+                summary = state.summary()
+                result["challenger"] = {k: v for k, v in summary.items() if k != "history"}
+                log.info(
+                    "online challenger updated cutoffs_learned=%d new=%d challenger_roc_auc=%s "
+                    "champion_roc_auc=%s",
+                    summary["cutoffs_learned"], len(learned),
+                    summary["challenger_roc_auc"], summary["champion_roc_auc"],
+                )  # fmt: skip
+        except Exception as exc:
+            log.exception("online challenger update failed")
+            result["challenger"] = {"error": f"{type(exc).__name__}: {exc}"}
         return result
 
     def score_bucket(self) -> None:

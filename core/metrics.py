@@ -153,6 +153,15 @@ MONITOR_CUSTOMERS_BY_BAND = Gauge(
     "Customers whose latest score falls in each band of the champion model.",
     ["band"],
 )
+MONITOR_CHALLENGER_ROC_AUC = Gauge(
+    "churn_monitor_challenger_roc_auc",
+    "Running (prequential) ROC AUC on matured labels, in shadow: the online challenger "
+    "('challenger') and the champion on the same rows ('champion').",
+    ["model"],
+)
+MONITOR_CHALLENGER_ROWS = Gauge(
+    "churn_monitor_challenger_rows_learned", "Matured rows the online challenger learned from."
+)
 MONITOR_LAST_RUN = Gauge(
     "churn_monitor_last_run_timestamp_seconds",
     "When each monitoring job last finished (Unix time).",

@@ -32,11 +32,17 @@ import numpy as np
 from river import compose, linear_model, metrics, optim, preprocessing
 from sklearn.metrics import roc_auc_score
 
+from core import metrics as prom
+from core.archive import EventArchive
+from core.features import FEATURE_NAMES
 from core.model import BandCutoffs, LinearModel
-from offline.dataset import Dataset
+from core.registry import ModelRegistry
+from core.settings import Settings
+from offline.dataset import LABEL_KINDS, Dataset, LabelKind, build_dataset
 
 CLIP_Z = 5.0  # standardised features are clipped to ±5 standard deviations
 STATE_FILE = "state.pkl"
+CHALLENGER_DIR = "challenger"  # under CHURN_MODEL_DIR
 
 
 def _clip(x: dict[str, float]) -> dict[str, float]:
@@ -237,3 +243,55 @@ def matured_cutoffs(
         cutoffs.append(cutoff)
         cutoff += timedelta(days=every_days)
     return cutoffs
+
+
+def update_from_archive(
+    settings: Settings, registry: ModelRegistry, every_days: int = 7
+) -> tuple[OnlineChallenger, list[CutoffResult]] | None:
+    """Bring the challenger up to date with the event archive: build the rows of every
+    matured weekly cutoff it has not learned (label and horizon: the champion's), score
+    them in shadow beside the champion, learn them, save the state and export the running
+    ROC AUCs. ``None`` when there is no champion or no archive yet. A champion with another
+    label or horizon than the saved state starts a fresh challenger."""
+    pointer = registry.champion()
+    if pointer is None:
+        return None
+    training = registry.manifest(pointer.version).training
+    label = str(training.get("label", "cancellation_or_inactivity"))
+    horizon = int(training.get("horizon_days", 14))
+    if label not in LABEL_KINDS:
+        raise ValueError(f"the champion's label {label!r} is not one the dataset builder knows")
+    archive = EventArchive(settings.archive_dir)
+    times = archive.frame(columns=("event_time",)).column("event_time")
+    if len(times) == 0:
+        return None
+    first, last = times[0].as_py(), times[-1].as_py()
+    directory = Path(settings.model_dir) / CHALLENGER_DIR
+    state = OnlineChallenger.load(directory)
+    if state is None or (state.label, state.horizon_days) != (label, horizon):
+        state = OnlineChallenger(FEATURE_NAMES, label, horizon)
+    todo = [
+        c
+        for c in matured_cutoffs(first, last, horizon, every_days)
+        if int(c.timestamp()) not in state.learned_cutoffs
+    ]
+    results: list[CutoffResult] = []
+    if todo:
+        kind: LabelKind = label  # type: ignore[assignment]
+        dataset = build_dataset(
+            archive.read_events(end=todo[-1] + timedelta(days=horizon, seconds=1)),
+            todo,
+            horizon,
+            label=kind,
+            retention_days=settings.retention_days,
+            observed_until=last,
+        )
+        results = state.update(dataset, registry.load_champion())
+        state.save(directory)
+    summary = state.summary()
+    for model in ("challenger", "champion"):
+        value = summary[f"{model}_roc_auc"]
+        if value is not None:
+            prom.MONITOR_CHALLENGER_ROC_AUC.labels(model).set(value)
+    prom.MONITOR_CHALLENGER_ROWS.set(summary["rows_learned"])
+    return state, results

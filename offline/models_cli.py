@@ -160,3 +160,74 @@ def rollback() -> None:
     except RegistryError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"champion    {restored} (rolled back)")
+
+
+@models_app.command("challenger")
+def challenger(
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register",
+            help="Also register the challenger as a candidate model (it serves only once "
+            "promoted: `churnstream models promote V`).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """The online (river) challenger: learn the archive's newly matured labels, in shadow.
+
+    Each matured weekly cutoff is scored by the challenger and by the champion before the
+    challenger learns it; the running ROC AUCs compare them on the same rows.
+    `churnstream monitor` does this on every run.
+    """
+    from core.registry import RegistryError
+    from core.settings import get_settings
+    from offline.challenger import update_from_archive
+
+    registry = _registry()
+    try:
+        updated = update_from_archive(get_settings(), registry)
+    except (RegistryError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if updated is None:
+        raise _fail("nothing to learn from yet: it needs a champion and an event archive")
+    state, results = updated
+    summary = state.summary()
+    summary["learned_now"] = len(results)
+    if register:
+        pointer = registry.champion()
+        champion = registry.load(pointer.version)
+        from offline.train import new_version
+
+        model = state.to_linear_model(new_version(), champion.bands)
+        metrics = {"roc_auc": summary["challenger_roc_auc"], "prequential": True}
+        manifest = registry.register(
+            model, metrics, {"source": "online challenger", **model.metadata}
+        )
+        summary["registered"] = manifest.version
+    if json_output:
+        typer.echo(json.dumps(summary, sort_keys=True))
+        return
+    console = Console()
+    console.print(
+        f"online challenger ({summary['label']}, {summary['horizon_days']}-day horizon): "
+        f"{summary['cutoffs_learned']} matured cutoffs learned ({len(results)} new), "
+        f"{summary['rows_learned']:,} rows",
+        highlight=False,
+    )
+    console.print(
+        f"running ROC AUC in shadow: challenger {summary['challenger_roc_auc']}, "
+        f"champion {summary['champion_roc_auc']} (same rows, scored before learning)",
+        highlight=False,
+    )
+    table = Table(show_edge=False)
+    for column in ("cutoff", "rows", "base rate", "challenger AUC", "champion AUC"):
+        table.add_column(column)
+    for row in summary["history"][-12:]:
+        table.add_row(
+            row["cutoff"][:10], f"{row['rows']:,}", f"{row['base_rate']:.3f}",
+            str(row["challenger_auc"]), str(row["champion_auc"]),
+        )  # fmt: skip
+    console.print(table)
+    if register:
+        console.print(f"registered {summary['registered']} as a candidate", highlight=False)

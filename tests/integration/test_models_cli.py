@@ -119,3 +119,41 @@ def test_train_refuses_unusable_data(env: Settings, tmp_path: Path) -> None:
     assert code == 2 and "orders.csv" in output and "InvoiceNo" in output
     code, _, output = invoke("train", "--data", "sales-db", str(bad))
     assert code == 2 and "unknown data source" in output
+
+
+def test_the_online_challenger_learns_matured_cutoffs_in_shadow_once(
+    env: Settings, redis_client: redis.Redis
+) -> None:
+    from datetime import UTC, datetime
+
+    from core.archive import ArchivedEvent, EventArchive
+    from offline.simulator import SimulationConfig, simulate
+    from tests.support_models import recency_model
+
+    code, _, output = invoke("models", "challenger")
+    assert code == 1 and "needs a champion" in output
+    registry = ModelRegistry(env, redis_client)
+    champion = recency_model("challenged")
+    registry.register(champion, {}, {"label": "cancellation_or_inactivity", "horizon_days": 14})
+    registry.promote(champion.version)
+    config = SimulationConfig(
+        customers=300, days=90, seed=4, start=datetime(2026, 1, 5, tzinfo=UTC)
+    )
+    events = list(simulate(config))
+    EventArchive(env.archive_dir).write([ArchivedEvent.of(e, "sim") for e in events])
+
+    code, stdout, output = invoke("models", "challenger", "--json")
+    assert code == 0, output
+    first = json.loads(stdout)
+    assert first["learned_now"] == first["cutoffs_learned"] >= 6
+    assert first["rows_learned"] == sum(row["rows"] for row in first["history"])
+    assert 0.5 < first["champion_roc_auc"] < 1 and 0.5 < first["challenger_roc_auc"] < 1
+    assert first["history"][0]["challenger_auc"] == 0.5  # scored before learning anything
+
+    code, stdout, output = invoke("models", "challenger", "--json", "--register")
+    assert code == 0, output
+    again = json.loads(stdout)
+    assert again["learned_now"] == 0 and again["rows_learned"] == first["rows_learned"]
+    candidate = registry.manifest(again["registered"])
+    assert candidate.status == "candidate" and registry.champion().version == "challenged"
+    assert candidate.training["source"] == "online challenger"
