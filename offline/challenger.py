@@ -1,11 +1,15 @@
 """An online challenger: a river model that learns as labels mature, scored in shadow.
 
-The champion is retrained in batches. The challenger learns continuously instead: each
-time a cutoff's label window has passed, the point-in-time rows of that cutoff (features
-at the cutoff, label from the horizon after it, built by :mod:`offline.dataset` from the
-event archive) are first **scored** by the challenger and by the champion — the shadow
-comparison, on exactly the same rows, before the challenger has seen their labels — and
-then **learned** by the challenger, one row at a time (prequential evaluation).
+The champion is retrained in batches. The challenger learns continuously instead: the
+point-in-time rows of each weekly cutoff (features at the cutoff, label from the horizon
+after it, built by :mod:`offline.dataset` from the event archive) are **scored** by the
+challenger and by the champion — the shadow comparison, on exactly the same rows — by a
+challenger that has learned only the labels matured by that cutoff, and **learned** (one
+row at a time) once their own label window has passed (prequential evaluation with the
+label delay of live operation). Within one :meth:`OnlineChallenger.update` the delay is
+exact; a cutoff first processed by a later update (the monitor processes each cutoff once
+its label has matured) is scored by a model that has also learned the cutoffs of the
+horizon before it, so its shadow figure is slightly optimistic there.
 
 The challenger never serves. It becomes a candidate only through
 :meth:`OnlineChallenger.to_linear_model`, which turns it into the same :class:`LinearModel`
@@ -92,14 +96,23 @@ class OnlineChallenger:
     def update(
         self, dataset: Dataset, champion: LinearModel | None, seed: int = 0
     ) -> list[CutoffResult]:
-        """Score then learn every cutoff of ``dataset`` not learned yet, oldest first."""
+        """Score then learn every cutoff of ``dataset`` not learned yet, oldest first.
+
+        Label delay is respected: a cutoff is scored by the model as it was when only the
+        labels that had matured by then (cutoffs at least ``horizon_days`` older) were
+        learned, as it would have been live; every cutoff of ``dataset`` is learned by the
+        end (their labels have all matured)."""
         if tuple(dataset.feature_names) != self.feature_names:
             raise ValueError("the dataset's features differ from the challenger's")
         rng = np.random.default_rng(seed)
+        horizon_s = self.horizon_days * 86_400
+        waiting: list[tuple[int, np.ndarray, np.ndarray]] = []  # scored, label not yet known
         results = []
         for cutoff in np.unique(dataset.cutoffs).tolist():
             if cutoff in self.learned_cutoffs:
                 continue
+            while waiting and waiting[0][0] + horizon_s <= cutoff:
+                self._learn(*waiting.pop(0), rng)
             rows = np.flatnonzero(dataset.cutoffs == cutoff)
             X, y = dataset.X[rows], dataset.y[rows].astype(bool)
             mine = self.predict_many(X)
@@ -115,13 +128,18 @@ class OnlineChallenger:
                 challenger_auc=_auc(y, mine),
                 champion_auc=None if theirs is None else _auc(y, theirs),
             )
-            for i in rng.permutation(len(y)):
-                self.pipeline.learn_one(self._row(X[i]), bool(y[i]))
-            self.rows_learned += len(y)
-            self.learned_cutoffs.append(cutoff)
+            waiting.append((cutoff, X, y))
             self.history.append(result)
             results.append(result)
+        for cutoff, X, y in waiting:
+            self._learn(cutoff, X, y, rng)
         return results
+
+    def _learn(self, cutoff: int, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> None:
+        for i in rng.permutation(len(y)):
+            self.pipeline.learn_one(self._row(X[i]), bool(y[i]))
+        self.rows_learned += len(y)
+        self.learned_cutoffs.append(cutoff)
 
     def _row(self, x: np.ndarray) -> dict[str, float]:
         return dict(zip(self.feature_names, x.tolist(), strict=True))
