@@ -12,7 +12,15 @@ import argparse
 import json
 import logging
 
-from bench import api_bench, drift_bench, producer_bench, replay_bench, train_bench, worker_bench
+from bench import (
+    api_bench,
+    backfill_bench,
+    drift_bench,
+    producer_bench,
+    replay_bench,
+    train_bench,
+    worker_bench,
+)
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -23,6 +31,7 @@ BENCHMARKS = {
     "replay": lambda args: replay_bench.run(events=args.replay_events),
     "train": lambda args: train_bench.run(),
     "drift": lambda args: drift_bench.run(customers=args.drift_customers),
+    "backfill": lambda args: backfill_bench.run(),
 }
 
 
