@@ -91,7 +91,7 @@ SIZES = {
 class Fault:
     kind: str  # "kill" | "redis" | "kafka"
     at: float  # fraction of all messages applied when it fires
-    fired_at_s: float | None = None
+    fired_at_s: float | None = None  # seconds after the first event was sent
     applied_before: int | None = None
     seconds: float | None = None  # worker back healthy / service down time
     pause_s: float | None = None
@@ -343,19 +343,19 @@ def run(plan: Plan, keep: bool = False) -> dict[str, Any]:
         for fault in faults:
             wait_for(
                 lambda f=fault: (progress.applied() or 0) >= f.at * total or sent.crashed,
-                supervisor, started, 3600, f"progress {fault.at:.0%} before the {fault.kind}",
+                supervisor, begun, 3600, f"progress {fault.at:.0%} before the {fault.kind}",
             )  # fmt: skip
             if sent.crashed:
                 break
             fault.applied_before = progress.applied()
-            fire(fault, stack, supervisor, rng, started)
-        wait_for(sent.done.is_set, supervisor, started, 3600, "all events sent")
+            fire(fault, stack, supervisor, rng, begun)
+        wait_for(sent.done.is_set, supervisor, begun, 3600, "all events sent")
         if sent.crashed:
             raise RuntimeError(f"the producer failed: {sent.crashed!r}") from sent.crashed
         ends = end_offsets(settings)
         wait_for(
             lambda: all(progress.fences()[tp] >= end - 1 for tp, end in ends.items()),
-            supervisor, started, 3600, "every partition drained",
+            supervisor, begun, 3600, "every partition drained",
         )  # fmt: skip
         timings["stream_s"] = round(time.monotonic() - begun, 1)
         poller.stop()
