@@ -27,7 +27,7 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor, FencesWentBack, RawMessage
 from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
 from stream.rescore import rescore_stale_customers
@@ -211,6 +211,16 @@ def _add_faust_agent(
             ]
             try:
                 runtime().process(messages)
+            except FencesWentBack:
+                # This engine resumes from Kafka's committed offsets, not from the fences:
+                # it cannot read the lost range again. Stop loudly rather than skip it.
+                log.critical(
+                    "offset fences went back in Redis (it lost committed writes); the faust "
+                    "engine cannot read those events again: use CHURN_WORKER_ENGINE=batch",
+                    exc_info=True,
+                )
+                logging.shutdown()
+                os._exit(EXIT_UNEXPECTED_ERROR)
             except Exception:
                 _exit_on_bug()
 
