@@ -17,6 +17,8 @@ from typing import Any
 
 import faust
 import mode
+import redis
+from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -152,7 +154,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)
     async def rescore_silent_customers() -> None:
-        runtime().rescore()
+        try:
+            runtime().rescore()
+        except (redis.RedisError, KafkaException, OSError) as exc:  # e.g. Redis restarting
+            log.warning("re-scoring silent customers failed; next tick retries error=%r", exc)
 
     @app.timer(interval=settings.model_check_seconds)
     async def check_champion_model() -> None:

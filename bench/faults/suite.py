@@ -10,8 +10,9 @@ worker's progress (seeded):
 * restarts Redis once (SIGTERM, so it writes its append-only file, then start again);
 * restarts the Kafka broker once (clean shutdown, then start again).
 
-A worker that exits by itself is restarted too, and reported. An API poller measures the
-availability of ``GET /health`` and ``GET /customers/{id}/risk`` throughout.
+A worker that exits by itself is restarted too, reported (its log is kept) and fails the
+run. An API poller measures the availability of ``GET /health`` and
+``GET /customers/{id}/risk`` throughout.
 
 When every partition is drained the suite checks, and exits non-zero unless all hold:
 
@@ -21,7 +22,8 @@ When every partition is drained the suite checks, and exits non-zero unless all 
 3. the dead-letter topic holds exactly the malformed messages — per kind, and byte for
    byte — counting each source (topic, partition, offset) once: dead letters are sent at
    least once, so a batch re-applied after a kill may send some twice (reported);
-4. the producer delivered everything, and every planned fault happened.
+4. the producer delivered everything, every planned fault happened, and the worker never
+   exited by itself (Redis and Kafka restarts are ridden out).
 
 Results go to ``bench/results/faults.json`` (``faults_reduced.json`` at the reduced size).
 """
@@ -175,7 +177,8 @@ def produce(settings: Settings, plan: Plan, sent: Sent) -> None:
 
 
 class Supervisor:
-    """Keeps the worker running: restarts it after a kill, or when it exits by itself."""
+    """Keeps the worker running: restarts it after a kill, or when it exits by itself
+    (which is reported, with the error lines of its log, and fails the suite)."""
 
     def __init__(self, worker: ChildProcess) -> None:
         self.worker = worker
@@ -186,11 +189,16 @@ class Supervisor:
             return
         code = self.worker.process.returncode if self.worker.process is not None else None
         log.warning("worker exited by itself code=%s; restarting", code)
+        kept = self.worker.log_path.with_name(f"worker-exit-{len(self.unplanned_exits) + 1}.log")
+        shutil.copyfile(self.worker.log_path, kept)
+        text = self.worker.log_path.read_text(errors="replace").splitlines()
+        errors = [line for line in text if "Crashed reason" in line or "CRITICAL" in line]
         self.unplanned_exits.append(
             {
                 "at_s": round(time.monotonic() - started, 1),
                 "exit_code": code,
-                "log_tail": self.worker.log_tail(15),
+                "errors": errors[-10:],
+                "log": str(kept),
             }
         )
         self.worker.start()
@@ -376,6 +384,7 @@ def run(plan: Plan, keep: bool = False) -> dict[str, Any]:
             "producer delivered everything": sent.failed == 0
             and sent.delivered == plan.events + plan.malformed,
             "every planned fault fired": all(f.fired_at_s is not None for f in faults),
+            "the worker never exited by itself": not supervisor.unplanned_exits,
         }
         passed = all(checks.values())
         health, risk = poller.health, poller.risk
