@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps python-env kafka-jars demo test test-unit bench lint format \
-        typecheck up down status docs clean
+        typecheck up down status docs clean faults
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ test-unit: python-env  ## Only the tests that need no services
 
 bench: setup  ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+FAULTS_SIZE ?= full
+faults: setup  ## Fault suite: worker kills, Redis/Kafka restarts, bad events; asserts exactness (FAULTS_SIZE=full|reduced)
+	$(BIN)/python -m bench.faults --size $(FAULTS_SIZE) $(FAULTS_ARGS)
 
 lint: python-env  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

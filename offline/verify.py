@@ -52,8 +52,8 @@ from offline.consistency import FeatureComparison, FeatureDiff, differs, state_d
 TopicPartition = tuple[str, int]
 Progress = Callable[[int, int], None]  # (archived rows done, total) at the watermark
 
-_WANTED = ["customer_id", "event_time", "event_id", "topic", "partition", "offset", "event"]
-_INDEX = ["customer_id", "event_time", "topic", "partition", "offset"]
+_WANTED = ["customer_id", "event_time", "event_id", "event"]
+_INDEX = ["customer_id", "event_time"]
 
 
 class NothingToVerify(RuntimeError):
@@ -197,13 +197,23 @@ def _dataset(archive: EventArchive) -> ds.Dataset | None:
     return parts[0] if len(parts) == 1 else ds.dataset(parts)
 
 
-def _input_rows(
-    dataset: ds.Dataset, topics: Topics, columns: list[str], where: ds.Expression | None = None
-) -> pa.Table:
+def _batches_at_watermark(
+    dataset: ds.Dataset,
+    topics: Topics,
+    fences: dict[TopicPartition, int],
+    columns: list[str],
+    where: ds.Expression | None = None,
+) -> Iterator[tuple[pa.Table, int]]:
+    """The input topics' archived rows at the watermark, batch by batch (``columns``
+    only), each with the number of rows of its batch beyond the watermark."""
     condition = ds.field("topic").isin([topics.activity, topics.transactions])
     if where is not None:
         condition = condition & where
-    return dataset.to_table(columns=columns, filter=condition)
+    read = list(dict.fromkeys([*columns, "topic", "partition", "offset"]))
+    for batch in dataset.to_batches(columns=read, filter=condition):
+        table = pa.Table.from_batches([batch])
+        inside = watermark_mask(table, fences)
+        yield table.filter(pa.array(inside)).select(columns), int(len(inside) - inside.sum())
 
 
 def customer_ranges(
@@ -227,15 +237,40 @@ def customer_ranges(
     return ranges
 
 
-def _customer_runs(table: pa.Table) -> Iterator[tuple[str, int, int]]:
-    """(customer id, first row, end row) of each run of one customer in a sorted table."""
-    ids = table["customer_id"].to_numpy(zero_copy_only=False)
-    if not len(ids):
-        return
-    starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1])
-    ends = np.append(starts[1:], len(ids))
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        yield str(ids[start]), start, end
+@dataclass
+class _Range:
+    """The archived events of one range of customers at the watermark, in recomputation
+    order: ``order`` indexes ``events``; run ``i`` (one customer) is
+    ``order[starts[i]:ends[i]]``."""
+
+    events: pa.ChunkedArray
+    order: np.ndarray
+    customers: list[str]
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def _read_range(
+    dataset: ds.Dataset,
+    topics: Topics,
+    fences: dict[TopicPartition, int],
+    where: ds.Expression | None,
+) -> _Range:
+    """Read one customer range at the watermark; order it by (customer, event time,
+    event id) through an index, so the event bytes are not copied as a whole."""
+    parts = [part for part, _ in _batches_at_watermark(dataset, topics, fences, _WANTED, where)]
+    rows = pa.concat_tables(parts) if parts else SCHEMA.empty_table().select(_WANTED)
+    del parts
+    sort_keys = [("customer_id", "ascending"), ("event_time", "ascending"),
+                 ("event_id", "ascending")]  # fmt: skip
+    order = pc.sort_indices(rows.select([k for k, _ in sort_keys]), sort_keys=sort_keys)
+    order = order.to_numpy()
+    codes = pc.dictionary_encode(rows["customer_id"].take(pa.array(order))).combine_chunks()
+    index = codes.indices.to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(index)) + 1]) if len(index) else index
+    ends = np.append(starts[1:], len(index)) if len(index) else index
+    customers = [str(c) for c in codes.dictionary.take(pa.array(index[starts])).to_pylist()]
+    return _Range(rows["event"], order, customers, starts, ends)
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -250,7 +285,8 @@ def verify(
     tolerance: float = 1e-9,
     max_examples: int = 20,
     chunk_customers: int = 2000,
-    max_events_in_memory: int = 2_000_000,
+    chunk_events: int = 50_000,
+    max_events_in_memory: int = 500_000,
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Recompute every customer at the watermark and compare with Redis (see the module
@@ -271,34 +307,33 @@ def verify(
 
     # Pass 1: the small columns only — which customers, how many rows, the newest time.
     dataset = _dataset(archive)
-    if dataset is None:
-        index = SCHEMA.empty_table().select(_INDEX)
-    else:
-        index = _input_rows(dataset, topics, _INDEX)
-    inside = watermark_mask(index, fences)
-    at_watermark = index.filter(pa.array(inside))
-    counts = pc.value_counts(at_watermark["customer_id"]).flatten() if len(at_watermark) else None
-    archive_counts: dict[str, int] = (
-        dict(zip(counts[0].to_pylist(), counts[1].to_pylist(), strict=True))
-        if counts is not None
-        else {}
-    )
-    if at is None and len(at_watermark):
-        newest = pc.max(at_watermark["event_time"]).as_py()
+    archive_counts: dict[str, int] = {}
+    rows_at, rows_beyond, newest = 0, 0, None
+    if dataset is not None:
+        for part, beyond in _batches_at_watermark(dataset, topics, fences, _INDEX):
+            rows_beyond += beyond
+            if not part.num_rows:
+                continue
+            rows_at += part.num_rows
+            ids, counts = pc.value_counts(part["customer_id"]).flatten()
+            for customer_id, count in zip(ids.to_pylist(), counts.to_pylist(), strict=True):
+                archive_counts[customer_id] = archive_counts.get(customer_id, 0) + count
+            latest = pc.max(part["event_time"]).as_py()
+            newest = latest if newest is None else max(newest, latest)
+    if at is None and newest is not None:
         at = int(newest.timestamp()) + 1
     report = VerifyReport(
         reference_time=at,
         fences={f"{t}[{p}]": offset for (t, p), offset in sorted(fences.items())},
-        archive_rows=index.num_rows,
-        rows_at_watermark=at_watermark.num_rows,
-        rows_beyond_watermark=index.num_rows - at_watermark.num_rows,
+        archive_rows=rows_at + rows_beyond,
+        rows_at_watermark=rows_at,
+        rows_beyond_watermark=rows_beyond,
         events_counted=0,
         events_ignored=0,
         customers_in_archive=len(archive_counts),
         customers_in_redis=len(redis_ids),
         tolerance=tolerance,
     )
-    del index, at_watermark, inside
 
     missing = sorted(set(archive_counts) - redis_ids)
     extra = sorted(redis_ids - set(archive_counts))
@@ -313,28 +348,24 @@ def verify(
     for first, last in customer_ranges(ids, [archive_counts[i] for i in ids], max_events_in_memory):
         assert dataset is not None  # there are customers, so there are files
         where = None
-        if len(ids) and (first, last) != (ids[0], ids[-1]):
+        if (first, last) != (ids[0], ids[-1]):
             where = (ds.field("customer_id") >= first) & (ds.field("customer_id") <= last)
-        rows = _input_rows(dataset, topics, _WANTED, where)
-        rows = rows.filter(pa.array(watermark_mask(rows, fences)))
-        rows = rows.sort_by(
-            [("customer_id", "ascending"), ("event_time", "ascending"), ("event_id", "ascending")]
-        )
-        chunk: list[tuple[str, int, int]] = []
-        for run in _customer_runs(rows):
-            chunk.append(run)
-            if len(chunk) >= chunk_customers:
-                done += _compare_chunk(store, rows, chunk, redis_ids, retention_days, at,
-                                       comparison, report, max_examples)  # fmt: skip
-                chunk = []
-                if progress is not None:
-                    progress(done, report.rows_at_watermark)
-        if chunk:
-            done += _compare_chunk(store, rows, chunk, redis_ids, retention_days, at,
+        part = _read_range(dataset, topics, fences, where)
+        run = 0
+        while run < len(part.customers):
+            # chunk_customers customers, or fewer when they have many events
+            stop = run + 1
+            budget = part.starts[run] + max(chunk_events, 1)
+            while stop < len(part.customers) and stop - run < chunk_customers:
+                if part.ends[stop] > budget:
+                    break
+                stop += 1
+            done += _compare_chunk(store, part, run, stop, redis_ids, retention_days, at,
                                    comparison, report, max_examples)  # fmt: skip
+            run = stop
             if progress is not None:
                 progress(done, report.rows_at_watermark)
-        del rows
+        del part
 
     report.features = comparison.results()
     report.watermark_moved = read_watermark(store, topics) != fences
@@ -344,8 +375,9 @@ def verify(
 
 def _compare_chunk(
     store: FeatureStore,
-    rows: pa.Table,
-    chunk: Sequence[tuple[str, int, int]],
+    part: _Range,
+    first: int,
+    stop: int,
     redis_ids: set[str],
     retention_days: int,
     at: int | None,
@@ -353,13 +385,14 @@ def _compare_chunk(
     report: VerifyReport,
     max_examples: int,
 ) -> int:
-    """Recompute and compare one chunk of customers; return the rows it consumed."""
-    first, end = chunk[0][1], chunk[-1][2]
-    raw = rows["event"].slice(first, end - first).to_pylist()
+    """Recompute and compare customers ``first`` to ``stop`` (exclusive) of ``part``;
+    return the archived rows they had."""
+    begin, end = int(part.starts[first]), int(part.ends[stop - 1])
+    raw = part.events.take(pa.array(part.order[begin:end])).to_pylist()
     expected: list[CustomerAggregates] = []
-    for customer_id, start, stop in chunk:
-        agg = CustomerAggregates(customer_id)
-        for data in raw[start - first : stop - first]:
+    for i in range(first, stop):
+        agg = CustomerAggregates(part.customers[i])
+        for data in raw[int(part.starts[i]) - begin : int(part.ends[i]) - begin]:
             if agg.apply(decode_event(data), retention_days):
                 report.events_counted += 1
             else:
@@ -367,7 +400,7 @@ def _compare_chunk(
         expected.append(agg)
     present = [agg for agg in expected if agg.customer_id in redis_ids]
     if not present:
-        return end - first
+        return end - begin
     stored = store.load_customers([agg.customer_id for agg in present])
     actual = [stored[agg.customer_id].aggregates for agg in present]
     feature_bad = (
@@ -388,7 +421,7 @@ def _compare_chunk(
             if bad_features and at is not None:
                 differences = differences + _feature_lines(want, got, at, comparison.tolerance)
             report.examples[want.customer_id] = differences
-    return end - first
+    return end - begin
 
 
 def _feature_lines(

@@ -17,6 +17,8 @@ from typing import Any
 
 import faust
 import mode
+import redis
+from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -28,7 +30,7 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor, FencesWentBack, RawMessage
 from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
 from stream.rescore import rescore_stale_customers
@@ -163,7 +165,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)
     async def rescore_silent_customers() -> None:
-        runtime().rescore()
+        try:
+            runtime().rescore()
+        except (redis.RedisError, KafkaException, OSError) as exc:  # e.g. Redis restarting
+            log.warning("re-scoring silent customers failed; next tick retries error=%r", exc)
 
     if settings.archive_enabled:
 
@@ -228,6 +233,16 @@ def _add_faust_agent(
             ]
             try:
                 runtime().process(messages)
+            except FencesWentBack:
+                # This engine resumes from Kafka's committed offsets, not from the fences:
+                # it cannot read the lost range again. Stop loudly rather than skip it.
+                log.critical(
+                    "offset fences went back in Redis (it lost committed writes); the faust "
+                    "engine cannot read those events again: use CHURN_WORKER_ENGINE=batch",
+                    exc_info=True,
+                )
+                logging.shutdown()
+                os._exit(EXIT_UNEXPECTED_ERROR)
             except Exception:
                 _exit_on_bug()
 

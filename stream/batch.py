@@ -9,7 +9,9 @@ archive (``core.archive``); then commit aggregates, scores and the new fences to
 one transaction. Failures are retried with backoff inside
 :meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
 caller may acknowledge it. A crash at any point leaves Redis at the previous fences and
-the batch is applied again, once, after restart.
+the batch is applied again, once, after restart. If Redis itself loses committed writes
+(its fences go back), the batch is refused with :class:`FencesWentBack` so the caller reads
+those partitions again from the fences Redis holds, instead of skipping what was lost.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 ModelSource = Callable[[], LinearModel | None]
+
+
+class FencesWentBack(RuntimeError):
+    """Redis holds older fences than this worker committed: it lost committed writes (a
+    failover to a replica that lagged, a restore from a backup, the fsync window of a power
+    cut). Nothing of the batch was written; the caller must read every partition in
+    ``fences`` again from ``fence + 1`` (``fences``: the fences Redis holds now)."""
+
+    def __init__(self, fences: dict[TopicPartition, int]) -> None:
+        self.fences = fences
+        where = ", ".join(f"{t}[{p}]@{f}" for (t, p), f in sorted(fences.items()))
+        super().__init__(f"offset fences went back in Redis; read again after {where}")
+
 
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
 
@@ -113,6 +128,10 @@ class BatchProcessor:
         # (same key, same partition count), so one partition number owns a customer.
         self._customers: dict[int, dict[str, StoredCustomer]] = defaultdict(dict)
         self._fences: dict[TopicPartition, int] = {}
+        # The highest fence this process saw in Redis or committed, per partition; kept
+        # across retries and partition moves (fences only ever move forward), so a fence
+        # read below it means Redis lost writes.
+        self._committed: dict[TopicPartition, int] = {}
 
     # --- partition ownership --------------------------------------------------------------
 
@@ -127,6 +146,27 @@ class BatchProcessor:
     def forget_all(self) -> None:
         self._customers.clear()
         self._fences.clear()
+
+    def fences_behind(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Those of ``partitions`` whose fence in Redis is behind what this worker committed
+        (Redis lost writes), with the fence Redis holds. Their cached state is dropped and
+        the record reset: the caller must read them again from ``fence + 1``."""
+        known = sorted(tp for tp in set(partitions) if tp in self._committed)
+        if not known:
+            return {}
+        behind = {
+            tp: fence
+            for tp, fence in self.store.read_fences(known).items()
+            if fence < self._committed[tp]
+        }
+        if behind:
+            log.warning(
+                "offset fences went back in Redis (it lost committed writes): %s",
+                " ".join(f"{t}[{p}]@{f}<{self._committed[(t, p)]}" for (t, p), f in behind.items()),
+            )
+            self._committed.update(behind)
+            self.forget_partitions(p for _, p in behind)
+        return behind
 
     @property
     def cached_customers(self) -> int:
@@ -182,6 +222,7 @@ class BatchProcessor:
         self.store.commit_batch([c.aggregates for c in touched], scores, new_fences)
         for tp, (_, new) in new_fences.items():
             self._fences[tp] = new
+            self._committed[tp] = max(self._committed.get(tp, -1), new)
         for customer, score in zip(touched, scores, strict=False):
             customer.score = score
         report.dead_letters = len(letters)
@@ -195,7 +236,13 @@ class BatchProcessor:
     def _current_fences(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         unknown = sorted(tp for tp in partitions if tp not in self._fences)
         if unknown:
-            self._fences.update(self.store.read_fences(unknown))
+            read = self.store.read_fences(unknown)
+            if any(fence < self._committed.get(tp, -1) for tp, fence in read.items()):
+                self.fences_behind(partitions)
+                raise FencesWentBack(self.store.read_fences(sorted(partitions)))
+            self._fences.update(read)
+            for tp, fence in read.items():
+                self._committed[tp] = max(self._committed.get(tp, -1), fence)
         return {tp: self._fences[tp] for tp in partitions}
 
     def _decode(

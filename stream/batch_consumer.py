@@ -4,7 +4,10 @@ One ``consume(batch_size, within)`` call returns up to ``batch_size`` messages f
 a single Python call, which costs about a microsecond a message; Faust's stream
 iteration costs over a hundred (see docs/benchmarks.md). Progress lives in Redis: when a
 partition is assigned, reading starts right after its fence, so Kafka's committed offsets
-are only informational and a crash anywhere loses and repeats nothing.
+are only informational and a crash anywhere loses and repeats nothing. Should Redis lose
+committed writes (its fences go back: a failover to a lagging replica, a restore from a
+backup), the partitions concerned are read again from the fences Redis holds — noticed at
+the next batch, or within ``FENCE_CHECK_SECONDS`` while idle.
 
 The two input topics must have the same partition count: the range assignor then gives
 partition *p* of both to the same worker, which therefore owns all of a customer's state.
@@ -14,17 +17,28 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+import redis
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from core.kafka_client import client_config
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor, FencesWentBack, RawMessage
 
 log = logging.getLogger(__name__)
+
+FENCE_CHECK_SECONDS = 5.0  # while idle, how often to check that Redis kept our fences
 
 
 class BatchConsumer:
@@ -60,16 +74,50 @@ class BatchConsumer:
             on_lost=self._on_revoke,
         )
         within = self.settings.batch_within_ms / 1000
+        next_check = time.monotonic() + FENCE_CHECK_SECONDS
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(self.settings.batch_size, timeout=within)
                 batch = self._valid(messages)
                 if not batch:
+                    if time.monotonic() >= next_check:
+                        self._check_fences()
+                        next_check = time.monotonic() + FENCE_CHECK_SECONDS
                     continue
-                self.processor.process(batch)  # returns once applied (retries inside)
+                try:
+                    self.processor.process(batch)  # returns once applied (retries inside)
+                except FencesWentBack as went_back:
+                    self._rewind({**went_back.fences, **self._fences_behind()})
+                    continue
                 self._commit(batch)
         finally:
             self.consumer.close()  # leaves the group: partitions move at once
+
+    def _fences_behind(self) -> dict[tuple[str, int], int]:
+        assigned = [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        return self.processor.fences_behind(assigned)
+
+    def _check_fences(self) -> None:
+        try:
+            behind = self._fences_behind()
+        except redis.RedisError as exc:  # Redis is away: the next batch retries anyway
+            log.warning("fence check failed error=%r", exc)
+            return
+        if behind:
+            self._rewind(behind)
+
+    def _rewind(self, fences: Mapping[tuple[str, int], int]) -> None:
+        """Read these partitions again from right after the fences Redis holds."""
+        log.warning(
+            "offset fences went back in Redis; reading again from %s",
+            " ".join(f"{t}[{p}]@{f + 1}" for (t, p), f in sorted(fences.items())),
+        )
+        for (topic, partition), fence in fences.items():
+            offset = fence + 1 if fence >= 0 else OFFSET_BEGINNING
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # no longer ours: its new owner starts at the fence
+                log.warning("seek failed %s[%d] error=%r", topic, partition, exc)
 
     def _valid(self, messages: Sequence[Message]) -> list[RawMessage]:
         batch = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from confluent_kafka import KafkaException
+
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.scores import encode_band_change
@@ -34,7 +36,7 @@ def rescore_stale_customers(
     for change in changes:
         producer.send_record(topics.scores, change.customer_id.encode(), encode_band_change(change))
     if changes and producer.flush(timeout=30):
-        raise RuntimeError("band changes not delivered; scores left for the next tick")
+        raise KafkaException("band changes not delivered; scores left for the next tick")
     store.write_scores(scores)
     log.info("rescored stale customers count=%d band_changes=%d", len(scores), len(changes))
     return len(scores)

@@ -1,0 +1,1 @@
+"""The fault-injection suite (``make faults``): see :mod:`bench.faults.suite`."""

@@ -1,0 +1,79 @@
+"""A Redis outage (a restart, a failover) must not kill the worker: its timers and its
+batches wait for Redis to come back, then carry on. Uses a Redis server of its own (it is
+stopped mid-test) and the session's Kafka broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from churnstream.infra.processes import stop_pid
+from churnstream.infra.redis_server import RedisServer
+from core.kafka_client import ensure_topics
+from core.keys import Keys
+from core.redis_client import connect_redis
+from core.registry import ModelRegistry
+from core.settings import Settings
+from core.store import FeatureStore
+from offline.simulator import SimulationConfig, simulate
+from tests.integration.test_batch_processor import offline
+from tests.integration.test_worker import produce
+from tests.support import free_ports
+from tests.support_models import recency_model
+from tests.support_worker import WorkerProcess, wait_drained
+
+pytestmark = pytest.mark.integration
+
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=12)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(home=tmp_path / "redis", port=free_ports(1)[0])
+    server.prepare()
+    server.wait_ready(server.start(), timeout=30)
+    yield server
+    pid = int(server.pid_file.read_text()) if server.pid_file.exists() else None
+    if pid is not None:
+        stop_pid(pid, server.markers, timeout=10)
+
+
+def test_the_worker_rides_out_a_redis_restart(
+    settings: Settings, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    worker_settings = settings.model_copy(
+        update={
+            "redis_url": f"redis://{own_redis.address}/0",
+            "rescore_after_seconds": 1,
+            "rescore_tick_seconds": 0.2,  # many ticks while Redis is away
+        }
+    )
+    client = connect_redis(worker_settings)
+    registry = ModelRegistry(worker_settings, client)
+    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
+    ensure_topics(worker_settings)
+    worker = WorkerProcess(worker_settings, tmp_path / "worker.log")
+    worker.start()
+    try:
+        events = list(simulate(SimulationConfig(customers=30, days=10, seed=51, start=START)))
+        produce(worker_settings, events[: len(events) // 2])
+        wait_drained(worker_settings)
+
+        stop_pid(int(own_redis.pid_file.read_text()), own_redis.markers, timeout=30)
+        produce(worker_settings, events[len(events) // 2 :])  # arrives while Redis is away
+        time.sleep(3)
+        assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
+        own_redis.wait_ready(own_redis.start(), timeout=30)
+
+        wait_drained(worker_settings)
+        assert worker.process.poll() is None, worker.log_tail()
+    finally:
+        worker.stop()
+    store = FeatureStore(client, Keys(worker_settings.redis_key_prefix))
+    expected = offline(events, worker_settings.retention_days)
+    got = {c: s.aggregates.snapshot() for c, s in store.load_customers(sorted(expected)).items()}
+    assert got == {c: a.snapshot() for c, a in expected.items()}
