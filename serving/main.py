@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from importlib.metadata import version as package_version
 from typing import Any
 
 import anyio.to_thread
+import redis
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +36,8 @@ from serving.deps import ApiState, require_reader
 from serving.models_watch import ModelWatcher
 from serving.risk_batcher import RiskBatcher
 from serving.routes import admin, customers, health, json_response, models, reports, scoring
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Live churn risk of every customer, from the features the streaming worker keeps in Redis
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     )
     app.add_middleware(MetricsMiddleware)
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.RedisError, redis_error_handler)  # type: ignore[arg-type]
     reads = [Depends(require_reader)] if api.read_keys_required else []
     for module in (customers, scoring, models, reports):
         app.include_router(module.router, dependencies=reads)
@@ -147,6 +152,15 @@ def where(loc: Sequence[Any]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or source
+
+
+async def redis_error_handler(_: Request, exc: redis.RedisError) -> Response:
+    """503 while Redis cannot be reached (a restart, a failover): retry later."""
+    log.warning("redis unavailable while answering a request: %r", exc)
+    return json_response(
+        {"detail": f"the feature store (Redis) is unavailable right now: {type(exc).__name__}"},
+        status_code=503,
+    )
 
 
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> Response:

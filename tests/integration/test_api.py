@@ -689,3 +689,15 @@ def test_concurrent_risk_lookups_share_a_batch_and_match_one_by_one(
             assert [e["feature"] for e in first["explanations"]] == [
                 e["feature"] for e in second["explanations"]
             ]
+
+
+def test_an_unreachable_redis_is_a_503_not_a_500(client: TestClient, customers: list[str]) -> None:
+    assert client.get(f"/customers/{customers[0]}/risk").status_code == 200
+    state = client.app.state.services  # type: ignore[attr-defined]
+    pool = state.redis.connection_pool
+    pool.disconnect()
+    pool.connection_kwargs["port"] = free_ports(1)[0]  # nothing listens there: refused
+    pool.reset()  # forget the connections made to the real server
+    response = client.get(f"/customers/{customers[0]}/risk")
+    assert response.status_code == 503
+    assert "Redis" in response.json()["detail"]
