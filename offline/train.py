@@ -320,6 +320,13 @@ def simulation_run(
         train_set, valid_set = split_by_cutoff(dataset, valid_from, purge=False)
     say(f"training on {len(train_set):,} rows, validating on {len(valid_set):,}")
     model, metrics = train_bootstrap(train_set, valid_set, version=version)
+    if label == "cancellation_or_inactivity":  # the label the oracle knows how to price
+        from offline.oracle import oracle_auc, probability_auc
+        from offline.simulator import ground_truth
+
+        truths = ground_truth(config)
+        metrics["oracle_roc_auc"] = round(probability_auc(valid_set, truths), 6)
+        metrics["oracle_state_roc_auc"] = round(oracle_auc(valid_set, truths, config), 6)
     training = {
         "source": "simulator",
         "simulation": {"customers": customers, "days": days, "seed": seed,
