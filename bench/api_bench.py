@@ -34,7 +34,7 @@ AOF rewrites are suspended meanwhile: see :func:`suspend_aof_rewrites`). The pha
 4. ``api_rps`` / ``api_p50_ms`` / ``api_p99_ms`` — ``churnstream api`` (one uvicorn worker
    process, uvloop + httptools) as a subprocess on 127.0.0.1 and a free port, the same
    settings in its environment, loaded by ``wrk --latency`` with a Lua script that picks a
-   random customer per request from a file of ids: a warm-up, then ``-c16`` and ``-c4``
+   random customer per request from a file of ids: a warm-up, then ``-c64``, ``-c16`` and ``-c4``
    passes of ``wrk_seconds`` (two threads each). The headline is the pass with the most
    requests/s; wrk, the server and Redis share the machine's cores. Details only: a pass
    on ``/health``, and one on the risk route with ``CHURN_LOG_LEVEL=WARNING`` (no access
@@ -956,7 +956,7 @@ def _server_phase(
     run_wrk(wrk, server.url(), script, 2, 4, 3)  # warm-up, not reported
     details["machine_before_passes"] = wait_for_quiet()
     passes = {}
-    for connections in (16, 4):
+    for connections in (64, 16, 4):
         passes[f"c{connections}"] = _wrk_pass(wrk, server, client, script, connections, seconds)
     details["passes"] = passes
     # where the time goes, details only: the HTTP stack alone, and the same server without

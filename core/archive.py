@@ -12,7 +12,8 @@ Layout under ``CHURN_ARCHIVE_DIR`` (``settings.archive_dir``)::
 
 **Segments.** The worker's batches are small and frequent, so it does not write Parquet
 in its hot path: :class:`SegmentLog` appends each batch as one length-prefixed msgpack
-frame to an append-only segment file and fsyncs it (a few microseconds per event). Every
+frame to an append-only segment file (a few microseconds per event), fsynced at most once
+a second and when the segment closes. Every
 ``CHURN_ARCHIVE_COMPACT_SECONDS`` the worker closes its segment and
 :meth:`EventArchive.compact` turns closed segments into the Parquet layout above (large
 files) and deletes them. Readers read the Parquet files *and* the segments, so what they
@@ -50,6 +51,7 @@ import os
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -320,18 +322,24 @@ def _is_locked(path: Path) -> bool:
 
 
 class SegmentLog:
-    """The worker's durable, cheap side of the archive: each :meth:`append` is one fsynced
+    """The worker's durable, cheap side of the archive: each :meth:`append` is one
     frame in the current segment; :meth:`rotate` closes it so :meth:`EventArchive.compact`
     can turn it into Parquet. Thread-safe (the batch thread appends, a timer rotates)."""
 
-    def __init__(self, root: Path, source: str = "worker") -> None:
+    def __init__(self, root: Path, source: str = "worker", fsync_seconds: float = 1.0) -> None:
         self.directory = Path(root) / SEGMENTS
         self.source = source
+        self.fsync_seconds = fsync_seconds
         self._lock = threading.Lock()
         self._handle: IO[bytes] | None = None
         self._path: Path | None = None
+        self._synced_at = 0.0
 
     def append(self, rows: Sequence[ArchivedEvent]) -> None:
+        """Write one frame and hand it to the operating system before returning, so a
+        crash of the process loses nothing; the file is fsynced at most every
+        ``fsync_seconds`` (like Redis's ``appendfsync everysec``: a power cut may lose
+        that last second, in Redis and here alike) and when the segment is closed."""
         if not rows:
             return
         payload = _ENCODER.encode(_columns_of(rows))
@@ -339,13 +347,17 @@ class SegmentLog:
             handle = self._handle or self._open()
             handle.write(_FRAME_HEADER.pack(len(payload)) + payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            now = time.monotonic()
+            if now - self._synced_at >= self.fsync_seconds:
+                os.fsync(handle.fileno())
+                self._synced_at = now
 
     def rotate(self) -> Path | None:
         """Close the current segment (if any) and return its closed path."""
         with self._lock:
             if self._handle is None or self._path is None:
                 return None
+            os.fsync(self._handle.fileno())
             closed = self._path.with_suffix(CLOSED_SUFFIX)
             os.rename(self._path, closed)
             self._handle.close()  # releases the flock
