@@ -73,7 +73,7 @@ from bench.common import DATA_DIR, services, write_result
 from core.aggregates import COUNTERS, DAY_SECONDS
 from core.events import Event, EventValidator, Play, PlayPayload, encode_event
 from core.features import FEATURE_NAMES
-from core.kafka_client import client_config
+from core.kafka_client import client_config, input_end_offsets
 from core.keys import Keys
 from core.model import LinearModel
 from core.producer import EventProducer
@@ -260,22 +260,6 @@ def input_partitions(settings: Settings) -> list[PARTITIONS_OF]:
     ]
 
 
-def end_offsets(settings: Settings) -> dict[PARTITIONS_OF, int]:
-    """Next offset to be written, per input partition (the high watermarks)."""
-    consumer = Consumer(
-        {**client_config(settings), "group.id": "bench-watermarks", "enable.auto.commit": False}
-    )
-    try:
-        return {
-            (topic, partition): consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )[1]
-            for topic, partition in input_partitions(settings)
-        }
-    finally:
-        consumer.close()
-
-
 def produce_lines(settings: Settings, lines: Sequence[bytes]) -> float:
     """Send ``lines`` through an EventProducer (creating the topics); return the seconds."""
     producer = EventProducer(settings)
@@ -447,7 +431,7 @@ def worker_throughput(
     topics = isolated(base, tag, root)
     stack.callback(delete_topics, base, [topics.topic_prefix])
     produce_s = produce_lines(topics, data.lines)
-    ends = end_offsets(topics)
+    ends = input_end_offsets(topics)
     runs: list[WorkerRun] = []
     for _ in range(rounds):
         if runs:
@@ -694,7 +678,7 @@ def play(event_id: str, customer_id: str, at: datetime) -> Play:
 
 def wait_drained(settings: Settings, timeout: float) -> None:
     store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
-    ends = end_offsets(settings)
+    ends = input_end_offsets(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if fences_applied(store, ends)[1]:
@@ -1044,7 +1028,7 @@ def profiled_worker_run(
     stack.callback(drop_keys, connect_redis(base), [settings.redis_key_prefix])
     promote_champion(settings, model)
     produce_lines(settings, data.lines)
-    ends = end_offsets(settings)
+    ends = input_end_offsets(settings)
     store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
     worker = WorkerProcess(settings, root / "worker-py-spy.log")
     stack.callback(worker.stop)

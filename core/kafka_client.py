@@ -78,3 +78,30 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                 raise
     log.info("topics created topics=%s partitions=%d", ",".join(created), settings.topic_partitions)
     return created
+
+
+def input_end_offsets(settings: Settings, timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """The next offset to be written (high watermark) of every partition of both input
+    topics. Raises ``KafkaException`` when the broker cannot answer within ``timeout``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topics = Topics.from_settings(settings)
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": "churnstream-watermarks",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        ends = {}
+        for topic in (topics.activity, topics.transactions):
+            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+            for partition in metadata.partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout
+                )
+                ends[(topic, partition)] = high
+        return ends
+    finally:
+        consumer.close()

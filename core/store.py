@@ -75,13 +75,12 @@ def decode_customer(
     """
     agg = CustomerAggregates(customer_id)
     days, rows, hashes = [], [], []
-    prefix_length = len(TILE_PREFIX)
     for name, value in fields.items():
         if name.startswith(_TILE_PREFIX_BYTES):
-            counts, packed = _UNPACK.decode(value)
-            days.append(int(name[prefix_length:]))
+            counts, tile_hashes = decode_tile(value, with_event_hashes)
+            days.append(int(name[len(TILE_PREFIX) :]))
             rows.append(counts)
-            hashes.append(np.frombuffer(packed, dtype="<u8").tolist() if with_event_hashes else ())
+            hashes.append(tile_hashes)
     agg.load_tiles(days, rows, hashes)
     scalars = fields.get(SCALARS_FIELD.encode())
     if scalars is not None:

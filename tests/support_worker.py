@@ -11,14 +11,11 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
-from core.kafka_client import client_config
+from core.kafka_client import input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.settings import Settings, env_var_name
 from core.store import FeatureStore
-from core.topics import Topics
 from tests.support import REPO_ROOT, cli_env
 
 _SETTINGS_PASSED = (
@@ -87,31 +84,11 @@ class WorkerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
-    """Next offset to be written, per input partition (the high watermarks)."""
-    topics = Topics.from_settings(settings)
-    consumer = Consumer(
-        {**client_config(settings), "group.id": "watermarks", "enable.auto.commit": False}
-    )
-    try:
-        result = {}
-        for topic in (topics.activity, topics.transactions):
-            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-            for partition in metadata.partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
-                )
-                result[(topic, partition)] = high
-        return result
-    finally:
-        consumer.close()
-
-
 def wait_drained(settings: Settings, timeout: float = 120) -> None:
     """Wait until the worker's fences reach the end of every input partition."""
     store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
     deadline = time.monotonic() + timeout
-    ends = end_offsets(settings)
+    ends = input_end_offsets(settings)
     while time.monotonic() < deadline:
         fences = store.read_fences(sorted(ends))
         if all(fences[tp] >= end - 1 for tp, end in ends.items()):

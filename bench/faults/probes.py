@@ -16,7 +16,7 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.dlq import DeadLetter
-from core.kafka_client import client_config
+from core.kafka_client import client_config, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.settings import Settings
@@ -143,25 +143,11 @@ def end_offsets(settings: Settings, timeout: float = 180) -> dict[tuple[str, int
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return _end_offsets(settings)
+            return input_end_offsets(settings, timeout=30)
         except KafkaException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(1.0)
-
-
-def _end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
-    topics = Topics.from_settings(settings)
-    consumer = Consumer({**client_config(settings), "group.id": "faults-watermarks"})
-    try:
-        ends = {}
-        for topic in (topics.activity, topics.transactions):
-            for p in range(settings.topic_partitions):
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                ends[(topic, p)] = high
-        return ends
-    finally:
-        consumer.close()
 
 
 # --- the dead-letter topic -------------------------------------------------------------------

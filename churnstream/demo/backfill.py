@@ -32,17 +32,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 
 from churnstream.demo.errors import DemoError
 from churnstream.demo.worker_child import WorkerChild, start_worker, worker_env
-from core.kafka_client import client_config, ensure_topics
+from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.settings import Settings
 from core.store import FeatureStore
-from core.topics import Topics
 
 PREFIX = "retail"
 RETENTION_DAYS = 400
@@ -159,32 +157,12 @@ def backfill_online_retail(
     return done
 
 
-def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
-    """The next offset to be written, per input topic partition."""
-    topics = Topics.from_settings(settings)
-    consumer = Consumer(
-        client_config(settings) | {"group.id": f"{PREFIX}-offsets", "enable.auto.commit": False}
-    )
-    try:
-        found = {}
-        for topic in (topics.activity, topics.transactions):
-            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-            for partition in metadata.partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
-                )
-                found[(topic, partition)] = high
-        return found
-    finally:
-        consumer.close()
-
-
 def wait_caught_up(
     settings: Settings, worker: WorkerChild, timeout: float = CATCH_UP_SECONDS
 ) -> int:
     """Wait until the worker's fences reach the end of every input partition; return the
     number of messages they cover."""
-    ends = end_offsets(settings)
+    ends = input_end_offsets(settings)
     store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
     deadline = time.monotonic() + timeout
     while True:
