@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -62,6 +63,7 @@ C = {name: index for index, name in enumerate(COUNTERS)}
 ACTIVITY_COUNTERS = tuple(C[event_type] for event_type in ACTIVITY_TYPES)
 
 NEVER = -1  # epoch-seconds marker for "no such event yet"
+_NO_HASHES: frozenset[int] = frozenset()  # the event hashes of a tile loaded for reading only
 
 
 def event_hash(event_id: str) -> int:
@@ -213,22 +215,38 @@ class CustomerAggregates:
         self.event_hashes[row] = set(hashes)
 
     def load_tiles(
-        self, days: Sequence[int], rows: Sequence[Sequence[int]], hashes: Sequence[Iterable[int]]
+        self,
+        days: Sequence[int] | np.ndarray,
+        rows: Sequence[Sequence[int]] | np.ndarray,
+        hashes: Sequence[Iterable[int]] | None,
     ) -> None:
-        """Load stored tiles in bulk into an empty state (rows may be shorter than the
-        counter list: missing trailing counters are zero)."""
+        """Load stored tiles in bulk into an empty state. ``rows`` is either an array of
+        shape (days, N_COUNTERS), used as is (not copied), or lists of counters that may
+        be shorter than the counter list (missing trailing counters are zero).
+
+        ``hashes=None`` loads a state for reading features only: applying an event to it
+        raises (its tiles' event-hash sets are immutable and empty)."""
         if self.n_rows:
             raise ValueError("load_tiles needs an empty state")
         n = len(days)
-        self._capacity = max(n, 8)
-        self.days = np.zeros(self._capacity, dtype=np.int64)
-        self.days[:n] = days
-        self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
-        if n:  # one numpy call for all rows: pad the short ones (older formats) with zeros
-            padded = [list(v[:N_COUNTERS]) + [0] * (N_COUNTERS - len(v)) for v in rows]
-            self.counts[:n] = np.array(padded, dtype=np.int64)
-        self.event_hashes = [set(h) for h in hashes]
-        self._row_of_day = {day: row for row, day in enumerate(days)}
+        if isinstance(rows, np.ndarray) and n and rows.shape == (n, N_COUNTERS):
+            self._capacity = n  # full: the first new day reallocates (see _add_row)
+            self.days = np.asarray(days, dtype=np.int64)
+            self.counts = rows
+        else:
+            self._capacity = max(n, 8)
+            self.days = np.zeros(self._capacity, dtype=np.int64)
+            self.days[:n] = days
+            self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
+            for row, values in enumerate(rows):
+                width = min(len(values), N_COUNTERS)
+                self.counts[row, :width] = values[:width]
+        if hashes is None:
+            self.event_hashes = cast(list[set[int]], [_NO_HASHES] * n)
+        else:
+            self.event_hashes = [set(h) for h in hashes]
+        day_list = days.tolist() if isinstance(days, np.ndarray) else days
+        self._row_of_day = {day: row for row, day in enumerate(day_list)}
         self.n_rows = n
 
     def _add_row(self, day: int) -> int:

@@ -75,6 +75,13 @@ API_SCORES = Counter(
     "Scores served by the API (risk lookups, /score and each row of /score/batch), by band.",
     ["band"],
 )
+
+API_RISK_BATCH_SIZE = Histogram(
+    "churn_api_risk_batch_customers",
+    "Customers answered together by one batch of concurrent GET /customers/{id}/risk lookups "
+    "(one Redis round trip and one feature evaluation each).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 API_MODEL_INFO = Gauge(
     "churn_api_model_info", "1 for the model version the API scores with.", ["version"]
 )
@@ -167,3 +174,31 @@ MONITOR_LAST_RUN = Gauge(
     "When each monitoring job last finished (Unix time).",
     ["job"],
 )
+
+
+_API_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def observe_api_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency under the route's template."""
+    key = (route, method, status)
+    series = _API_REQUEST_SERIES.get(key)
+    if series is None:  # labels are route templates: a bounded set
+        series = (
+            API_REQUESTS.labels(route, method, str(status)),
+            API_REQUEST_SECONDS.labels(route),
+        )
+        _API_REQUEST_SERIES[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
+
+
+_API_SCORES_BY_BAND: dict[str, Counter] = {}
+
+
+def count_api_scores(band: str, n: int = 1) -> None:
+    """Count ``n`` scores served in ``band``."""
+    series = _API_SCORES_BY_BAND.get(band)
+    if series is None:
+        series = _API_SCORES_BY_BAND[band] = API_SCORES.labels(band)
+    series.inc(n)

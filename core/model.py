@@ -135,6 +135,10 @@ class LinearModel:
         return self.intercept - float(np.dot(self._weights, self.mean))
 
     @cached_property
+    def _mean(self) -> np.ndarray:
+        return np.asarray(self.mean)
+
+    @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.lower), np.asarray(self.upper)
 
@@ -160,9 +164,14 @@ class LinearModel:
 
     def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
         """Exact: each feature's term in the log-odds, relative to the training mean."""
-        x = self._prepared(self.row(features))
-        terms = (x - np.asarray(self.mean)) * self._weights
-        return dict(zip(self.feature_names, terms.round(6).tolist(), strict=True))
+        terms = self.contributions_many(self.row(features)[None, :])[0]
+        return dict(zip(self.feature_names, terms.tolist(), strict=True))
+
+    def contributions_many(self, features: np.ndarray) -> np.ndarray:
+        """:meth:`contributions` of each row of ``features`` (columns in
+        ``feature_names`` order), rounded to 6 decimals."""
+        terms: np.ndarray = ((self._prepared(features) - self._mean) * self._weights).round(6)
+        return terms
 
     # --- storage -----------------------------------------------------------------------
 

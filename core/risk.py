@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from core.features import FEATURE_NAMES, feature_matrix
 from core.model import LinearModel
 from core.scores import Score
-from core.store import FeatureStore
+from core.store import FeatureStore, StoredCustomer
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -61,28 +63,45 @@ def assess_many(
 ) -> list[RiskAssessment | None]:
     """:func:`assess` for several customers at once (one Redis round trip, one feature
     evaluation and one scoring call for all), in the order asked."""
-    stored = store.read_customers(customer_ids)
+    return assess_stored(model, store.read_customers(customer_ids), now, top)
+
+
+def assess_stored(
+    model: LinearModel | None,
+    stored: Sequence[StoredCustomer | None],
+    now: float,
+    top: int = 5,
+) -> list[RiskAssessment | None]:
+    """:func:`assess_many` of customers already read (:meth:`FeatureStore.read_customers`)."""
     known = [c for c in stored if c is not None and c.aggregates.first_seen >= 0]
     if not known:
-        return [None] * len(customer_ids)
+        return [None] * len(stored)
     matrix = feature_matrix([c.aggregates for c in known], int(now))
     scores: list[float] | list[None] = [None] * len(known)
+    terms: list[list[float]] = [[] for _ in known]
+    ranks: list[list[int]] = [[] for _ in known]
     if model is not None:
-        columns = [FEATURE_INDEX[name] for name in model.feature_names]
-        scores = model.score_many(matrix[:, columns]).tolist()
+        x = matrix[:, [FEATURE_INDEX[name] for name in model.feature_names]]
+        scores = model.score_many(x).tolist()
+        contributions = model.contributions_many(x)
+        # largest magnitude first; ties keep the model's feature order (a stable sort)
+        ranks = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :top].tolist()
+        terms = contributions.tolist()
     assessed: dict[int, RiskAssessment] = {}
-    for customer, row, score in zip(known, matrix.tolist(), scores, strict=True):
-        features = dict(zip(FEATURE_NAMES, row, strict=True))
+    for customer, row, score, term, rank in zip(
+        known, matrix.tolist(), scores, terms, ranks, strict=True
+    ):
         band = version = None
         ranked: list[tuple[str, float]] = []
         if model is not None and score is not None:
             band = model.band_of(score)
             version = model.version
-            ranked = top_contributions(model.contributions(features), top)
+            names = model.feature_names
+            ranked = [(names[j], term[j]) for j in rank if term[j] != 0.0]
         assessed[id(customer)] = RiskAssessment(
             customer_id=customer.aggregates.customer_id,
             at=now,
-            features=features,
+            features=dict(zip(FEATURE_NAMES, row, strict=True)),
             score=score,
             band=band,
             model_version=version,

@@ -10,6 +10,7 @@ a batch is applied exactly once.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,12 +19,26 @@ import msgspec
 import numpy as np
 import redis
 
-from core.aggregates import CustomerAggregates
+from core.aggregates import N_COUNTERS, CustomerAggregates
 from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
 _TILE_PREFIX_BYTES = TILE_PREFIX.encode()
+_TILE_PREFIX_LENGTH = len(_TILE_PREFIX_BYTES)
+_SCALARS_FIELD_BYTES = SCALARS_FIELD.encode()
+_TILE_DAYS: dict[bytes, int] = {}  # field name -> its day, -1 for other fields (a cache)
+
+
+def _tile_day(name: bytes) -> int:
+    """The day of a tile's field name (-1 for other fields), remembered for next time:
+    the names a store holds are few (one per day of history, plus the scalars)."""
+    day = int(name[_TILE_PREFIX_LENGTH:]) if name.startswith(_TILE_PREFIX_BYTES) else -1
+    if len(_TILE_DAYS) < 100_000:
+        _TILE_DAYS[name] = day
+    return day
+
+
 _UNPACK = msgspec.msgpack.Decoder()
 
 
@@ -73,32 +88,96 @@ def decode_customer(
     Without event hashes (``with_event_hashes=False``) the result is for reading features
     only — much cheaper — and must never be written back.
     """
-    agg = CustomerAggregates(customer_id)
-    days, rows, hashes = [], [], []
-    for name, value in fields.items():
-        if name.startswith(_TILE_PREFIX_BYTES):
-            counts, tile_hashes = decode_tile(value, with_event_hashes)
-            days.append(int(name[len(TILE_PREFIX) :]))
-            rows.append(counts)
-            hashes.append(tile_hashes)
-    agg.load_tiles(days, rows, hashes)
-    scalars = fields.get(SCALARS_FIELD.encode())
-    if scalars is not None:
-        first, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)
-        agg.first_seen, agg.last_event = first, last
-        agg.last_activity, agg.last_purchase = activity, purchase
-        agg.level, agg.level_key = level, (level_key[0], level_key[1])
-    score = None
-    if b"score" in fields:
-        score = Score(
-            customer_id=customer_id,
-            score=float(fields[b"score"]),
-            band=fields[b"band"].decode(),
-            model_version=fields[b"model_version"].decode(),
-            scored_at=float(fields[b"scored_at"]),
-            last_event_time=int(fields[b"last_event_time"]),
+    return decode_customers([customer_id], [fields], with_event_hashes)[0]
+
+
+def decode_customers(
+    customer_ids: Sequence[str],
+    hashes_fields: Sequence[Mapping[bytes, bytes]],
+    with_event_hashes: bool = True,
+) -> list[StoredCustomer]:
+    """:func:`decode_customer` for many customers at once: their tiles are decoded by one
+    msgpack call into one counter array (each customer's aggregates hold a slice of it)."""
+    days: list[int] = []
+    values: list[bytes] = []
+    sizes: list[int] = []
+    for fields in hashes_fields:
+        before = len(days)
+        for name, value in fields.items():
+            day = _TILE_DAYS.get(name)
+            if day is None:
+                day = _tile_day(name)
+            if day >= 0:
+                days.append(day)
+                values.append(value)
+        sizes.append(len(days) - before)
+    tiles: list[list[Any]] = _UNPACK.decode(_msgpack_array(values))  # [[counters, hashes]]
+    matrix = _counter_matrix([tile[0] for tile in tiles])
+    day_array = np.array(days, dtype=np.int64)
+    customers = []
+    row = 0
+    for customer_id, fields, size in zip(customer_ids, hashes_fields, sizes, strict=True):
+        agg = CustomerAggregates(customer_id)
+        end = row + size
+        hashes = None
+        if with_event_hashes:
+            hashes = [np.frombuffer(tile[1], dtype="<u8").tolist() for tile in tiles[row:end]]
+        agg.load_tiles(day_array[row:end], matrix[row:end], hashes)
+        row = end
+        scalars = fields.get(_SCALARS_FIELD_BYTES)
+        if scalars is not None:
+            first, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)
+            agg.first_seen, agg.last_event = first, last
+            agg.last_activity, agg.last_purchase = activity, purchase
+            agg.level, agg.level_key = level, (level_key[0], level_key[1])
+        score = None
+        if b"score" in fields:
+            score = Score(
+                customer_id=customer_id,
+                score=float(fields[b"score"]),
+                band=fields[b"band"].decode(),
+                model_version=fields[b"model_version"].decode(),
+                scored_at=float(fields[b"scored_at"]),
+                last_event_time=int(fields[b"last_event_time"]),
+            )
+        customers.append(StoredCustomer(agg, score))
+    return customers
+
+
+def _msgpack_array(items: Sequence[bytes]) -> bytes:
+    """A msgpack array (array 32 header) of already-encoded ``items``."""
+    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
+
+
+def _counter_matrix(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Rows of counters as an array of shape (rows, N_COUNTERS): short rows (stored with
+    trailing zeros trimmed) are padded with zeros; counters beyond N_COUNTERS (written by
+    a version that counts more) are left out."""
+    n = len(rows)
+    widths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+    total = int(widths.sum())
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=total)
+    starts = np.cumsum(widths) - widths
+    row_of = np.repeat(np.arange(n), widths)
+    column_of = np.arange(total) - np.repeat(starts, widths)
+    known = column_of < N_COUNTERS
+    matrix = np.zeros((n, N_COUNTERS), dtype=np.int64)
+    matrix[row_of[known], column_of[known]] = flat[known]
+    return matrix
+
+
+def decode_for_reading(
+    customer_ids: Sequence[str], hashes_fields: Sequence[Mapping[bytes, bytes]]
+) -> list[StoredCustomer | None]:
+    """:func:`decode_customers` without event hashes, None where a hash is empty."""
+    decoded = iter(
+        decode_customers(
+            [c for c, fields in zip(customer_ids, hashes_fields, strict=True) if fields],
+            [fields for fields in hashes_fields if fields],
+            with_event_hashes=False,
         )
-    return StoredCustomer(agg, score)
+    )
+    return [next(decoded) if fields else None for fields in hashes_fields]
 
 
 def score_fields(score: Score) -> dict[str, str]:
@@ -129,10 +208,8 @@ class FeatureStore:
         for customer_id in customer_ids:
             pipe.hgetall(self.keys.customer(customer_id))
         results = cast(list[dict[bytes, bytes]], pipe.execute())
-        return {
-            customer_id: decode_customer(customer_id, fields, with_event_hashes)
-            for customer_id, fields in zip(customer_ids, results, strict=True)
-        }
+        decoded = decode_customers(customer_ids, results, with_event_hashes)
+        return dict(zip(customer_ids, decoded, strict=True))
 
     def load_customer(
         self, customer_id: str, with_event_hashes: bool = False
@@ -147,14 +224,15 @@ class FeatureStore:
     def read_customers(self, customer_ids: Sequence[str]) -> list[StoredCustomer | None]:
         """Customers for reading, in the order asked (None for one never seen), in one
         round trip; event hashes skipped as in :meth:`load_customer`."""
+        return decode_for_reading(customer_ids, self.fetch_customers(customer_ids))
+
+    def fetch_customers(self, customer_ids: Sequence[str]) -> list[dict[bytes, bytes]]:
+        """The raw hashes of ``customer_ids`` (empty for one never seen), one round trip:
+        the I/O half of :meth:`read_customers`, for callers that decode elsewhere."""
         pipe = self.redis.pipeline(transaction=False)
         for customer_id in customer_ids:
             pipe.hgetall(self.keys.customer(customer_id))
-        results = cast(list[dict[bytes, bytes]], pipe.execute())
-        return [
-            decode_customer(customer_id, fields) if fields else None
-            for customer_id, fields in zip(customer_ids, results, strict=True)
-        ]
+        return cast(list[dict[bytes, bytes]], pipe.execute())
 
     def read_fences(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Last applied offset per (topic, partition); -1 where nothing was applied."""

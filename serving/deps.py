@@ -74,7 +74,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def _key_matches(candidate: str, accepted: tuple[bytes, ...]) -> bool:
+def key_matches(candidate: str, accepted: tuple[bytes, ...]) -> bool:
     """Constant time in the candidate's content: every accepted key is compared.
 
     Header values arrive decoded as latin-1; encoding back gives the bytes sent, so a
@@ -93,7 +93,7 @@ def _check_key(key: str | None, accepted: tuple[bytes, ...], what: str) -> None:
         )
     if not key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
-    if not _key_matches(key, accepted):
+    if not key_matches(key, accepted):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import metrics
 from core.keys import Keys
+from core.logging import skip_unused_record_fields
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings, get_settings, scoring_clock
@@ -33,9 +35,19 @@ from core.store import FeatureStore
 from serving import dashboard
 from serving.config import ApiSettings, get_api_settings
 from serving.deps import ApiState, require_reader
+from serving.fast_path import ChurnApi
 from serving.models_watch import ModelWatcher
 from serving.risk_batcher import RiskBatcher
-from serving.routes import admin, customers, health, json_response, models, reports, scoring
+from serving.routes import (
+    admin,
+    customers,
+    health,
+    json_response,
+    models,
+    redis_unavailable,
+    reports,
+    scoring,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +71,11 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> ChurnApi:
     """The API for ``settings`` and ``api`` (default: read from the environment)."""
     settings = settings or get_settings()
     api = api or get_api_settings()
+    skip_unused_record_fields()  # uvicorn configures logging itself (serving.cli)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,15 +97,21 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
             risk=RiskBatcher(store, clock=scoring_clock(settings)),
         )
         polling = asyncio.create_task(watcher.run(settings.model_check_seconds))
+        # Everything loaded so far (libraries, the model) lives as long as the process:
+        # exempt it from the garbage collector's full passes, which otherwise rescan it
+        # while requests wait.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
             polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await polling
+            app.state.services.risk.close()
             client.close()
 
-    app = FastAPI(
+    app = ChurnApi(
         title="churnstream API",
         version=_version(),
         description=DESCRIPTION,
@@ -134,8 +153,9 @@ class MetricsMiddleware:
         finally:
             # The router puts the matched route in the scope; unknown paths share one label.
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            metrics.API_REQUESTS.labels(route, scope["method"], str(status)).inc()
-            metrics.API_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+            metrics.observe_api_request(
+                route, scope["method"], status, time.perf_counter() - started
+            )
 
 
 def where(loc: Sequence[Any]) -> str:
@@ -156,11 +176,7 @@ def where(loc: Sequence[Any]) -> str:
 
 async def redis_error_handler(_: Request, exc: redis.RedisError) -> Response:
     """503 while Redis cannot be reached (a restart, a failover): retry later."""
-    log.warning("redis unavailable while answering a request: %r", exc)
-    return json_response(
-        {"detail": f"the feature store (Redis) is unavailable right now: {type(exc).__name__}"},
-        status_code=503,
-    )
+    return redis_unavailable(exc)
 
 
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> Response:

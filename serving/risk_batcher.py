@@ -3,14 +3,13 @@
 ``GET /customers/{id}/risk`` evaluates features at request time. For one customer that is
 one ``HGETALL`` and a numpy evaluation whose fixed costs do not depend on how many
 customers it covers. Under load, many lookups are in flight at once on the event loop;
-:class:`RiskBatcher` gathers the ones that arrive while it is idle or busy and answers them
-together with :func:`core.risk.assess_many`. A lookup never waits for a timer: the batch is
-run as soon as the event loop gets to it (``call_soon``), so a lone request is answered
-as fast as before and a burst shares the work.
+:class:`RiskBatcher` gathers them and answers them together.
 
-The batch runs on the event loop thread (no thread hop): one pipelined Redis round trip
-on loopback plus the numpy work, typically well under a millisecond for dozens of
-customers.
+One batch is in flight at a time. Its Redis round trip runs on a dedicated thread, so the
+event loop keeps reading requests and writing answers while Redis replies (the socket
+wait releases the GIL); the lookups that arrive meanwhile form the next batch. Decoding,
+features and scores then run on the event loop (:func:`core.risk.assess_stored`). A
+lookup never waits for a timer: a lone request starts a batch of one at once.
 """
 
 from __future__ import annotations
@@ -18,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+from core import metrics
 from core.model import LinearModel
-from core.risk import RiskAssessment, assess_many
-from core.store import FeatureStore
+from core.risk import RiskAssessment, assess_stored
+from core.store import FeatureStore, decode_for_reading
 
 _Pending = tuple[str, asyncio.Future[RiskAssessment | None]]
 
@@ -39,36 +40,47 @@ class RiskBatcher:
         self.max_batch = max_batch
         self.clock = clock
         self._pending: dict[int, tuple[LinearModel | None, list[_Pending]]] = {}
-        self._scheduled = False
+        self._running: asyncio.Task[None] | None = None
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="risk-reads")
         self.batches = 0  # batches run, for tests and metrics
         self.largest_batch = 0
 
     async def assess(self, customer_id: str, model: LinearModel | None) -> RiskAssessment | None:
         """The customer's live assessment (None when never seen), computed with ``model``
-        at the time its batch runs."""
+        at the time its batch is answered."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RiskAssessment | None] = loop.create_future()
-        key = id(model)
-        group = self._pending.setdefault(key, (model, []))
+        group = self._pending.setdefault(id(model), (model, []))
         group[1].append((customer_id, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._run)
+        if self._running is None:
+            self._running = loop.create_task(self._drain())
         return await future
 
-    def _run(self) -> None:
-        self._scheduled = False
-        groups, self._pending = self._pending, {}
-        for model, waiting in groups.values():
-            for start in range(0, len(waiting), self.max_batch):
-                self._answer(model, waiting[start : start + self.max_batch])
+    def close(self) -> None:
+        """Stop the reader thread (pending reads finish first)."""
+        self._reader.shutdown(wait=True)
 
-    def _answer(self, model: LinearModel | None, waiting: list[_Pending]) -> None:
+    async def _drain(self) -> None:
+        """Answer batches until no lookup is waiting."""
+        try:
+            while self._pending:
+                groups, self._pending = self._pending, {}
+                for model, waiting in groups.values():
+                    for start in range(0, len(waiting), self.max_batch):
+                        await self._answer(model, waiting[start : start + self.max_batch])
+        finally:
+            self._running = None
+
+    async def _answer(self, model: LinearModel | None, waiting: list[_Pending]) -> None:
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(waiting))
+        metrics.API_RISK_BATCH_SIZE.observe(len(waiting))
+        ids = [cid for cid, _ in waiting]
         try:
-            results = assess_many(self.store, model, [cid for cid, _ in waiting], self.clock())
-        except Exception as exc:  # every waiting request gets the error (500 via the app)
+            loop = asyncio.get_running_loop()
+            fields = await loop.run_in_executor(self._reader, self.store.fetch_customers, ids)
+            results = assess_stored(model, decode_for_reading(ids, fields), self.clock())
+        except Exception as exc:  # every waiting request gets the error (500 or 503)
             for _, future in waiting:
                 if not future.done():
                     future.set_exception(exc)

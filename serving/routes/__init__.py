@@ -6,17 +6,23 @@ a returned ``Response``, so the ``response_model`` of a route only documents it.
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+import redis
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from core import metrics
 from serving.schemas import ErrorResponse
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
@@ -31,6 +37,15 @@ def errors(**descriptions: str) -> dict[int | str, dict[str, Any]]:
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
+
+
+def redis_unavailable(exc: redis.RedisError) -> Response:
+    """503 while Redis cannot be reached (a restart, a failover): retry later."""
+    log.warning("redis unavailable while answering a request: %r", exc)
+    return json_response(
+        {"detail": f"the feature store (Redis) is unavailable right now: {type(exc).__name__}"},
+        status_code=503,
+    )
 
 
 class OrjsonRequest(Request):
@@ -56,13 +71,27 @@ class OrjsonRoute(APIRoute):
         return with_orjson
 
 
-def iso_utc(epoch: float, timespec: str = "milliseconds") -> str:
-    """Epoch seconds as ISO 8601 UTC with a ``Z``.
+def iso_utc(epoch: float, timespec: Literal["milliseconds", "seconds"] = "milliseconds") -> str:
+    """Epoch seconds as ISO 8601 UTC with a ``Z``, truncated to ``timespec`` (as
+    ``datetime.isoformat`` does).
 
-    >>> iso_utc(1767225600), iso_utc(1767225600.5), iso_utc(1767225600, "seconds")
+    >>> iso_utc(1767225600), iso_utc(1767225600.5), iso_utc(1767225600.9999, "seconds")
     ('2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.500Z', '2026-01-01T00:00:00Z')
+    >>> iso_utc(1767225600.0009), iso_utc(-0.25)
+    ('2026-01-01T00:00:00.000Z', '1969-12-31T23:59:59.750Z')
     """
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec=timespec)[:-6] + "Z"
+    seconds = math.floor(epoch)
+    micros = round((epoch - seconds) * 1_000_000)  # to the microsecond, as datetime rounds
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    if timespec == "seconds":
+        return _second_text(seconds) + "Z"
+    return f"{_second_text(seconds)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def explanations(
@@ -88,4 +117,4 @@ def count_scores(bands: Iterable[str]) -> None:
     for band in bands:
         counts[band] = counts.get(band, 0) + 1
     for band, n in counts.items():
-        metrics.API_SCORES.labels(band).inc(n)
+        metrics.count_api_scores(band, n)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
+from core.model import LinearModel
 from core.store import FeatureStore
-from serving.deps import ChampionDep, StateDep
+from serving.deps import ApiState, ChampionDep, StateDep
 from serving.routes import count_scores, errors, explanations, iso_utc, json_response
 from serving.schemas import AtRiskResponse, Band, RiskDistribution, RiskResponse
 
@@ -29,8 +30,11 @@ CustomerIdPath = Annotated[
 ]
 
 
+RISK_PATH = "/customers/{customer_id}/risk"
+
+
 @router.get(
-    "/customers/{customer_id}/risk",
+    RISK_PATH,
     response_model=RiskResponse,
     responses=errors(e404="The customer is unknown (no events seen).", e503="No champion model."),
     summary="A customer's churn risk now, with the reasons",
@@ -40,11 +44,21 @@ async def customer_risk(
 ) -> Response:
     """Live features at request time, the champion's score, band, recommended action, the
     top five signed contributions and the score the worker last stored."""
+    return await risk_response(state, customer_id, model)
+
+
+async def risk_response(state: ApiState, customer_id: str, model: LinearModel) -> Response:
+    """The answer of ``GET /customers/{id}/risk``: 200 with the assessment, or 404.
+
+    Shared by the route above and :mod:`serving.fast_path`, which answers the same
+    requests without FastAPI's per-request machinery."""
     # On the event loop, not in the thread pool; concurrent lookups share one Redis round
     # trip and one feature evaluation (serving.risk_batcher).
     result = await state.risk.assess(customer_id, model)
     if result is None:
-        raise HTTPException(404, f"customer '{customer_id}' is unknown: no events seen")
+        return json_response(
+            {"detail": f"customer '{customer_id}' is unknown: no events seen"}, status_code=404
+        )
     band = cast(str, result.band)
     stored = result.stored_score
     count_scores((band,))

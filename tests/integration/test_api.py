@@ -161,6 +161,47 @@ def test_risk_matches_assess_at_the_same_time(
         assert abs(parse_iso(body["stored_score"]["scored_at"]) - stored.scored_at) < 0.001
 
 
+def test_the_fast_path_answers_as_the_fastapi_route_does(
+    settings: Settings,
+    customers: list[str],
+    reports_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The risk lookup's plain case is answered before FastAPI (serving.fast_path) with
+    the same bytes as FastAPI's own route; the other cases go through FastAPI."""
+    frozen = settings.model_copy(update={"as_of": datetime.now(UTC)})  # one evaluation time
+    app = create_app(frozen, api_settings(reports_dir))
+
+    async def through_fastapi(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    too_long = "c" * 129
+    paths = [f"/customers/{cid}/risk" for cid in customers[:8]]
+    paths += ["/customers/nobody-here/risk", f"/customers/{too_long}/risk"]
+    with TestClient(app) as fast, TestClient(through_fastapi) as slow:
+        answers = [(fast.get(path), slow.get(path)) for path in paths]
+        # the plain case never reaches FastAPI; an id FastAPI must refuse does
+        calls: list[str] = []
+        original = FastAPI.__call__
+
+        async def counting(self: FastAPI, scope: Any, receive: Any, send: Any) -> None:
+            calls.append(scope["path"])
+            await original(self, scope, receive, send)
+
+        monkeypatch.setattr(FastAPI, "__call__", counting)
+        assert fast.get(paths[0]).status_code == 200
+        assert fast.get(paths[-1]).status_code == 422
+        assert calls == [paths[-1]]
+    for (a, b), path in zip(answers, paths, strict=True):
+        assert (a.status_code, a.headers["content-type"]) == (
+            b.status_code,
+            b.headers["content-type"],
+        )
+        assert a.content == b.content, path
+    assert [a.status_code for a, _ in answers] == [200] * 8 + [404, 422]
+    assert "too_long" in answers[-1][0].text or "at most 128" in answers[-1][0].text
+
+
 def test_unknown_customer_is_404(client: TestClient) -> None:
     response = client.get("/customers/nobody-here/risk")
     assert response.status_code == 404
@@ -510,12 +551,16 @@ def test_retrain_request_is_recorded_for_the_trainer(
     assert message.startswith("reason: ")
 
 
-def test_read_keys_required(settings: Settings, registry: ModelRegistry, reports_dir: Path) -> None:
+def test_read_keys_required(settings: Settings, customers: list[str], reports_dir: Path) -> None:
     app = create_app(settings, api_settings(reports_dir, read_keys_required=True))
     with TestClient(app) as client:
         assert client.get("/customers/at-risk").status_code == 401
         assert client.get("/models", headers={"X-API-Key": "nope"}).status_code == 403
         assert client.get("/models", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
+        risk = f"/customers/{customers[0]}/risk"  # answered before FastAPI when allowed
+        assert client.get(risk).status_code == 401
+        assert client.get(risk, headers={"X-API-Key": "nope"}).status_code == 403
+        assert client.get(risk, headers={"X-API-Key": ADMIN_KEY}).status_code == 200
         for open_path in ("/health", "/ready", "/metrics", "/openapi.json"):
             assert client.get(open_path).status_code == 200
     with pytest.raises(ValueError, match="CHURN_API_KEYS is empty"):
