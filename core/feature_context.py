@@ -68,7 +68,14 @@ class FeatureContext:
         for column in range(kept.shape[1]):
             sums[:, column] = np.bincount(key, weights=kept[:, column], minlength=self.n * buckets)
         cumulative = np.cumsum(sums.reshape(self.n, buckets, -1), axis=1)
+        self._cumulative = cumulative
         return {days: cumulative[:, i, :] for i, days in enumerate(WINDOW_DAYS)}
+
+    def window_sums(self, windows: Sequence[int], counters: Sequence[int]) -> np.ndarray:
+        """Several window sums at once: column j is counter ``counters[j]`` summed over
+        ``WINDOW_DAYS[windows[j]]`` days, one row per customer (float64)."""
+        gathered: np.ndarray = self._cumulative[:, windows, counters]
+        return gathered
 
     def window(self, days: int) -> np.ndarray:
         """Counter sums over the last ``days`` days, one row per customer (float64)."""

@@ -17,13 +17,14 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from core.aggregates import ACTIVITY_COUNTERS, CustomerAggregates
+from core.aggregates import ACTIVITY_COUNTERS, C, CustomerAggregates
 from core.feature_context import WINDOW_DAYS, FeatureContext
 
 FeatureFn = Callable[[FeatureContext], np.ndarray]
@@ -50,18 +51,26 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.n
     return out
 
 
-def _counter_in_window(counter: str, days: int) -> FeatureFn:
-    def compute(ctx: FeatureContext) -> np.ndarray:
-        return ctx.count(counter, days)
+@dataclass(frozen=True)
+class WindowSum:
+    """A feature that is one counter summed over a window, divided by ``scale``.
+    :func:`feature_matrix` reads all such features in one gather."""
 
-    return compute
+    counter: str
+    days: int
+    scale: float = 1.0
+
+    def __call__(self, ctx: FeatureContext) -> np.ndarray:
+        column: np.ndarray = ctx.count(self.counter, self.days) / self.scale
+        return column
+
+
+def _counter_in_window(counter: str, days: int) -> FeatureFn:
+    return WindowSum(counter, days)
 
 
 def _money_in_window(counter: str, days: int) -> FeatureFn:
-    def compute(ctx: FeatureContext) -> np.ndarray:
-        return ctx.count(counter, days) / 100.0
-
-    return compute
+    return WindowSum(counter, days, 100.0)  # cents -> major units
 
 
 def _count_features() -> list[FeatureDef]:
@@ -100,7 +109,7 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef(
         "play_minutes_30d",
         "minutes of items played in the last 30 days",
-        lambda ctx: ctx.count("play_seconds", 30) / 60.0,
+        WindowSum("play_seconds", 30, 60.0),
     ),
     FeatureDef(
         "like_share_30d",
@@ -120,12 +129,12 @@ FEATURES: tuple[FeatureDef, ...] = (
         lambda ctx: _ratio(ctx.count("error", 30), ctx.activity_events(30), 0.0),
     ),
     FeatureDef(
-        "upgrades_90d", "plan upgrades in the last 90 days", lambda ctx: ctx.count("upgrade", 90)
+        "upgrades_90d", "plan upgrades in the last 90 days", _counter_in_window("upgrade", 90)
     ),
     FeatureDef(
         "downgrades_90d",
         "plan downgrades in the last 90 days",
-        lambda ctx: ctx.count("downgrade", 90),
+        _counter_in_window("downgrade", 90),
     ),
     FeatureDef("is_paid", "1 on the paid plan, else 0", lambda ctx: ctx.is_paid),
     FeatureDef(
@@ -361,9 +370,31 @@ def feature_matrix(
     times = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
     ctx = FeatureContext(aggregates, times)
     out = np.empty((n, len(names)), dtype=np.float64)
-    for column, name in enumerate(names):
+    columns, windows, counters, scales, others = _plan(tuple(names))
+    if columns:
+        out[:, columns] = ctx.window_sums(windows, counters) / scales
+    for column, name in others:
         out[:, column] = _BY_NAME[name].compute(ctx)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(
+    names: tuple[str, ...],
+) -> tuple[list[int], list[int], list[int], np.ndarray, list[tuple[int, str]]]:
+    """How :func:`feature_matrix` evaluates ``names``: the output columns of the plain
+    window sums with their (window, counter, scale), gathered at once, and the others."""
+    columns, windows, counters, scales, others = [], [], [], [], []
+    for column, name in enumerate(names):
+        compute = _BY_NAME[name].compute
+        if isinstance(compute, WindowSum):
+            columns.append(column)
+            windows.append(WINDOW_DAYS.index(compute.days))
+            counters.append(C[compute.counter])
+            scales.append(compute.scale)
+        else:
+            others.append((column, name))
+    return columns, windows, counters, np.asarray(scales, dtype=np.float64), others
 
 
 def features_of(aggregates: CustomerAggregates, t: int) -> dict[str, float]:

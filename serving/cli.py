@@ -55,5 +55,6 @@ def api(
         http="httptools",
         log_config=uvicorn_log_config(settings.log_level, settings.log_format),
         proxy_headers=True,
+        access_log=api_settings.access_log,
         server_header=False,
     )
