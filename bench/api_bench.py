@@ -575,12 +575,13 @@ async def _inprocess(
         pieces["score_and_contributions"] = _timed(
             lambda cid: (model.score_one(features[cid]), model.contributions(features[cid])), ids
         )
-        from serving.routes.customers import risk_response
+        from serving.routes import json_response
+        from serving.routes.customers import risk_answer
 
         route = []
         for cid in ids:
             start = time.perf_counter()
-            await risk_response(state, cid, model)
+            json_response(*await risk_answer(state, cid, model))
             route.append(time.perf_counter() - start)
         pieces["route"] = route
     return samples, statuses, pieces
@@ -643,7 +644,7 @@ def measure_inprocess(
     }
     result["route_handler_direct"] = {
         **percentiles_ms(pieces["route"]),
-        "is": "serving.routes.customers.risk_response awaited directly: the batcher (Redis "
+        "is": "serving.routes.customers.risk_answer awaited directly: the batcher (Redis "
         "read on its thread, decoding, features, score) + building the answer + orjson + "
         "Response, without ASGI or HTTP",
     }
@@ -961,23 +962,24 @@ def _server_phase(
     for connections in (64, 16, 4):
         passes[f"c{connections}"] = _wrk_pass(wrk, server, client, script, connections, seconds)
     details["passes"] = passes
-    # where the time goes, details only: the HTTP stack alone, and the same server without
-    # its per-request access log line
+    # where the time goes, details only: the HTTP stack alone, and the same server writing
+    # an access-log line for every request (CHURN_API_ACCESS_LOG=all; the default logs
+    # errors only)
     short = max(5, seconds // 4)
     details["health_c16"] = _wrk_pass(wrk, server, client, health_script, 16, short)
     details["log_tail"] = server.log_tail(3)
     server.stop()
-    quiet = ApiServer(
-        settings, free_port(), temp / "api-quiet.log", {"CHURN_API_ACCESS_LOG": "false"}
+    logging_all = ApiServer(
+        settings, free_port(), temp / "api-access-log.log", {"CHURN_API_ACCESS_LOG": "all"}
     )
-    cleanup.callback(quiet.stop)
-    quiet.start()
-    run_wrk(wrk, quiet.url(), script, 2, 4, 2)
-    details["c64_without_access_log"] = {
-        "environment_added": quiet.extra_env,
-        **_wrk_pass(wrk, quiet, client, script, 64, max(5, seconds // 2)),
+    cleanup.callback(logging_all.stop)
+    logging_all.start()
+    run_wrk(wrk, logging_all.url(), script, 2, 4, 2)
+    details["c64_access_log_all"] = {
+        "environment_added": logging_all.extra_env,
+        **_wrk_pass(wrk, logging_all, client, script, 64, max(5, seconds // 2)),
     }
-    quiet.stop()
+    logging_all.stop()
     reported = [p for p in passes.values() if p.get("p99_ms") is not None and not p.get("non_2xx")]
     best = max(reported or passes.values(), key=lambda p: p.get("rps", 0))
     details["headline_pass"] = best["command"]

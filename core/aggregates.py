@@ -10,7 +10,9 @@ counters, plus 64-bit hashes of the ids of the events counted in it) and a few s
 * **idempotent** — an event whose id was already counted in its day is ignored, so a
   replay never double counts;
 * **bounded** — tiles older than ``retention_days`` before the customer's newest event are
-  dropped, and older events are ignored.
+  dropped, and older events are not counted into tiles; they still update the scalars
+  (first seen, last activity or purchase, plan level), which keeps the state order-free
+  at the retention edge too.
 
 Money is kept in minor units (cents) and durations in whole seconds, so sums are exact
 integers whatever the order. The worker, the API and the offline dataset builder all
@@ -64,6 +66,10 @@ ACTIVITY_COUNTERS = tuple(C[event_type] for event_type in ACTIVITY_TYPES)
 
 NEVER = -1  # epoch-seconds marker for "no such event yet"
 _NO_HASHES: frozenset[int] = frozenset()  # the event hashes of a tile loaded for reading only
+_NO_DAYS = np.zeros(0, dtype=np.int64)  # a new state's (shared, read-only) empty arrays
+_NO_COUNTS = np.zeros((0, N_COUNTERS), dtype=np.int64)
+_NO_DAYS.flags.writeable = False
+_NO_COUNTS.flags.writeable = False
 
 
 def event_hash(event_id: str) -> int:
@@ -119,9 +125,9 @@ class CustomerAggregates:
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
         self.n_rows = 0
-        self._capacity = 8
-        self.days = np.zeros(self._capacity, dtype=np.int64)
-        self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
+        self._capacity = 0  # rows allocated: none until the first tile (see _add_row)
+        self.days = _NO_DAYS
+        self.counts = _NO_COUNTS
         self.event_hashes: list[set[int]] = []
         self._row_of_day: dict[int, int] = {}
         self.first_seen = NEVER
@@ -135,6 +141,10 @@ class CustomerAggregates:
 
     def apply(self, event: Event, retention_days: int = 120) -> bool:
         """Count ``event``; return False when it was already counted or is too old.
+
+        A too-old event is not counted, but its time still updates the scalars (a min,
+        maxima and a latest-by-(time, id), so this is idempotent): an event that arrived
+        before the newer ones would have set them too.
 
         >>> from datetime import UTC, datetime
         >>> from core.events import Play, PlayPayload
@@ -150,7 +160,8 @@ class CustomerAggregates:
         at = epoch_seconds(event)
         day = at // DAY_SECONDS
         if self.last_event != NEVER and day <= self.last_event // DAY_SECONDS - retention_days:
-            return False  # older than anything the state keeps
+            self._update_scalars(event, at)  # older than any tile kept: scalars only
+            return False
         row = self._row_of_day.get(day)
         if row is None:
             row = self._add_row(day)
@@ -251,7 +262,7 @@ class CustomerAggregates:
 
     def _add_row(self, day: int) -> int:
         if self.n_rows == self._capacity:
-            self._capacity *= 2
+            self._capacity = max(2 * self._capacity, 8)
             self.days = np.resize(self.days, self._capacity)
             grown = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
             grown[: self.n_rows] = self.counts[: self.n_rows]

@@ -55,6 +55,6 @@ def api(
         http="httptools",
         log_config=uvicorn_log_config(settings.log_level, settings.log_format),
         proxy_headers=True,
-        access_log=api_settings.access_log,
+        access_log=False,  # serving.access logs requests (CHURN_API_ACCESS_LOG)
         server_header=False,
     )

@@ -23,19 +23,18 @@ import anyio.to_thread
 import redis
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from core import metrics
 from core.keys import Keys
 from core.logging import skip_unused_record_fields
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings, get_settings, scoring_clock
 from core.store import FeatureStore
-from serving import dashboard
+from serving import dashboard, fast_path
+from serving.access import account
 from serving.config import ApiSettings, get_api_settings
 from serving.deps import ApiState, require_reader
-from serving.fast_path import ChurnApi
 from serving.models_watch import ModelWatcher
 from serving.risk_batcher import RiskBatcher
 from serving.routes import (
@@ -117,7 +116,6 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.add_middleware(MetricsMiddleware)
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error_handler)  # type: ignore[arg-type]
     reads = [Depends(require_reader)] if api.read_keys_required else []
@@ -129,15 +127,13 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     return app
 
 
-class MetricsMiddleware:
-    """Counts requests and their latency by route *template* (bounded label values)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class ChurnApi(FastAPI):
+    """FastAPI, with every HTTP request accounted for once (:mod:`serving.access`) and the
+    risk lookup's plain case answered first (:mod:`serving.fast_path`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500  # when the app raises before answering
@@ -148,14 +144,16 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        state: ApiState | None = getattr(self.state, "services", None)
         try:
-            await self.app(scope, receive, send_recording_status)
+            customer_id = fast_path.risk_lookup(scope)
+            if customer_id is None or not await fast_path.answer_risk(
+                state, scope, receive, send_recording_status, customer_id
+            ):
+                await super().__call__(scope, receive, send_recording_status)
         finally:
-            # The router puts the matched route in the scope; unknown paths share one label.
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            metrics.observe_api_request(
-                route, scope["method"], status, time.perf_counter() - started
-            )
+            access_log = state.api.access_log if state is not None else "errors"
+            account(scope, status, time.perf_counter() - started, access_log)
 
 
 def where(loc: Sequence[Any]) -> str:

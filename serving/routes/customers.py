@@ -44,11 +44,15 @@ async def customer_risk(
 ) -> Response:
     """Live features at request time, the champion's score, band, recommended action, the
     top five signed contributions and the score the worker last stored."""
-    return await risk_response(state, customer_id, model)
+    status, content = await risk_answer(state, customer_id, model)
+    return json_response(content, status_code=status)
 
 
-async def risk_response(state: ApiState, customer_id: str, model: LinearModel) -> Response:
-    """The answer of ``GET /customers/{id}/risk``: 200 with the assessment, or 404.
+async def risk_answer(
+    state: ApiState, customer_id: str, model: LinearModel
+) -> tuple[int, dict[str, Any]]:
+    """The status and JSON content of ``GET /customers/{id}/risk``: 200 with the
+    assessment, or 404.
 
     Shared by the route above and :mod:`serving.fast_path`, which answers the same
     requests without FastAPI's per-request machinery."""
@@ -56,13 +60,11 @@ async def risk_response(state: ApiState, customer_id: str, model: LinearModel) -
     # trip and one feature evaluation (serving.risk_batcher).
     result = await state.risk.assess(customer_id, model)
     if result is None:
-        return json_response(
-            {"detail": f"customer '{customer_id}' is unknown: no events seen"}, status_code=404
-        )
+        return 404, {"detail": f"customer '{customer_id}' is unknown: no events seen"}
     band = cast(str, result.band)
     stored = result.stored_score
     count_scores((band,))
-    return json_response(
+    return 200, (
         {
             "customer_id": customer_id,
             "score": result.score,

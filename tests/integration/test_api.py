@@ -461,6 +461,34 @@ def test_metrics_count_requests_by_route_template(client: TestClient, customers:
         assert customer_id not in text
 
 
+@pytest.mark.parametrize(
+    ("mode", "logged"), [("errors", {404, 403}), ("all", {200, 404, 403}), ("off", set())]
+)
+def test_access_log_lines_follow_the_setting(
+    settings: Settings,
+    customers: list[str],
+    reports_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    logged: set[int],
+) -> None:
+    app = create_app(settings, api_settings(reports_dir, access_log=mode))
+    with TestClient(app) as client, caplog.at_level(logging.INFO, logger="serving.access"):
+        assert client.get(f"/customers/{customers[0]}/risk").status_code == 200  # fast path
+        assert client.get("/models").status_code == 200  # through FastAPI
+        assert client.get("/customers/nobody-here/risk").status_code == 404
+        wrong = {"X-API-Key": "not-the-key-" + uuid.uuid4().hex}
+        assert client.post("/admin/retrain", headers=wrong).status_code == 403
+    lines = [r for r in caplog.records if r.name == "serving.access"]
+    statuses = {int(r.getMessage().rsplit(" ", 1)[1]) for r in lines}
+    assert statuses == logged
+    for record in lines:
+        assert record.__dict__["duration_ms"] >= 0 and record.__dict__["client"]
+        assert wrong["X-API-Key"] not in record.getMessage()
+    if mode == "all":
+        assert f"GET /customers/{customers[0]}/risk 200" in [r.getMessage() for r in lines]
+
+
 # --- admin -----------------------------------------------------------------------------------
 
 

@@ -152,6 +152,36 @@ def test_equal_states_have_no_differences_whatever_the_order_and_the_copies() ->
     assert state_differences(forward, round_trip(forward)) == []
 
 
+def test_states_are_order_free_across_the_retention_edge() -> None:
+    """Events further apart than the retention: whichever arrives first, the old ones
+    leave no tile but set the same scalars (first seen, last activity and purchase,
+    plan level)."""
+    old_session = SessionStart(
+        event_id="s-old",
+        customer_id="c1",
+        event_time=T0,
+        payload=SessionStartPayload(session_id="a", level="paid"),
+    )
+    events: list[Event] = [
+        old_session,
+        purchase(1, 1.0),
+        like(2, 2.0),
+        purchase(3, 200.0),  # 200 days later: the old tiles fall out of a 120-day retention
+        purchase(4, 201.0),
+    ]
+    rng = np.random.default_rng(4)
+    expected = state(events)
+    assert expected.first_seen == int(T0.timestamp())
+    assert expected.level == "paid"
+    assert expected.last_activity == int((T0 + timedelta(days=2)).timestamp())
+    assert sorted(expected.tile_days().tolist()) == [
+        (int(T0.timestamp()) // 86_400) + d for d in (200, 201)
+    ]
+    for _ in range(30):
+        order = [events[i] for i in rng.permutation(len(events))]
+        assert state_differences(expected, state(order)) == [], [e.event_id for e in order]
+
+
 def test_a_lost_event_is_named_by_day_counter_and_event_ids() -> None:
     events: list[Event] = [like(1), like(2), purchase(3, 1.0, amount=12.5)]
     lines = state_differences(state(events), state([events[0], events[2]]))
