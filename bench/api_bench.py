@@ -581,7 +581,8 @@ async def _inprocess(
         route = []
         for cid in ids:
             start = time.perf_counter()
-            json_response(*await risk_answer(state, cid, model))
+            status, content = await risk_answer(state, cid, model)
+            json_response(content, status)
             route.append(time.perf_counter() - start)
         pieces["route"] = route
     return samples, statuses, pieces
