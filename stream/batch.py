@@ -301,7 +301,8 @@ class BatchProcessor:
                 report.applied += 1
                 touched[event.customer_id] = customer
             elif _is_expired(agg, event, retention):
-                report.expired += 1
+                report.expired += 1  # not counted; it may move the scalars (see apply)
+                touched[event.customer_id] = customer
             else:
                 report.duplicates += 1
                 continue
