@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 import redis
 
@@ -136,6 +137,42 @@ def test_events_shuffled_within_customers_give_the_same_state(
     assert {c: a.snapshot() for c, a in got.items()} == {
         c: a.snapshot() for c, a in in_order.items()
     }
+
+
+def test_events_older_than_the_retention_give_the_same_state_in_any_order(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    """An event further behind its customer's newest than CHURN_RETENTION_DAYS is not
+    counted, but the worker still writes what it moves (first seen, plan level), as if it
+    had arrived first and its tile had been dropped since."""
+    recent = simulated(customers=6, days=5, seed=6)
+    old = [
+        msgspec.structs.replace(
+            e,
+            event_id="old-" + e.event_id,
+            event_time=e.event_time - timedelta(days=settings.retention_days + 40),
+        )
+        for e in recent
+        if e.type == "session_start"
+    ]
+    assert old
+    late = processor(settings, redis_client, producer)
+    reports = [late.process(b) for b in batches(as_messages(late.topics, recent + old, {}), 200)]
+    assert sum(r.expired for r in reports) == len(old)
+    late_state = stored(settings, redis_client, {e.customer_id for e in recent})
+
+    first = settings.model_copy(update={"redis_key_prefix": settings.redis_key_prefix + "-first"})
+    early = processor(first, redis_client, producer)
+    for batch in batches(as_messages(early.topics, old + recent, {}), 200):
+        early.process(batch)
+    early_state = stored(first, redis_client, {e.customer_id for e in recent})
+
+    assert {c: a.snapshot() for c, a in late_state.items()} == {
+        c: a.snapshot() for c, a in early_state.items()
+    }
+    for customer_id in {e.customer_id for e in old}:
+        oldest = min(int(e.event_time.timestamp()) for e in old if e.customer_id == customer_id)
+        assert late_state[customer_id].first_seen == oldest
 
 
 def test_redelivered_batches_and_replays_change_nothing(
