@@ -30,7 +30,7 @@ from core.feature_context import WINDOW_DAYS, FeatureContext
 FeatureFn = Callable[[FeatureContext], np.ndarray]
 Direction = Literal[-1, 0, 1]
 
-__all__ = ["FEATURES", "FEATURE_NAMES", "WINDOW_DAYS", "FeatureDef", "feature_matrix"]
+__all__ = ["FEATURES", "FEATURE_NAMES", "WINDOW_DAYS", "FeatureDef", "WindowSum", "feature_matrix"]
 
 
 @dataclass(frozen=True)

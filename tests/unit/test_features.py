@@ -18,7 +18,8 @@ from core.events import (
     SessionStart,
     SessionStartPayload,
 )
-from core.features import FEATURE_NAMES, feature_matrix, features_of
+from core.feature_context import FeatureContext
+from core.features import FEATURE_NAMES, FEATURES, WindowSum, feature_matrix, features_of
 from offline.simulator import SimulationConfig, simulate
 
 T = datetime(2026, 3, 1, tzinfo=UTC)  # a midnight
@@ -129,6 +130,25 @@ def test_vectorised_evaluation_equals_one_customer_at_a_time() -> None:
     assert together.any(axis=0).sum() > len(FEATURE_NAMES) * 0.8  # most features carry signal
     per_row_t = feature_matrix(customers, [t] * len(customers))
     assert np.array_equal(per_row_t, together)
+
+
+def test_the_matrix_equals_every_feature_computed_on_its_own() -> None:
+    """feature_matrix reads the plain window sums in one gather; each column must still
+    equal its FeatureDef's own compute, for all features and for a subset in any order."""
+    aggs: dict[str, CustomerAggregates] = {}
+    for event in simulate(
+        SimulationConfig(customers=80, days=60, seed=23, start=datetime(2026, 1, 1, tzinfo=UTC))
+    ):
+        aggs.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(event)
+    customers = list(aggs.values())
+    t = ts(datetime(2026, 3, 5, tzinfo=UTC))
+    ctx = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
+    alone = np.column_stack([f.compute(ctx) for f in FEATURES])
+    assert np.array_equal(feature_matrix(customers, t), alone)
+    subset = ["revenue_365d", "days_since_last_activity", "likes_7d", "play_minutes_30d"]
+    columns = [FEATURE_NAMES.index(name) for name in subset]
+    assert np.array_equal(feature_matrix(customers, t, subset), alone[:, columns])
+    assert sum(isinstance(f.compute, WindowSum) for f in FEATURES) >= 30
 
 
 def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() -> None:
