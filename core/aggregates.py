@@ -226,38 +226,26 @@ class CustomerAggregates:
         self.event_hashes[row] = set(hashes)
 
     def load_tiles(
-        self,
-        days: Sequence[int] | np.ndarray,
-        rows: Sequence[Sequence[int]] | np.ndarray,
-        hashes: Sequence[Iterable[int]] | None,
+        self, days: np.ndarray, counts: np.ndarray, hashes: Sequence[Iterable[int]] | None
     ) -> None:
-        """Load stored tiles in bulk into an empty state. ``rows`` is either an array of
-        shape (days, N_COUNTERS), used as is (not copied), or lists of counters that may
-        be shorter than the counter list (missing trailing counters are zero).
+        """Load stored tiles in bulk into an empty state. ``days`` and ``counts`` (shape
+        (days, N_COUNTERS)) are used as they are, not copied: the first new day
+        reallocates them (see :meth:`_add_row`).
 
         ``hashes=None`` loads a state for reading features only: applying an event to it
         raises (its tiles' event-hash sets are immutable and empty)."""
         if self.n_rows:
             raise ValueError("load_tiles needs an empty state")
         n = len(days)
-        if isinstance(rows, np.ndarray) and n and rows.shape == (n, N_COUNTERS):
-            self._capacity = n  # full: the first new day reallocates (see _add_row)
-            self.days = np.asarray(days, dtype=np.int64)
-            self.counts = rows
-        else:
-            self._capacity = max(n, 8)
-            self.days = np.zeros(self._capacity, dtype=np.int64)
-            self.days[:n] = days
-            self.counts = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
-            for row, values in enumerate(rows):
-                width = min(len(values), N_COUNTERS)
-                self.counts[row, :width] = values[:width]
+        if counts.shape != (n, N_COUNTERS):
+            raise ValueError(f"counts of shape {counts.shape} for {n} days")
+        self._capacity = n
+        self.days, self.counts = days, counts
         if hashes is None:
             self.event_hashes = cast(list[set[int]], [_NO_HASHES] * n)
         else:
             self.event_hashes = [set(h) for h in hashes]
-        day_list = days.tolist() if isinstance(days, np.ndarray) else days
-        self._row_of_day = {day: row for row, day in enumerate(day_list)}
+        self._row_of_day = {day: row for row, day in enumerate(days.tolist())}
         self.n_rows = n
 
     def _add_row(self, day: int) -> int:

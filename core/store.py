@@ -62,11 +62,6 @@ def encode_tile(counts: np.ndarray, hashes: Iterable[int]) -> bytes:
     return _MSGPACK.encode([values, packed])
 
 
-def decode_tile(data: bytes, with_event_hashes: bool = True) -> tuple[list[int], list[int]]:
-    values, packed = _UNPACK.decode(data)
-    return values, np.frombuffer(packed, dtype="<u8").tolist() if with_event_hashes else []
-
-
 def encode_scalars(agg: CustomerAggregates) -> bytes:
     return _MSGPACK.encode(
         [

@@ -115,13 +115,19 @@ def test_plan_level_follows_the_latest_event_whatever_the_arrival_order() -> Non
     assert features_of(build([free, paid]), ts(T))["is_paid"] == 1.0
 
 
-def test_vectorised_evaluation_equals_one_customer_at_a_time() -> None:
+def simulated_states(customers: int, days: int, seed: int) -> list[CustomerAggregates]:
+    """The states of the simulator's customers from 2026-01-01, built event by event."""
     aggs: dict[str, CustomerAggregates] = {}
-    for event in simulate(
-        SimulationConfig(customers=60, days=45, seed=21, start=datetime(2026, 1, 1, tzinfo=UTC))
-    ):
+    config = SimulationConfig(
+        customers=customers, days=days, seed=seed, start=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    for event in simulate(config):
         aggs.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(event)
-    customers = list(aggs.values())
+    return list(aggs.values())
+
+
+def test_vectorised_evaluation_equals_one_customer_at_a_time() -> None:
+    customers = simulated_states(60, 45, seed=21)
     t = ts(datetime(2026, 2, 10, tzinfo=UTC))
     together = feature_matrix(customers, t)
     one_by_one = np.vstack([feature_matrix([c], t) for c in customers])
@@ -135,12 +141,7 @@ def test_vectorised_evaluation_equals_one_customer_at_a_time() -> None:
 def test_the_matrix_equals_every_feature_computed_on_its_own() -> None:
     """feature_matrix reads the plain window sums in one gather; each column must still
     equal its FeatureDef's own compute, for all features and for a subset in any order."""
-    aggs: dict[str, CustomerAggregates] = {}
-    for event in simulate(
-        SimulationConfig(customers=80, days=60, seed=23, start=datetime(2026, 1, 1, tzinfo=UTC))
-    ):
-        aggs.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(event)
-    customers = list(aggs.values())
+    customers = simulated_states(80, 60, seed=23)
     t = ts(datetime(2026, 3, 5, tzinfo=UTC))
     ctx = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
     alone = np.column_stack([f.compute(ctx) for f in FEATURES])
