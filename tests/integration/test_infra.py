@@ -11,9 +11,9 @@ The tests sharing the ``running`` stack run in file order; the one that stops it
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-import json
 import subprocess
 import sys
 import time
