@@ -51,14 +51,16 @@ ENV = dict(
 )
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = 300, env: dict[str, str] = ENV
+) -> subprocess.CompletedProcess[str]:
     """Run ``churnstream infra <args>`` in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-c", CLI, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=ENV,
+        env=env,
         cwd=REPO_ROOT,
     )
 
@@ -141,19 +143,26 @@ def test_racing_ups_start_one_copy_of_each_service(running: Handle) -> None:
     assert sum("prometheus --config.file" in line for line in mentioning) == 1
 
 
-def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
+def scrape_urls(running: Handle, expected: dict[str, str]) -> dict[str, str]:
+    """The scrape URL of each job, once they are ``expected`` (or after 30 s): Prometheus
+    loads its targets just after it starts or reloads."""
     url = f"http://127.0.0.1:{running.prometheus_port}/api/v1/targets"
     deadline = time.monotonic() + 30
     scraped: dict[str, str] = {}
-    while not scraped and time.monotonic() < deadline:  # targets load just after start
+    while scraped != expected and time.monotonic() < deadline:
         time.sleep(0.2)
         with urllib.request.urlopen(url, timeout=10) as response:
             targets = json.load(response)["data"]["activeTargets"]
         scraped = {t["labels"]["job"]: t["scrapeUrl"] for t in targets}
-    assert scraped == {
+    return scraped
+
+
+def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
+    expected = {
         "churnstream-worker": f"http://127.0.0.1:{WORKER_PORT}/metrics",
         "churnstream-api": f"http://127.0.0.1:{API_PORT}/metrics",
     }  # CHURN_MONITOR_METRICS_PORT=0: the monitor serves no metrics
+    assert scrape_urls(running, expected) == expected
 
 
 def test_services_outlive_the_command_and_answer(running: Handle) -> None:
@@ -181,6 +190,23 @@ def test_up_again_starts_nothing(running: Handle) -> None:
     java = [line for line in processes_mentioning(str(running.run_dir)).values()
             if "kafka.Kafka" in line]  # fmt: skip
     assert len(java) == 1
+
+
+def test_up_again_with_other_ports_in_the_settings_reloads_the_scrape_targets(
+    running: Handle,
+) -> None:
+    before = running.pids()
+    api_port, monitor_port = free_ports(2)
+    env = dict(ENV, CHURN_API_PORT=str(api_port), CHURN_MONITOR_METRICS_PORT=str(monitor_port))
+    result = cli("up", *running.up_args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert running.pids() == before  # reloaded, not restarted
+    expected = {
+        "churnstream-worker": f"http://127.0.0.1:{WORKER_PORT}/metrics",
+        "churnstream-api": f"http://127.0.0.1:{api_port}/metrics",
+        "churnstream-monitor": f"http://127.0.0.1:{monitor_port}/metrics",
+    }
+    assert scrape_urls(running, expected) == expected
 
 
 def test_status_reports_running(running: Handle) -> None:
@@ -262,3 +288,12 @@ def test_failed_up_stops_what_it_started(tmp_path: Path) -> None:
         finally:
             stack.down()
             kill_leftovers(run_dir)
+
+
+def test_the_compose_prometheus_config_is_valid_for_prometheus() -> None:
+    """The generated file docker-compose mounts, checked by Prometheus's own promtool."""
+    config = REPO_ROOT / "monitoring" / "prometheus" / "prometheus.yml"
+    result = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
