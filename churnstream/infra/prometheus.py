@@ -7,7 +7,7 @@ that need one: the local server (targets on 127.0.0.1) and the docker-compose st
 
 Layout of the local server's home (``<run_dir>/prometheus``)::
 
-    prometheus.yml    the scrape configuration, rewritten from the settings by every `up`
+    prometheus.yml    the scrape configuration, rewritten by every `up --prometheus`
     data/             --storage.tsdb.path
     prometheus.log    its own stdout/stderr
     prometheus.pid    pid of the running server
@@ -204,8 +204,8 @@ class PrometheusServer:
         return scrape_config(
             self.targets,
             self.scrape_interval_seconds,
-            "Written by `churnstream infra up --prometheus` from the settings; "
-            "rewritten by every `up`.",
+            "Written by `churnstream infra up --prometheus` from the settings and options; "
+            "rewritten by every `up --prometheus`.",
         )
 
     def prepare(self) -> None:

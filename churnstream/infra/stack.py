@@ -331,8 +331,8 @@ class LocalStack:
         pids = self._pids(service)
         if pids:
             log.info("%s already running pid=%d", service.name, pids[0])
-            if isinstance(service, PrometheusServer):
-                service.refresh(pids[0])  # the scrape targets may have changed
+            if isinstance(service, PrometheusServer) and self.with_prometheus:
+                service.refresh(pids[0])  # the settings may have moved a scrape target
             return pids[0]
         service.pid_file.unlink(missing_ok=True)  # stale
         for port in service.ports:
