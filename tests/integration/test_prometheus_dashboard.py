@@ -329,7 +329,9 @@ def test_every_dashboard_query_returns_data_from_live_processes(
 
             missing = {str(q): q for q in queries}
             results: dict[str, list[dict[str, Any]]] = {}
-            deadline = time.monotonic() + 90
+            # The monitor's next turn (every 8 s) runs a drift report (~5-20 s here), then
+            # the label join of the snapshot above.
+            deadline = time.monotonic() + 120
             while missing and time.monotonic() < deadline and not traffic.errors:
                 for key, q in list(missing.items()):
                     results[key] = query(server, q.expr)
