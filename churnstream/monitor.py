@@ -58,7 +58,13 @@ def monitor(
     if settings.monitor_metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.monitor_metrics_port, addr=settings.monitor_metrics_host)
+        from core.metrics import component_registry
+
+        start_http_server(
+            settings.monitor_metrics_port,
+            addr=settings.monitor_metrics_host,
+            registry=component_registry("monitor"),
+        )
         log.info("monitor metrics on port=%d", settings.monitor_metrics_port)
     log.info(
         "monitor started interval_seconds=%s bucket_seconds=%s",

@@ -269,6 +269,13 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_REDIS_PORT"),
         description="Port of the local Redis server.",
     )
+    prometheus_port: int = Field(
+        19090,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CHURN_PROMETHEUS_PORT"),
+        description="Port of the local Prometheus (`churnstream infra up --prometheus`).",
+    )
     kafka_libs_dir: Path = Field(
         Path.home() / ".cache" / "churnstream" / "kafka-3.9.1" / "libs",
         validation_alias=_env("CHURN_KAFKA_LIBS_DIR"),

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.metrics import component_registry
 from serving.deps import StateDep
 from serving.routes import json_response
 from serving.schemas import HealthResponse, ReadyResponse
@@ -82,4 +83,4 @@ def ready(state: StateDep) -> Response:
 )
 async def prometheus_metrics() -> Response:
     """Requests and latency by route template, scores served by band, the model in use."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(component_registry("api")), media_type=CONTENT_TYPE_LATEST)
