@@ -107,6 +107,7 @@ SCORING_TIME = (
     "What 'now' is for scoring, ISO 8601 UTC: the clock, or CHURN_AS_OF when set. Ages "
     "such as 'last event 3 days ago' are measured from it."
 )
+AS_OF = "CHURN_AS_OF when scoring at a fixed time (a backfill of old events), else null."
 
 
 class AtRiskResponse(BaseModel):
@@ -126,12 +127,14 @@ class AtRiskResponse(BaseModel):
                 }
             ],
             "scoring_time": "2026-03-01T11:02:14.020Z",
+            "as_of": None,
         }
     )
 
     total: int = Field(description="Customers matching the filter (all pages).")
     items: list[AtRiskItem]
     scoring_time: str = Field(description=SCORING_TIME)
+    as_of: str | None = Field(description=AS_OF)
 
 
 class RiskDistribution(BaseModel):
@@ -158,10 +161,7 @@ class RiskDistribution(BaseModel):
     band_cutoffs: dict[str, float] | None
     customers: int
     scoring_time: str = Field(description=SCORING_TIME)
-    as_of: str | None = Field(
-        description="CHURN_AS_OF when scoring at a fixed time (a backfill of old events), "
-        "else null."
-    )
+    as_of: str | None = Field(description=AS_OF)
 
 
 class ScoreRequest(BaseModel):

@@ -112,15 +112,18 @@ def customers_at_risk(
         total, page = pipe.execute()
     else:
         total, page = _band_page(store, band, offset, limit)
-    return json_response(
-        {"total": total, "items": _items(store, page), "scoring_time": scoring_time(state)}
-    )
+    return json_response({"total": total, "items": _items(store, page), **scoring_times(state)})
 
 
-def scoring_time(state: ApiState) -> str:
-    """What "now" is for scoring (the clock, or ``CHURN_AS_OF``), as ISO 8601 UTC: the
-    time the page measures "3 days ago" from."""
-    return iso_utc(state.risk.clock())
+def scoring_times(state: ApiState) -> dict[str, str | None]:
+    """``scoring_time``: what "now" is for scoring (the clock, or ``CHURN_AS_OF``), and
+    ``as_of``: ``CHURN_AS_OF`` or null; ISO 8601 UTC. The dashboard measures ages such as
+    "last event 3 days ago" from the scoring time."""
+    as_of = state.settings.as_of
+    return {
+        "scoring_time": iso_utc(state.risk.clock()),
+        "as_of": None if as_of is None else iso_utc(as_of.timestamp()),
+    }
 
 
 # One page of the risk index filtered by stored band, on the server: pipelined HGETs
@@ -224,9 +227,6 @@ def risk_distribution(state: StateDep) -> Response:
             "bands": bands,
             "band_cutoffs": cutoffs,
             "customers": results[0],
-            "scoring_time": scoring_time(state),
-            "as_of": None
-            if state.settings.as_of is None
-            else iso_utc(state.settings.as_of.timestamp()),
+            **scoring_times(state),
         }
     )

@@ -132,11 +132,9 @@ def test_dashboard_text_on_backfilled_online_retail(
                 lambda d: d.find_element(By.ID, "risk-card").is_displayed(),
                 "the risk card",
             )
-            shots = Path(os.environ.get("CHURN_DASHBOARD_SCREENSHOTS") or tmp_path)
-            shots.mkdir(parents=True, exist_ok=True)
-            driver.set_window_size(1440, 1900)
-            driver.save_screenshot(str(shots / "dashboard.png"))
-            log.warning("dashboard screenshots in %s", shots)
+            save_screenshots(
+                driver, Path(os.environ.get("CHURN_DASHBOARD_SCREENSHOTS") or tmp_path)
+            )
 
             text = driver.find_element(By.TAG_NAME, "body").text
             for word in FORBIDDEN:
@@ -190,6 +188,20 @@ def test_dashboard_text_on_backfilled_online_retail(
     del worker, producer  # librdkafka's client goes now, not after the broker stops
     gc.collect()
     log.warning("dashboard real-data test took %.1f s", time.monotonic() - started)
+
+
+def save_screenshots(driver: Any, directory: Path) -> None:
+    """The whole page (``dashboard.png``) and the model panel (``dashboard-model.png``)."""
+    from selenium.webdriver.common.by import By
+
+    directory.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    chrome = driver.execute_script("return window.outerHeight - window.innerHeight")
+    driver.set_window_size(1440, height + chrome)
+    time.sleep(0.5)  # the page redraws its charts 0.2 s after a resize
+    driver.save_screenshot(str(directory / "dashboard.png"))
+    driver.find_element(By.ID, "model").screenshot(str(directory / "dashboard-model.png"))
+    log.warning("dashboard screenshots in %s", directory)
 
 
 def context(text: str, needle: str, width: int = 80) -> str:
