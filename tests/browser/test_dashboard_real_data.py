@@ -48,7 +48,7 @@ __all__ = ["driver"]  # the fixture, imported for this module's tests
 
 AS_OF = datetime(2011, 12, 10, tzinfo=UTC)  # the day after the data ends
 FORBIDDEN = ("[object Object]", "undefined", "NaN", "Invalid Date")
-EMPTY_VALUES = {"", "–", "-", "n/a", "…", "Loading…"}
+EMPTY_VALUES = {"", "\u2013", "-", "n/a", "\u2026", "Loading\u2026"}  # the page's "no value" marks
 
 
 def test_dashboard_text_on_backfilled_online_retail(
