@@ -36,7 +36,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from serving.config import ApiSettings
 from stream.batch import BatchProcessor
-from tests.browser.test_dashboard import driver, serving, wait_for
+from tests.browser.test_dashboard import click_row, driver, serving, table_rows, wait_for
 from tests.integration.test_batch_processor import as_messages, batches
 from tests.support_data import online_retail_file
 
@@ -124,9 +124,7 @@ def test_dashboard_text_on_backfilled_online_retail(
                 "the model, the drift report, the at-risk table, the counts and the decisions",
             )
             # the risk card of the customer most at risk, opened as an analyst would
-            driver.find_element(
-                By.CSS_SELECTOR, "#at-risk-table tbody tr[data-customer-id]"
-            ).click()
+            click_row(driver, table_rows(driver)[0][0])
             wait_for(
                 driver,
                 lambda d: d.find_element(By.ID, "risk-card").is_displayed(),
