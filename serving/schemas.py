@@ -103,6 +103,13 @@ class AtRiskItem(BaseModel):
     last_event_time: str | None
 
 
+SCORING_TIME = (
+    "What 'now' is for scoring, ISO 8601 UTC: the clock, or CHURN_AS_OF when set. Ages "
+    "such as 'last event 3 days ago' are measured from it."
+)
+AS_OF = "CHURN_AS_OF when scoring at a fixed time (a backfill of old events), else null."
+
+
 class AtRiskResponse(BaseModel):
     """Customers by their latest stored score, highest first."""
 
@@ -119,11 +126,15 @@ class AtRiskResponse(BaseModel):
                     "last_event_time": "2026-02-18T09:12:44Z",
                 }
             ],
+            "scoring_time": "2026-03-01T11:02:14.020Z",
+            "as_of": None,
         }
     )
 
     total: int = Field(description="Customers matching the filter (all pages).")
     items: list[AtRiskItem]
+    scoring_time: str = Field(description=SCORING_TIME)
+    as_of: str | None = Field(description=AS_OF)
 
 
 class RiskDistribution(BaseModel):
@@ -136,6 +147,8 @@ class RiskDistribution(BaseModel):
             "bands": {"high": 120, "medium": 240, "low": 790},
             "band_cutoffs": {"medium": 0.4, "high": 0.7},
             "customers": 1150,
+            "scoring_time": "2011-12-10T00:00:00.000Z",
+            "as_of": "2011-12-10T00:00:00.000Z",
         }
     )
 
@@ -147,6 +160,8 @@ class RiskDistribution(BaseModel):
     )
     band_cutoffs: dict[str, float] | None
     customers: int
+    scoring_time: str = Field(description=SCORING_TIME)
+    as_of: str | None = Field(description=AS_OF)
 
 
 class ScoreRequest(BaseModel):

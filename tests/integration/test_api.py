@@ -289,6 +289,23 @@ def test_distribution_sums_to_the_customer_count(
     assert body["bands"]["low"] == sum(1 for s in scores if s < 0.4)
 
 
+def test_lists_name_the_scoring_time_the_clock_or_churn_as_of(
+    client: TestClient, settings: Settings, customers: list[str], reports_dir: Path
+) -> None:
+    before = time.time()
+    body = client.get("/stats/risk-distribution").json()
+    page = client.get("/customers/at-risk", params={"limit": 1}).json()
+    for answer in (body, page):
+        assert answer["as_of"] is None
+        assert before - 1 <= parse_iso(answer["scoring_time"]) <= time.time() + 1
+    fixed = settings.model_copy(update={"as_of": datetime(2011, 12, 10, tzinfo=UTC)})
+    with TestClient(create_app(fixed, api_settings(reports_dir))) as frozen:
+        body = frozen.get("/stats/risk-distribution").json()
+        page = frozen.get("/customers/at-risk", params={"limit": 1}).json()
+    assert body["as_of"] == body["scoring_time"] == "2011-12-10T00:00:00.000Z"
+    assert page["as_of"] == page["scoring_time"] == "2011-12-10T00:00:00.000Z"
+
+
 # --- scoring -------------------------------------------------------------------------------
 
 
