@@ -135,13 +135,16 @@ def test_manual_retrain_from_the_cli_runs_the_gate(
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout.strip().splitlines()[-1])
     assert decision["trigger"] == "manual" and "quarterly refresh" in decision["reason"]
-    assert decision["decision"] in ("promoted", "kept_champion")
+    # The scenario is fixed (seed 5, 250 customers): the model retrained on the archive's
+    # latest window does not beat the champion on the same validation rows (ROC AUC about
+    # 0.829 against 0.830), so the gate keeps the champion.
     gate = decision["metrics"]
-    assert decision["promoted"] is (gate["candidate_roc_auc"] > gate["champion_roc_auc"])
+    assert decision["decision"] == "kept_champion", decision["reason"]
+    assert decision["promoted"] is False
+    assert gate["candidate_roc_auc"] <= gate["champion_roc_auc"]
+    assert "does not beat" in decision["reason"]
     champion = ModelRegistry(settings, redis_client).champion()
-    assert champion is not None
-    expected = decision["candidate"] if decision["promoted"] else scenario.champion.version
-    assert champion.version == expected
+    assert champion is not None and champion.version == scenario.champion.version
     assert read_decisions(redis_client, Keys(settings.redis_key_prefix))[0] == decision
 
 
