@@ -24,6 +24,14 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
+from core.events import (
+    Error,
+    ErrorPayload,
+    PageView,
+    PageViewPayload,
+    SessionStart,
+    SessionStartPayload,
+)
 from core.keys import Keys
 from core.model import BandCutoffs, LinearModel
 from core.producer import EventProducer
@@ -38,7 +46,7 @@ from serving.main import create_app
 from stream.batch import BatchProcessor
 from tests.integration.test_batch_processor import as_messages, batches
 from tests.support import free_ports
-from tests.support_models import recency_model
+from tests.support_models import engagement_model, recency_model
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +167,53 @@ def test_risk_matches_assess_at_the_same_time(
         assert body["stored_score"]["band"] == stored.band
         assert body["stored_score"]["model_version"] == FIRST
         assert abs(parse_iso(body["stored_score"]["scored_at"]) - stored.scored_at) < 0.001
+
+
+def test_a_hand_built_customer_scores_as_computed_by_hand(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, registry: ModelRegistry
+) -> None:
+    """Two sessions, five activity events of which two errors, the last exactly two days
+    before the test starts. With recency_model (intercept -1; days since last activity
+    0.35, sessions in 7 days -0.4, error rate over 30 days 2.0; mean 0, scale 1) the log-odds
+    at time t are -1 + 0.35 d - 0.4 * 2 + 2.0 * 2/5, d = (t - last) / 86400 days."""
+    last = int(time.time()) - 2 * 86_400
+    at = lambda seconds: datetime.fromtimestamp(seconds, UTC)  # noqa: E731
+    cid = "hand-built-1"
+    events = [
+        SessionStart(event_id="h1", customer_id=cid, event_time=at(last - 86_400),
+                     payload=SessionStartPayload(session_id="s1")),
+        PageView(event_id="h2", customer_id=cid, event_time=at(last - 86_400 + 60),
+                 payload=PageViewPayload(page="home")),
+        Error(event_id="h3", customer_id=cid, event_time=at(last - 86_400 + 120),
+              payload=ErrorPayload(code=500)),
+        Error(event_id="h4", customer_id=cid, event_time=at(last - 60), payload=ErrorPayload()),
+        SessionStart(event_id="h5", customer_id=cid, event_time=at(last),
+                     payload=SessionStartPayload(session_id="s2")),
+    ]  # fmt: skip
+    model = registry.load_champion()
+    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    with EventProducer(settings) as producer:
+        worker = BatchProcessor(settings, store, producer, lambda: model)
+        # offsets past those the customers fixture used on every partition
+        offsets = {(t, p): 1_000_000 for t in (worker.topics.activity, worker.topics.transactions)
+                   for p in range(settings.topic_partitions)}  # fmt: skip
+        assert worker.process(as_messages(worker.topics, events, offsets)).applied == 5
+
+    body = client.get(f"/customers/{cid}/risk").json()
+    d = (math.floor(parse_iso(body["evaluated_at"])) - last) / 86_400  # features: whole seconds
+    assert 2.0 <= d < 2.01
+    log_odds = -1.0 + 0.35 * d - 0.4 * 2 + 2.0 * 0.4
+    score = 1.0 / (1.0 + math.exp(-log_odds))
+    assert 0.42 < score < 0.43  # -0.3 + 0.35 (d - 2): between the cut-offs 0.4 and 0.7
+    assert body["score"] == pytest.approx(score, abs=1e-6)
+    assert body["band"] == "medium"
+    features = body["features"]
+    assert features["sessions_7d"] == 2 and features["error_rate_30d"] == 0.4
+    assert features["days_since_last_activity"] == pytest.approx(d, abs=1e-9)
+    contributions = dict((e["feature"], e["contribution"]) for e in body["explanations"])
+    assert contributions == pytest.approx(
+        {"sessions_7d": -0.8, "error_rate_30d": 0.8, "days_since_last_activity": 0.35 * d}
+    )
 
 
 def test_the_fast_path_answers_as_the_fastapi_route_does(
@@ -510,7 +565,20 @@ def test_access_log_lines_follow_the_setting(
 
 
 def second_model() -> LinearModel:
-    return replace(recency_model(SECOND), bands=BandCutoffs(medium=0.2, high=0.5))
+    """Other weights and other band cut-offs than the first champion."""
+    return replace(engagement_model(SECOND), bands=BandCutoffs(medium=0.2, high=0.5))
+
+
+def assert_served_by(client: TestClient, model: LinearModel, other: LinearModel,
+                     customers: list[str]) -> None:  # fmt: skip
+    """Each served score and band is ``model``'s own computation on the served features
+    (and not ``other``'s: the two models disagree on every customer)."""
+    for customer_id in customers:
+        body = client.get(f"/customers/{customer_id}/risk").json()
+        assert body["model_version"] == model.version
+        assert body["score"] == pytest.approx(model.score_one(body["features"]), abs=1e-6)
+        assert body["band"] == model.band_of(model.score_one(body["features"]))
+        assert body["score"] != pytest.approx(other.score_one(body["features"]), abs=1e-3)
 
 
 def test_admin_needs_the_key(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
@@ -547,7 +615,7 @@ def test_promote_through_the_api(
     assert response.status_code == 200, response.text
     assert response.json()["champion"] == SECOND and response.json()["previous"] == FIRST
     assert client.get("/models/current").json()["version"] == SECOND
-    assert client.get(f"/customers/{customers[0]}/risk").json()["model_version"] == SECOND
+    assert_served_by(client, second_model(), recency_model(FIRST), customers[:10])
     assert client.get("/stats/risk-distribution").json()["band_cutoffs"] == {
         "medium": 0.2,
         "high": 0.5,
@@ -577,7 +645,14 @@ def test_a_promotion_elsewhere_is_picked_up_by_polling(
         while client.get("/ready").json()["model_version"] != SECOND:
             assert time.monotonic() < deadline, "the API did not load the new champion"
             time.sleep(0.05)
-        assert client.get(f"/customers/{customers[0]}/risk").json()["model_version"] == SECOND
+        assert_served_by(client, second_model(), recency_model(FIRST), customers[:10])
+
+        registry.rollback()  # e.g. `churnstream models rollback`
+        deadline = time.monotonic() + 5
+        while client.get("/ready").json()["model_version"] != FIRST:
+            assert time.monotonic() < deadline, "the API did not load the rolled-back champion"
+            time.sleep(0.05)
+        assert_served_by(client, recency_model(FIRST), second_model(), customers[:10])
 
 
 def test_retrain_request_is_recorded_for_the_trainer(
