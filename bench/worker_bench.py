@@ -461,7 +461,7 @@ def _timed_worker(
     ends: dict[PARTITIONS_OF, int],
 ) -> WorkerRun:
     total = sum(ends.values())
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     rclient = connect_redis(settings)
     worker = WorkerProcess(settings, root / f"worker-{settings.redis_key_prefix}.log")
     stack.callback(worker.stop)
@@ -542,7 +542,7 @@ def e2e_latency(
     ``warm_customers``, each of them gets one event in the warm-up too (a restarted
     worker's memory is cold; live traffic would have loaded them long ago)."""
     settings = run.settings
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     uid = uuid.uuid4().hex[:6]
     total = int(rate * seconds)
     samples = [f"LAT-{uid}-{i:05d}" for i in range(total // sample_every + 1)]
@@ -677,7 +677,7 @@ def play(event_id: str, customer_id: str, at: datetime) -> Play:
 
 
 def wait_drained(settings: Settings, timeout: float) -> None:
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     ends = input_end_offsets(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -698,7 +698,7 @@ def batch_processor_rate(
     profile: cProfile.Profile | None = None,
 ) -> tuple[float, int]:
     """Feed ``messages`` to a fresh BatchProcessor (own key prefix); return (eps, scored)."""
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     producer = EventProducer(settings, create_topics=False)
     processor = BatchProcessor(settings, store, producer, lambda: model)
     scored = 0
@@ -877,7 +877,7 @@ def memory_per_customer(
     rate, _ = batch_processor_rate(settings, messages, model, batch)
     build_seconds = time.perf_counter() - start
     client = connect_redis(settings)
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     ids = sorted(events_of)
     chosen = [ids[i] for i in np.random.default_rng(2).choice(len(ids), sample, replace=False)]
     pipe = client.pipeline(transaction=False)
@@ -1029,7 +1029,7 @@ def profiled_worker_run(
     promote_champion(settings, model)
     produce_lines(settings, data.lines)
     ends = input_end_offsets(settings)
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     worker = WorkerProcess(settings, root / "worker-py-spy.log")
     stack.callback(worker.stop)
     worker.start()

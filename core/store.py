@@ -5,7 +5,10 @@ Conventions: times are epoch seconds (UTC); a tile is stored as msgpack
 of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, and the
 offset fences of the partitions the batch came from — happen in one MULTI/EXEC that is
 refused when any of those fences moved since it was read (another worker took over), so
-a batch is applied exactly once.
+a batch is applied exactly once. On a Redis Cluster that transaction is one per
+partition: a partition's customers, indexes and fences share a hash tag
+(:mod:`core.keys`), so each partition's part of a batch is all-or-nothing, which is what
+exactly-once needs (fences are per partition).
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import msgspec
 import numpy as np
 import redis
 
+from core import leaderboard
 from core.aggregates import N_COUNTERS, CustomerAggregates
 from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
+from core.model import BANDS
+from core.redis_client import client_is_cluster, get_many
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -231,18 +237,14 @@ class FeatureStore:
 
     def read_fences(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Last applied offset per (topic, partition); -1 where nothing was applied."""
-        values = self.redis.mget([self.keys.fence(t, p) for t, p in partitions])
+        values = get_many(self.redis, [self.keys.fence(t, p) for t, p in partitions])
         return {
             tp: int(v) if v is not None else -1 for tp, v in zip(partitions, values, strict=True)
         }
 
     def stale_customers(self, scored_before: float, limit: int) -> list[str]:
         """Customers whose latest score is older than ``scored_before``, oldest first."""
-        ids = cast(
-            list[bytes],
-            self.redis.zrangebyscore(self.keys.scored_at, "-inf", scored_before, 0, limit),
-        )
-        return [i.decode() for i in ids]
+        return leaderboard.stale_customers(self.redis, self.keys, scored_before, limit)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -257,14 +259,62 @@ class FeatureStore:
 
         Raises :class:`FenceMoved` (writing nothing) when a fence is not at its expected
         offset. Clears each customer's change tracking once written.
+
+        On a cluster, each partition (shard) commits in its own transaction, in partition
+        order; :class:`FenceMoved` or a Redis error then means that the partitions before
+        the failing one are committed and the others are not.
         """
-        fence_keys = {tp: self.keys.fence(*tp) for tp in fences}
         customers = list(customers)
+        if client_is_cluster(self.redis):
+            for _shard, (group, group_scores, group_fences) in self._by_shard(
+                customers, scores, fences
+            ):
+                self._commit(group, group_scores, group_fences)
+        else:
+            self._commit(customers, scores, fences)
+        for agg in customers:
+            agg.changed_days.clear()
+            agg.dropped_days.clear()
+
+    def _by_shard(
+        self,
+        customers: Sequence[CustomerAggregates],
+        scores: Sequence[Score],
+        fences: Mapping[tuple[str, int], tuple[int, int]],
+    ) -> list[
+        tuple[
+            int,
+            tuple[list[CustomerAggregates], list[Score], dict[tuple[str, int], tuple[int, int]]],
+        ]
+    ]:
+        """The commit split by shard: (shard, (customers, scores, fences)), shards without
+        a fence first (they hold no offset), then by partition."""
+        groups: dict[int, tuple[list[CustomerAggregates], list[Score], dict[Any, Any]]] = {}
+
+        def group(shard: int) -> tuple[list[CustomerAggregates], list[Score], dict[Any, Any]]:
+            return groups.setdefault(shard, ([], [], {}))
+
+        for agg in customers:
+            group(self.keys.shard_of(agg.customer_id))[0].append(agg)
+        for score in scores:
+            group(self.keys.shard_of(score.customer_id))[1].append(score)
+        for tp, moves in fences.items():
+            group(tp[1])[2][tp] = moves
+        return sorted(groups.items(), key=lambda item: (bool(item[1][2]), item[0]))
+
+    def _commit(
+        self,
+        customers: Sequence[CustomerAggregates],
+        scores: Sequence[Score],
+        fences: Mapping[tuple[str, int], tuple[int, int]],
+    ) -> None:
+        """One transaction: the writes, and the fences moved if they are where expected."""
+        fence_keys = {tp: self.keys.fence(*tp) for tp in fences}
         with self.redis.pipeline(transaction=True) as pipe:
             try:
                 if fence_keys:
                     pipe.watch(*fence_keys.values())  # type: ignore[no-untyped-call]
-                    current = pipe.mget(list(fence_keys.values()))
+                    current = [pipe.get(key) for key in fence_keys.values()]
                     for (tp, (expected, _)), value in zip(fences.items(), current, strict=True):
                         if (int(value) if value is not None else -1) != expected:
                             raise FenceMoved(
@@ -277,15 +327,17 @@ class FeatureStore:
                 pipe.execute()
             except redis.WatchError as exc:
                 raise FenceMoved(str(exc)) from exc
-        for agg in customers:
-            agg.changed_days.clear()
-            agg.dropped_days.clear()
 
     def write_scores(self, scores: Sequence[Score]) -> None:
-        """Write scores only (the aggregates are unchanged), e.g. re-scoring silent customers."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_customers(pipe, [], scores)
-            pipe.execute()
+        """Write scores only (the aggregates are unchanged), e.g. re-scoring silent
+        customers: one transaction per shard."""
+        shards: dict[int, list[Score]] = {}
+        for score in scores:
+            shards.setdefault(self.keys.shard_of(score.customer_id), []).append(score)
+        for group in shards.values():
+            with self.redis.pipeline(transaction=True) as pipe:
+                self._queue_customers(pipe, [], group)
+                pipe.execute()
 
     def _queue_customers(
         self,
@@ -309,6 +361,23 @@ class FeatureStore:
         for score in pending.values():
             fields: dict[Any, Any] = dict(score_fields(score))
             pipe.hset(self.keys.customer(score.customer_id), mapping=fields)
-        if scores:
-            pipe.zadd(self.keys.risk, {s.customer_id: s.score for s in scores})
-            pipe.zadd(self.keys.scored_at, {s.customer_id: s.scored_at for s in scores})
+        self._queue_indexes(pipe, scores)
+
+    def _queue_indexes(self, pipe: redis.client.Pipeline, scores: Sequence[Score]) -> None:
+        """Each score into its shard's ``risk``, ``scored_at`` and ``risk:<band>`` sorted
+        sets (and out of the other bands' sets): 2 + len(BANDS) commands per shard."""
+        by_shard: dict[int, list[Score]] = {}
+        for score in scores:
+            by_shard.setdefault(self.keys.shard_of(score.customer_id), []).append(score)
+        for shard, group in by_shard.items():
+            pipe.zadd(self.keys.risk(shard), {s.customer_id: s.score for s in group})
+            pipe.zadd(self.keys.scored_at(shard), {s.customer_id: s.scored_at for s in group})
+            for band in BANDS:
+                members = [s for s in group if s.band == band]
+                others = [s.customer_id for s in group if s.band != band]
+                if members:
+                    pipe.zadd(
+                        self.keys.risk_band(shard, band), {s.customer_id: s.score for s in members}
+                    )
+                if others:
+                    pipe.zrem(self.keys.risk_band(shard, band), *others)

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         registry = ModelRegistry(settings, client)
         watcher = ModelWatcher(registry)
         await anyio.to_thread.run_sync(watcher.refresh)
-        keys = Keys(settings.redis_key_prefix)
+        keys = Keys.of(settings)
         store = FeatureStore(client, keys)
         app.state.services = ApiState(
             settings=settings,

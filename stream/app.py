@@ -48,7 +48,7 @@ class WorkerRuntime:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         client = connect_redis(settings)
-        self.store = FeatureStore(client, Keys(settings.redis_key_prefix))
+        self.store = FeatureStore(client, Keys.of(settings))
         self.producer = EventProducer(settings, create_topics=False)
         # The timer runs beside the batch thread: it gets its own producer and counters.
         self.rescore_producer = EventProducer(settings, create_topics=False)

@@ -94,13 +94,13 @@ def test_dashboard_text_on_backfilled_online_retail(
     with EventProducer(settings) as producer:
         worker = BatchProcessor(
             settings,
-            FeatureStore(redis_client, Keys(settings.redis_key_prefix)),
+            FeatureStore(redis_client, Keys.of(settings)),
             producer,
             lambda: model,
         )
         for batch in batches(as_messages(worker.topics, events, {}), 2000):
             worker.process(batch)
-        customers = redis_client.zcard(Keys(settings.redis_key_prefix).risk)
+        customers = redis_client.zcard(Keys.of(settings).risk)
         assert customers == report.customers
         outcome, decision = drift_job(settings, redis_client)
         assert outcome.report is not None and decision is not None

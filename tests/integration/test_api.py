@@ -71,7 +71,7 @@ def fill_store(settings: Settings, client: redis.Redis, customers: int = 40) -> 
     )
     events = list(simulate(config))
     model = ModelRegistry(settings, client).load_champion()
-    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(settings))
     with EventProducer(settings) as producer:
         worker = BatchProcessor(settings, store, producer, lambda: model)
         for batch in batches(as_messages(worker.topics, events, {}), 1000):
@@ -113,7 +113,7 @@ def client(settings: Settings, customers: list[str], reports_dir: Path) -> Itera
 
 
 def stored_bands(client: redis.Redis, settings: Settings, ids: list[str]) -> dict[str, str]:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     return {cid: client.hget(keys.customer(cid), "band").decode() for cid in ids}
 
 
@@ -136,7 +136,7 @@ def test_risk_matches_assess_at_the_same_time(
     registry: ModelRegistry,
     customers: list[str],
 ) -> None:
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     model = registry.load_champion()
     actions = api_settings(Path()).retention_actions
     for customer_id in customers[:10]:
@@ -191,7 +191,7 @@ def test_a_hand_built_customer_scores_as_computed_by_hand(
                      payload=SessionStartPayload(session_id="s2")),
     ]  # fmt: skip
     model = registry.load_champion()
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     with EventProducer(settings) as producer:
         worker = BatchProcessor(settings, store, producer, lambda: model)
         # offsets past those the customers fixture used on every partition
@@ -270,7 +270,7 @@ def test_at_risk_lists_the_risk_index_in_order_and_pages(
     assert everyone["total"] == len(customers) == len(everyone["items"])
     scores = [item["score"] for item in everyone["items"]]
     assert scores == sorted(scores, reverse=True)
-    ranked = redis_client.zrevrange(Keys(settings.redis_key_prefix).risk, 0, -1)
+    ranked = redis_client.zrevrange(Keys.of(settings).risk, 0, -1)
     assert [item["customer_id"] for item in everyone["items"]] == [m.decode() for m in ranked]
     bands = stored_bands(redis_client, settings, customers)
     for item in everyone["items"]:
@@ -336,7 +336,7 @@ def test_distribution_sums_to_the_customer_count(
     scores = [
         s
         for _, s in redis_client.zrange(
-            Keys(settings.redis_key_prefix).risk, 0, -1, withscores=True
+            Keys.of(settings).risk, 0, -1, withscores=True
         )
     ]
     assert body["counts"] == [sum(1 for s in scores if lo <= s < lo + 0.1 or (i == 9 and s == 1.0)) for i, lo in enumerate(body["bins"][:-1])]  # fmt: skip

@@ -35,7 +35,7 @@ def test_backfill_applies_every_event_and_scores_as_of_the_end(
     assert done.as_of.isoformat()[:10] > report["last_event"][:10]
     assert set(done.seconds) == {"import", "train", "replay", "worker_catch_up", "total"}
 
-    keys = Keys(retail.redis_key_prefix)
+    keys = Keys.of(retail)
     assert redis_client.zcard(keys.risk) == report["customers"]
     scored_at = {float(s) for _, s in redis_client.zrange(keys.scored_at, 0, -1, withscores=True)}
     assert scored_at == {done.as_of.timestamp()}

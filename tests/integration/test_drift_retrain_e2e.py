@@ -120,7 +120,7 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     tmp_path: Path,
 ) -> None:
     settings = e2e_settings
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     registry = ModelRegistry(settings, redis_client)
 
     # 1. the champion, as a fresh install gets it

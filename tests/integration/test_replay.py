@@ -170,7 +170,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
 def redis_snapshot(
     client: redis.Redis, settings: Settings, customers: list[str]
 ) -> dict[str, object]:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     return {
         "customers": {c: client.hgetall(keys.customer(c)) for c in customers},
         "risk": client.zrange(keys.risk, 0, -1, withscores=True),

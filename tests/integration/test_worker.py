@@ -102,7 +102,7 @@ def offline_state(events: Sequence[Event], settings: Settings) -> dict[str, dict
 
 
 def online_state(settings: Settings, customer_ids: Sequence[str]) -> dict[str, dict[str, object]]:
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     loaded = store.load_customers(sorted(customer_ids))
     return {cid: customer.aggregates.snapshot() for cid, customer in loaded.items()}
 
@@ -114,7 +114,7 @@ def kill_mid_stream(
     past ``since`` (so the worker holds partitions and applies events) and still lies a few
     batches short of its partition's end. Asserts that the fences it left lie strictly
     between ``since`` and the end on some partition, and returns them."""
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     ends = input_end_offsets(settings)
     partitions = sorted(ends)
     margin = 3 * settings.batch_size
@@ -137,7 +137,7 @@ def assert_scores_are_the_models(
 ) -> None:
     """Every stored score and band (and the risk index) is ``model``'s own computation on
     the customer's stored state at the time the score was taken."""
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     loaded = FeatureStore(client, keys).load_customers(sorted(customers))
     for cid, customer in loaded.items():
         # the hash and the risk index in one snapshot (the timer may re-score in between)
@@ -158,7 +158,7 @@ def wait_for_versions(
     client: redis.Redis, settings: Settings, customers: Sequence[str], version: str,
     worker: WorkerProcess, timeout: float = 30,
 ) -> None:  # fmt: skip
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         versions = {client.hget(keys.customer(c), "model_version") for c in customers}
@@ -181,7 +181,7 @@ def test_every_customer_is_scored_and_features_equal_the_offline_computation(
     sent_at = time.monotonic()
     produce(worker_settings, events)
     customers = {e.customer_id for e in events}
-    keys = Keys(worker_settings.redis_key_prefix)
+    keys = Keys.of(worker_settings)
     while redis_client.zcard(keys.risk) < len(customers) and time.monotonic() - sent_at < 30:
         time.sleep(0.1)
     assert redis_client.zcard(keys.risk) == len(customers), worker.log_tail()
@@ -312,7 +312,7 @@ def test_silent_customers_are_rescored_on_the_timer_and_their_risk_rises(
     produce(worker_settings, events)
     wait_drained(worker_settings)
     wait_for_versions(redis_client, worker_settings, customers, model.version, worker)
-    keys = Keys(worker_settings.redis_key_prefix)
+    keys = Keys.of(worker_settings)
 
     def scores() -> dict[str, tuple[float, float]]:
         return {
