@@ -4,7 +4,9 @@
 ``CHURN_REDIS_CLUSTER=auto`` (the default) the server is asked once per process and URL
 (``INFO cluster``) and a cluster gets redis-py's :class:`redis.cluster.RedisCluster`,
 which discovers the other nodes and routes each command to the node owning its slot.
-``yes`` or ``no`` skip the question.
+``yes`` or ``no`` skip the question (when the server does not answer the question, a
+single-server client is returned and the question is asked again on the next connection;
+set ``yes`` on a cluster whose clients may start before it).
 
 Both clients answer the same commands; what differs on a cluster is that a transaction, a
 Lua script or a multi-key command must name keys of one hash slot only. The key layout
@@ -14,6 +16,7 @@ code that reads across tags uses non-transactional pipelines (:func:`get_many`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, cast
@@ -22,6 +25,14 @@ import redis
 from redis.cluster import RedisCluster
 
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
 def _options(settings: Settings, decode_responses: bool) -> dict[str, Any]:
@@ -53,7 +64,16 @@ def is_cluster(settings: Settings) -> bool:
     if settings.redis_cluster != "auto":
         return settings.redis_cluster == "yes"
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return _cluster_enabled(settings.redis_url, password)
+    try:
+        return _cluster_enabled(settings.redis_url, password)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Not remembered: the next connection asks again.
+        log.warning(
+            "redis does not answer; assuming a single server url=%s error=%r",
+            _redacted(settings.redis_url),
+            exc,
+        )
+        return False
 
 
 def connect_redis(settings: Settings, *, decode_responses: bool = False) -> redis.Redis:

@@ -21,7 +21,7 @@ from typing import cast
 
 import redis
 
-from churnstream.infra.processes import InfraError
+from churnstream.infra.processes import InfraError, read_pid_file, stop_pid
 from churnstream.infra.redis_server import HOST, RedisServer
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ class ClusterNode(RedisServer):
     @property
     def ports(self) -> tuple[int, ...]:
         return (self.port, self.port + BUS_PORT_OFFSET)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
 
     def argv(self) -> list[str]:
         return [
@@ -131,3 +135,30 @@ def _create(nodes: Sequence[ClusterNode]) -> None:
             (done.stdout + done.stderr)[-2000:],
         )
     log.info("redis cluster created nodes=%s", ",".join(node.address for node in nodes))
+
+
+def start_local_cluster(run_dir: Path, first_port: int, timeout: float) -> tuple[ClusterNode, ...]:
+    """Start the masters under ``run_dir`` and join them (for tests and benchmarks that
+    need their own cluster); stop them with :func:`stop_local_cluster`."""
+    nodes = cluster_nodes(run_dir, first_port)
+    pids = []
+    try:
+        for node in nodes:
+            node.prepare()
+            pids.append(node.start())
+        for node, pid in zip(nodes, pids, strict=True):
+            node.wait_ready(pid, timeout)
+        form_cluster(nodes, timeout)
+    except BaseException:
+        stop_local_cluster(nodes)
+        raise
+    return nodes
+
+
+def stop_local_cluster(nodes: Sequence[ClusterNode], timeout: float = 10.0) -> None:
+    """Stop the masters :func:`start_local_cluster` started (SIGTERM, then SIGKILL)."""
+    for node in nodes:
+        pid = read_pid_file(node.pid_file)
+        if pid is not None:
+            stop_pid(pid, node.markers, timeout=timeout)
+        node.pid_file.unlink(missing_ok=True)

@@ -45,10 +45,10 @@ from serving.config import ApiSettings
 from serving.main import create_app
 from stream.batch import BatchProcessor
 from tests.integration.test_batch_processor import as_messages, batches
-from tests.support import free_ports
+from tests.support import every_shard, free_ports
 from tests.support_models import engagement_model, recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 FIRST, SECOND = "test-recency-1", "test-recency-2"
@@ -270,8 +270,8 @@ def test_at_risk_lists_the_risk_index_in_order_and_pages(
     assert everyone["total"] == len(customers) == len(everyone["items"])
     scores = [item["score"] for item in everyone["items"]]
     assert scores == sorted(scores, reverse=True)
-    ranked = redis_client.zrevrange(Keys.of(settings).risk, 0, -1)
-    assert [item["customer_id"] for item in everyone["items"]] == [m.decode() for m in ranked]
+    ranked = every_shard(redis_client, Keys.of(settings), "risk")
+    assert [item["customer_id"] for item in everyone["items"]] == [m.decode() for m, _ in ranked]
     bands = stored_bands(redis_client, settings, customers)
     for item in everyone["items"]:
         assert item["band"] == bands[item["customer_id"]]
@@ -333,12 +333,7 @@ def test_distribution_sums_to_the_customer_count(
     assert sum(body["counts"]) == body["customers"] == len(customers)
     assert sum(body["bands"].values()) == len(customers)
     assert body["band_cutoffs"] == {"medium": 0.4, "high": 0.7}
-    scores = [
-        s
-        for _, s in redis_client.zrange(
-            Keys.of(settings).risk, 0, -1, withscores=True
-        )
-    ]
+    scores = [s for _, s in every_shard(redis_client, Keys.of(settings), "risk")]
     assert body["counts"] == [sum(1 for s in scores if lo <= s < lo + 0.1 or (i == 9 and s == 1.0)) for i, lo in enumerate(body["bins"][:-1])]  # fmt: skip
     assert body["bands"]["high"] == sum(1 for s in scores if s >= 0.7)
     assert body["bands"]["low"] == sum(1 for s in scores if s < 0.4)
@@ -856,6 +851,7 @@ def test_concurrent_risk_lookups_share_a_batch_and_match_one_by_one(
             ]
 
 
+@pytest.mark.single_redis  # it points the client's one connection pool elsewhere
 def test_an_unreachable_redis_is_a_503_not_a_500(client: TestClient, customers: list[str]) -> None:
     assert client.get(f"/customers/{customers[0]}/risk").status_code == 200
     state = client.app.state.services  # type: ignore[attr-defined]

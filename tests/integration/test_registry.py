@@ -15,7 +15,6 @@ import redis
 import typer
 from typer.testing import CliRunner
 
-from core.keys import Keys
 from core.model import BandCutoffs, LinearModel
 from core.registry import (
     ArtifactIntegrityError,

@@ -142,9 +142,7 @@ def test_a_stopped_workers_partitions_move_to_the_other_and_verify_is_exact(
     assert list(alone.values()) == [every_partition]
     assert staying.process is not None and staying.process.poll() is None, staying.log_tail()
 
-    store = FeatureStore(
-        redis.Redis.from_url(group_settings.redis_url), Keys.of(group_settings)
-    )
+    store = FeatureStore(redis.Redis.from_url(group_settings.redis_url), Keys.of(group_settings))
     report = verify(
         store, EventArchive(group_settings.archive_dir), topics, group_settings.retention_days
     )

@@ -38,7 +38,7 @@ from tests.support import REPO_ROOT
 from tests.support_models import recency_model
 from tests.support_worker import WorkerProcess, settings_env, wait_drained
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=25)
 

@@ -36,6 +36,7 @@ from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_batch_processor import malformed_cases
+from tests.support import every_shard
 from tests.support_kafka import dead_letters
 from tests.support_models import engagement_model, linear_model, recency_model
 from tests.support_worker import WorkerProcess, wait_drained
@@ -142,7 +143,8 @@ def assert_scores_are_the_models(
     for cid, customer in loaded.items():
         # the hash and the risk index in one snapshot (the timer may re-score in between)
         pipe = client.pipeline(transaction=True)
-        fields, indexed = pipe.hgetall(keys.customer(cid)).zscore(keys.risk, cid).execute()
+        risk = keys.risk(keys.shard_of(cid))
+        fields, indexed = pipe.hgetall(keys.customer(cid)).zscore(risk, cid).execute()
         assert fields[b"model_version"] == model.version.encode()
         at = int(float(fields[b"scored_at"]))
         features = feature_matrix([customer.aggregates], at, model.feature_names)
@@ -182,9 +184,13 @@ def test_every_customer_is_scored_and_features_equal_the_offline_computation(
     produce(worker_settings, events)
     customers = {e.customer_id for e in events}
     keys = Keys.of(worker_settings)
-    while redis_client.zcard(keys.risk) < len(customers) and time.monotonic() - sent_at < 30:
+
+    def scored() -> int:
+        return len(every_shard(redis_client, keys, "risk"))
+
+    while scored() < len(customers) and time.monotonic() - sent_at < 30:
         time.sleep(0.1)
-    assert redis_client.zcard(keys.risk) == len(customers), worker.log_tail()
+    assert scored() == len(customers), worker.log_tail()
     wait_drained(worker_settings)
     assert online_state(worker_settings, sorted(customers)) == offline_state(
         events, worker_settings
