@@ -41,7 +41,7 @@ from tests.support_kafka import dead_letters
 from tests.support_models import engagement_model, linear_model, recency_model
 from tests.support_worker import WorkerProcess, wait_drained
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 TopicPartition = tuple[str, int]
 
