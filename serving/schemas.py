@@ -68,6 +68,8 @@ class RiskResponse(BaseModel):
             "score": 0.97,
             "band": "high",
             "action": "retention offer",
+            "value": 180.5,
+            "expected_loss": 175.09,
             "model_version": "v20260105T101500-3fa9c1",
             "last_event_time": "2026-02-18T09:12:44Z",
             "evaluated_at": "2026-03-01T12:00:00.125Z",
@@ -86,6 +88,12 @@ class RiskResponse(BaseModel):
     score: float
     band: Band
     action: str = Field(description="The retention action for the band (CHURN_RETENTION_ACTIONS).")
+    value: float = Field(
+        description="The customer's value over the model's label horizon, in the events' "
+        "currency: recent spend rate x horizon, or the plan's value (CHURN_PLAN_VALUES), "
+        "whichever is larger."
+    )
+    expected_loss: float = Field(description="score x value: the value expected to leave.")
     model_version: str
     last_event_time: str
     evaluated_at: str
