@@ -51,8 +51,10 @@ def test_gain_is_the_emp_profit_of_one_customer() -> None:
     assert expected_gain(0.2, 200.0, campaign) == pytest.approx(0.2 * 0.3 * 190 - 1)
     # below the break-even risk contacting loses money
     break_even = 1.0 / (0.3 * 190.0)
-    assert expected_gain(break_even * 0.99, 200.0, campaign) < 0 < expected_gain(
-        break_even * 1.01, 200.0, campaign
+    assert (
+        expected_gain(break_even * 0.99, 200.0, campaign)
+        < 0
+        < expected_gain(break_even * 1.01, 200.0, campaign)
     )
     # a customer worth less than the incentive is never worth contacting
     assert expected_gain(1.0, 5.0, campaign) < 0
