@@ -10,9 +10,9 @@ at request time (:func:`core.risk.assess_many`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -188,3 +188,39 @@ def _reasons(
         else [(name, a.features[name], contribution) for name, contribution in a.top_contributions]
         for a in assessed
     ]
+
+
+def contact_list_document(found: ContactList, actions: Mapping[str, str]) -> dict[str, Any]:
+    """A contact list as a JSON object (the answer of ``GET /customers/to-contact`` and
+    ``churnstream targets --json``); ``actions`` maps each band to its retention action."""
+    return {
+        "campaign": {
+            "contact_cost": found.campaign.contact_cost,
+            "incentive": found.campaign.incentive,
+            "save_rate": found.campaign.save_rate,
+        },
+        "budget": found.budget,
+        "max_contacts": found.max_contacts,
+        "count": len(found.contacts),
+        "candidates": found.candidates,
+        "scanned": found.scanned,
+        "total_gain": found.total_gain,
+        "total_spend": found.total_spend,
+        "items": [
+            {
+                "customer_id": c.customer_id,
+                "score": c.score,
+                "band": c.band or None,
+                "action": actions.get(c.band),
+                "value": c.value,
+                "expected_loss": c.expected_loss,
+                "gain": c.gain,
+                "expected_spend": c.expected_spend,
+                "reasons": [
+                    {"feature": name, "value": value, "contribution": contribution}
+                    for name, value, contribution in c.reasons
+                ],
+            }
+            for c in found.contacts
+        ],
+    }

@@ -3,11 +3,11 @@ them, within a budget (:func:`core.contacts.contact_list`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from core.contacts import ContactList, contact_list
+from core.contacts import contact_list, contact_list_document
 from core.targeting import Campaign
 from serving.deps import ChampionDep, StateDep
 from serving.routes import errors, json_response
@@ -66,39 +66,4 @@ def customers_to_contact(
         model=model,
         now=state.risk.clock(),
     )
-    return json_response(contact_list_answer(found, state.api.retention_actions))
-
-
-def contact_list_answer(found: ContactList, actions: dict[str, str]) -> dict[str, Any]:
-    """The JSON content of a contact list (shared by the API and ``churnstream targets``)."""
-    return {
-        "campaign": {
-            "contact_cost": found.campaign.contact_cost,
-            "incentive": found.campaign.incentive,
-            "save_rate": found.campaign.save_rate,
-        },
-        "budget": found.budget,
-        "max_contacts": found.max_contacts,
-        "count": len(found.contacts),
-        "candidates": found.candidates,
-        "scanned": found.scanned,
-        "total_gain": found.total_gain,
-        "total_spend": found.total_spend,
-        "items": [
-            {
-                "customer_id": c.customer_id,
-                "score": c.score,
-                "band": c.band or None,
-                "action": actions.get(c.band),
-                "value": c.value,
-                "expected_loss": c.expected_loss,
-                "gain": c.gain,
-                "expected_spend": c.expected_spend,
-                "reasons": [
-                    {"feature": name, "value": value, "contribution": contribution}
-                    for name, value, contribution in c.reasons
-                ],
-            }
-            for c in found.contacts
-        ],
-    }
+    return json_response(contact_list_document(found, state.api.retention_actions))
