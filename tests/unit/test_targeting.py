@@ -156,3 +156,22 @@ def test_the_value_is_stored_with_the_score() -> None:
     older = {k: v for k, v in fields.items() if k != b"value"}
     legacy = decode_customer("c1", older).score
     assert legacy is not None and legacy.value is None
+
+
+@given(
+    st.floats(-100.0, 1e7),
+    st.floats(0.0, 2000.0),
+    st.sampled_from([0.0, 1.0]),
+    st.floats(1.0, 365.0),
+    st.integers(91, 800),
+)
+def test_one_customer_value_agrees_exactly_with_the_vectorised_one(
+    spent: float, tenure: float, paid: float, horizon: float, retention: int
+) -> None:
+    from core.targeting import value_of
+
+    valuation = Valuation(horizon_days=horizon, retention_days=retention,
+                          plan_values={"free": 3.0, "paid": 250.0})  # fmt: skip
+    features = {"revenue_365d": spent, "days_since_first_seen": tenure, "is_paid": paid}
+    row = np.array([[features[name] for name in VALUE_INPUTS]])
+    assert value_of(features, valuation) == customer_values(row, VALUE_INPUTS, valuation)[0]
