@@ -5,7 +5,7 @@ worker (value stored with each score), the API and ``churnstream targets`` (the 
 list) and the trainer (the offline evaluation):
 
 * **value** of a customer: what they are expected to bring over the label horizon — their
-  recent spend rate times the horizon (transaction data), or their plan's value
+  spend rate over the last year times the horizon (transaction data), or their plan's value
   (``CHURN_PLAN_VALUES``, subscriptions), whichever is larger, so a paying subscriber whose
   renewals arrive as purchases is not counted twice (:func:`customer_values`);
 * **expected loss** = p(churn) x value (:func:`expected_loss`);
@@ -98,6 +98,16 @@ class Valuation:
     horizon_days: float = 14.0
     plan_values: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PLAN_VALUES))
     retention_days: int = 120
+
+    def spend_days(self) -> tuple[float, float]:
+        """The fewest and most days a spend rate is taken over: the horizon (at least 1),
+        and the year the spend is summed over, or the retention if shorter.
+
+        >>> Valuation(horizon_days=90, retention_days=120).spend_days()
+        (90.0, 120.0)
+        """
+        most = float(min(SPEND_WINDOW_DAYS, self.retention_days))
+        return min(max(float(self.horizon_days), 1.0), most), most
 
     @classmethod
     def from_settings(cls, settings: Settings, model_metadata: Mapping[str, Any]) -> Valuation:
@@ -192,21 +202,24 @@ def customer_values(features: np.ndarray, names: Sequence[str], valuation: Valua
     """Each row's value over the horizon: max(spend estimate, plan value), rounded to cents.
 
     The spend estimate is the customer's spend rate over the last year — the amount spent
-    in it divided by the days it covers (the days since first seen, at least 1, at most 365
-    and at most ``retention_days``) — times ``horizon_days``. The plan value is
+    in it divided by the days it covers: the days since first seen, at most 365 and at most
+    ``retention_days``, and at least ``horizon_days`` (so a new customer is valued at what
+    they spent, not at their first days' spending stretched over the horizon) — times
+    ``horizon_days``. The plan value is
     ``plan_values["paid"]`` on the paid plan, else ``plan_values["free"]`` (0 when absent).
     ``features`` has one column per name in ``names``, which include :data:`VALUE_INPUTS`.
     Costs a few vectorised numpy operations per call (~10 ns per customer).
 
     >>> names = ("revenue_365d", "days_since_first_seen", "is_paid")
-    >>> x = np.array([[300.0, 600.0, 0.0], [300.0, 30.0, 0.0], [0.0, 400.0, 1.0]])
+    >>> x = np.array([[300.0, 600.0, 0.0], [300.0, 180.0, 0.0], [300.0, 2.0, 0.0],
+    ...               [0.0, 400.0, 1.0]])
     >>> customer_values(x, names, Valuation(horizon_days=90, retention_days=400)).tolist()
-    [73.97, 900.0, 200.0]
+    [73.97, 150.0, 300.0, 200.0]
     """
     column = {name: names.index(name) for name in VALUE_INPUTS}
     spent = features[:, column["revenue_365d"]]
-    covered = min(SPEND_WINDOW_DAYS, valuation.retention_days)
-    days = np.clip(features[:, column["days_since_first_seen"]], 1.0, float(covered))
+    fewest, most = valuation.spend_days()
+    days = np.clip(features[:, column["days_since_first_seen"]], fewest, most)
     spend = np.maximum(spent, 0.0) / days * valuation.horizon_days
     paid = features[:, column["is_paid"]] > 0.5
     plans = valuation.plan_values
@@ -220,12 +233,12 @@ def value_of(features: Mapping[str, float], valuation: Valuation) -> float:
     microsecond, where numpy's per-call overhead costs tens): the same operations in the
     same order, so the two agree exactly.
 
-    >>> value_of({"revenue_365d": 300.0, "days_since_first_seen": 30.0, "is_paid": 0.0},
+    >>> value_of({"revenue_365d": 300.0, "days_since_first_seen": 180.0, "is_paid": 0.0},
     ...          Valuation(horizon_days=90, retention_days=400))
-    900.0
+    150.0
     """
-    covered = float(min(SPEND_WINDOW_DAYS, valuation.retention_days))
-    days = min(max(features["days_since_first_seen"], 1.0), covered)
+    fewest, most = valuation.spend_days()
+    days = min(max(features["days_since_first_seen"], fewest), most)
     spend = max(features["revenue_365d"], 0.0) / days * valuation.horizon_days
     level = "paid" if features["is_paid"] > 0.5 else "free"
     plan = valuation.plan_values.get(level, 0.0)

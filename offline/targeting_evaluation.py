@@ -38,8 +38,8 @@ BUDGET_SHARES = (0.05, 0.10, 0.20)
 CURVE_SHARES = tuple(round(i / 100, 2) for i in range(0, 101))
 VALUE_DEFINITION = (
     "a churner's realized value is their value estimate at the cutoff: spend over the last "
-    "365 days (at most the retention) per day known, times the label horizon, or their "
-    "plan's value (CHURN_PLAN_VALUES) if larger"
+    "365 days (at most the retention) per day known (at least the horizon), times the label "
+    "horizon, or their plan's value (CHURN_PLAN_VALUES) if larger"
 )
 
 
@@ -213,7 +213,8 @@ def evaluate_targeting(
     rows (``valid``, with every feature of :data:`core.features.FEATURE_NAMES`) and the
     model's ``scores`` on them, values from :func:`core.targeting.customer_values`. With
     the ``events``, also the value accuracy of the estimate used and of two alternatives
-    (spend rates over 90 and 180 days) on the rows that did not churn."""
+    (the year's spend rate over the days known from the first day on, and spend rates over
+    90 and 180 days) on the rows that did not churn."""
     value = customer_values(valid.X, valid.feature_names, valuation)
     out = targeting_metrics(valid.y, scores, value, valid.cutoffs, campaign)
     out["horizon_days"] = valuation.horizon_days
@@ -222,11 +223,17 @@ def evaluate_targeting(
         realized = realized_spend(events, valid.customer_ids, valid.cutoffs, valid.horizon_days)
         column = {name: i for i, name in enumerate(valid.feature_names)}
         tenure = valid.X[:, column["days_since_first_seen"]]
-        estimates = {"spend_rate_365d (used)": value}
+        horizon = valuation.horizon_days
+        fewest, most = valuation.spend_days()
+        year = valid.X[:, column["revenue_365d"]]
+        estimates = {
+            "spend_rate_365d (used)": value,
+            "spend_rate_365d from day 1": year / np.clip(tenure, 1.0, most) * horizon,
+        }
         for days in (90, 180):
             spent = valid.X[:, column[f"revenue_{days}d"]]
             estimates[f"spend_rate_{days}d"] = (
-                spent / np.clip(tenure, 1.0, days) * valuation.horizon_days
+                spent / np.clip(tenure, min(fewest, days), days) * horizon
             )
         out["value_accuracy"] = {
             "rows": int((valid.y == 0).sum()),

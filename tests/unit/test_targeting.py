@@ -113,12 +113,15 @@ def test_value_is_spend_rate_times_horizon_or_the_plan_value() -> None:
             [365.0, 400.0, 0.0],  # a year of spend: 1 a day
             [365.0, 400.0, 1.0],  # the same on the paid plan: the plan's 200 is larger
             [0.0, 10.0, 0.0],  # nothing spent, free plan
-            [50.0, 0.2, 0.0],  # first seen today: at least one day
+            [50.0, 0.2, 0.0],  # first seen today: a rate over at least the horizon
+            [50.0, 45.0, 0.0],  # known for 45 days: 50 / 45 a day
         ]
     )
     valuation = Valuation(horizon_days=30, plan_values={"free": 0.0, "paid": 200.0},
                           retention_days=400)  # fmt: skip
-    assert customer_values(rows, names, valuation).tolist() == [30.0, 200.0, 0.0, 1500.0]
+    assert customer_values(rows, names, valuation).tolist() == [
+        30.0, 200.0, 0.0, 50.0, round(50 / 45 * 30, 2)
+    ]  # fmt: skip
     # features that see only 120 days: a year's sum is over 120 days at most
     short = Valuation(horizon_days=30, retention_days=120)
     assert customer_values(rows[:1], names, short).tolist() == [round(365 / 120 * 30, 2)]
