@@ -12,6 +12,7 @@ from churnstream.monitor import monitor, retrain_command
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
+from churnstream.targets import targets
 from churnstream.verify import verify_command
 from core.logging import configure_logging
 from core.settings import get_settings
@@ -51,6 +52,7 @@ app.command("simulate")(simulate)
 app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("risk")(risk)
+app.command("targets")(targets)
 app.command("train")(train)
 app.command("api")(api)
 app.command("drift")(drift)

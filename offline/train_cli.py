@@ -315,6 +315,15 @@ def _print_result(
     if boosting:
         lines.append(f"boosting    ROC AUC {boosting['roc_auc']:.4f} (comparison, not registered)")
     lines.append(f"bands       medium >= {model.bands.medium:.4f}, high >= {model.bands.high:.4f}")
+    targeting = metrics.get("targeting")
+    if targeting and "0.10" in targeting["budgets"]:
+        ratio = targeting["budgets"]["0.10"]["expected_loss_vs_p_churn"]
+        lines.append(
+            "targeting   at a 10% budget, ranking by expected loss reaches "
+            + ("-" if ratio is None else f"{ratio:.2f}x")
+            + f" the churned value of ranking by p(churn); best share to contact "
+            f"{targeting['best_share']:.0%}"
+        )
     lines.append(f"gate        {'passed' if gate['passed'] else 'refused'}: {gate['reason']}")
     if promote and not promoted:
         lines.append("            (kept as a candidate; `churnstream models promote V --force`)")

@@ -46,6 +46,7 @@ from serving.routes import (
     redis_unavailable,
     reports,
     scoring,
+    targets,
 )
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error_handler)  # type: ignore[arg-type]
     reads = [Depends(require_reader)] if api.read_keys_required else []
-    for module in (customers, scoring, models, reports):
+    for module in (customers, targets, scoring, models, reports):
         app.include_router(module.router, dependencies=reads)
     app.include_router(admin.router)
     app.include_router(health.router)

@@ -733,6 +733,7 @@ def test_every_route_is_documented_with_an_example(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
         "/customers/{customer_id}/risk", "/customers/at-risk", "/stats/risk-distribution",
+        "/customers/to-contact",
         "/score", "/score/batch", "/models", "/models/current", "/health", "/ready",
         "/metrics", "/reports/drift", "/reports/drift/latest", "/reports/drift/{report_id}",
         "/admin/models/{version}/promote", "/admin/retrain",
