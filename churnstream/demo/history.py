@@ -1,14 +1,15 @@
 """The demo's simulated customers: their history up to the present, then their live events.
 
 The worker scores every customer it touches at the present (wall-clock) time. History
-sent in time order, slowly, would therefore be scored half-loaded: a customer whose
-first week alone had arrived would look silent for weeks, and most customers would sit in
-the High band until the stream reached the present. So the demo splits one simulation at
-the present:
+streamed slowly, in time order, would therefore be scored half-loaded for minutes: a
+customer whose first week alone had arrived would look silent for weeks, and most
+customers would sit in the High band until the stream reached the present. So the demo
+splits one simulation at the present:
 
 * the **history** (every event before the present) is sent first, as fast as Kafka takes
-  it, and grouped by customer (each customer's events in time order), so the worker
-  receives a customer's whole history together and scores it on all of it;
+  it, as a backfill; the demo waits until the worker has applied all of it before it
+  serves the dashboard and goes live (while the backfill is applied, a customer's
+  transactions and activity, read from two topics, may land some seconds apart);
 * the **live** events (the rest of the simulation) follow at the demo's rate, each
   stamped with the time it is sent: the simulated customers live on at the present,
   much faster than real time (about 11 s per simulated day at 300 events/s for 500
@@ -38,9 +39,8 @@ LIVE_DAYS = 365  # simulated days after the present: about an hour of live event
 
 @dataclass
 class SimulatedCustomers:
-    """One simulation split at ``present``: the ``history`` before it (grouped by
-    customer), and an iterator of the ``live`` events after it (in simulated time order,
-    not yet stamped)."""
+    """One simulation split at ``present``: the ``history`` before it and an iterator of
+    the ``live`` events after it (both in simulated time order; not yet stamped)."""
 
     config: SimulationConfig
     present: datetime
@@ -70,7 +70,6 @@ def split_at_present(customers: int, days: int, seed: int, present: datetime) ->
             first_live.append(event)
             break
         history.append(event)
-    history.sort(key=lambda event: event.customer_id)  # stable: time order kept per customer
     return SimulatedCustomers(config, present, history, itertools.chain(first_live, events))
 
 

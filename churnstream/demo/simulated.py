@@ -3,11 +3,15 @@
 In order (see :mod:`churnstream.demo.history` for why the history goes first):
 
 1. a champion model (kept, or a starter model trained on other simulated customers);
-2. the worker and the API start (in the background, while the next steps run);
+2. the worker starts (in the background, while the history is simulated and sent);
 3. the history up to the present is sent to Kafka as fast as it goes, and the demo waits
    until the worker has applied all of it (its offset fences reach the topics' ends);
-4. the monitor starts (a drift report at once, then every ``--drift-every`` seconds), and
-   the live events stream at ``--rate`` until ``--duration`` or Ctrl-C.
+4. the API with its dashboard starts, then the monitor (a drift report at once, then
+   every ``--drift-every`` seconds), and the live events stream at ``--rate`` until
+   ``--duration`` or Ctrl-C.
+
+The API starts only once the history is applied: until then the scores in Redis are those
+of half-loaded customers (see :mod:`churnstream.demo.history`).
 
 The caller stops the worker; the API and the monitor are stopped here.
 """
@@ -71,16 +75,8 @@ def run_simulated(
         )
         services.worker = WorkerChild(settings, run_dir / "worker.log")
         services.worker.start()
-        services.api = ApiChild(settings, options.api_port, run_dir / "api.log")
-        services.api.spawn()
     try:
-        live = _backfill(console, settings, options, services)
-        if services.worker is not None:
-            services.reports_dir = Path(settings.reports_dir)
-            services.monitor = MonitorChild(
-                settings, run_dir / "monitor.log", options.drift_every, options.retrain_on_drift
-            )
-            services.monitor.spawn()
+        live = _backfill_then_serve(console, settings, options, services)
         board = RiskBoard(settings, services.worker)
         try:
             pace = f"{options.rate:g} events/s" if options.rate else "as fast as possible"
@@ -96,11 +92,11 @@ def run_simulated(
             console.print(line, highlight=False)
 
 
-def _backfill(
+def _backfill_then_serve(
     console: Console, settings: Settings, options: SimulatedDemo, services: DemoServices
 ) -> Iterator[Event]:
-    """Send the history, wait until the worker (when there is one) has applied it and the
-    API answers; return the live events (simulated time order, not yet stamped)."""
+    """Send the history; with a worker, wait until it has applied the history, then start
+    the API and the monitor. Return the live events (simulated time order, not stamped)."""
     present = datetime.now(UTC)
     with console.status("simulating the customers' history…"):
         simulated = split_at_present(options.customers, options.days, options.seed, present)
@@ -132,17 +128,25 @@ def _backfill(
         applied = wait_caught_up(settings, worker)
     console.print(
         f"backfill done: the worker has applied the history ({applied:,} messages) "
-        f"{time.monotonic() - started:.1f} s after it was sent",
+        f"{time.monotonic() - started:.1f} s after the sending began",
         highlight=False,
     )
-    api = services.api
-    if api is not None:
-        with console.status(f"starting the API (log: {api.log_path})…"):
-            api.wait_ready(API_READY_SECONDS)
-        console.print(
-            f"[bold]dashboard:[/] {api.url}/   [bold]API docs:[/] {api.url}/docs",
-            highlight=False,
-        )
+    run_dir = Path(settings.run_dir)
+    api = services.api = ApiChild(settings, options.api_port, run_dir / "api.log")
+    api.spawn()
+    services.reports_dir = Path(settings.reports_dir)
+    services.monitor = MonitorChild(
+        settings, run_dir / "monitor.log", options.drift_every, options.retrain_on_drift
+    )
+    services.monitor.spawn()  # its first drift report sees the whole history
+    with console.status(f"starting the API (log: {api.log_path})…"):
+        api.wait_ready(API_READY_SECONDS)
+    console.print(
+        f"[bold]dashboard:[/] {api.url}/   [bold]API docs:[/] {api.url}/docs   "
+        f"[bold]drift reports:[/] {api.url}/reports/drift (monitor log: "
+        f"{services.monitor.log_path})",
+        highlight=False,
+    )
     return simulated.live
 
 
