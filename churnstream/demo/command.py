@@ -27,7 +27,9 @@ def demo(
         min=1,
         help="Stop after this many seconds of live events (default: until Ctrl-C).",
     ),
-    customers: int = typer.Option(500, min=1, help="Simulated customers."),
+    customers: int = typer.Option(
+        500, min=1, help="Simulated customers (some sign up later, during the live events)."
+    ),
     days: int = typer.Option(
         30, min=1, help="Days of simulated history, loaded first (a backfill) up to the present."
     ),
