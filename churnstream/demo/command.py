@@ -92,6 +92,7 @@ def demo(
     port = api_port or get_api_settings().port
     console = Console()
     settings = get_settings()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo as Ctrl-C does
     stack = LocalStack.from_settings(settings)
     already_running = stack.status().all_running
     console.print("[bold]churnstream demo[/] — starting local Kafka and Redis…")
@@ -131,6 +132,7 @@ def demo(
     finally:
         # Another Ctrl-C must not cut the clean-up short (each step has a time limit).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             # Free the Kafka clients now (the producer's sits in a reference cycle): after the
             # broker stops, a live client only logs reconnection errors.
@@ -155,3 +157,7 @@ def demo(
             signal.signal(signal.SIGINT, previous)
     if failed:
         raise typer.Exit(1)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
