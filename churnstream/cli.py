@@ -7,6 +7,7 @@ import typer
 from churnstream.archive import archive_app
 from churnstream.demo import demo
 from churnstream.drift import drift
+from churnstream.help_text import ParagraphHelpGroup
 from churnstream.infra.cli import infra_app
 from churnstream.monitor import monitor, retrain_command
 from churnstream.produce import produce
@@ -29,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
+    cls=ParagraphHelpGroup,
 )
 
 

@@ -47,14 +47,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 import redis
 
 from core.keys import Keys
 from core.model import LinearModel, artifact_sha256, load_model
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Status = Literal["candidate", "champion", "retired"]
 
@@ -330,6 +332,8 @@ class ModelRegistry:
             raise ArtifactIntegrityError(
                 f"reference sample of model {version} refused: its sha256 does not match"
             )
+        import pandas as pd  # only readers of reference samples pay for pandas
+
         return pd.read_parquet(path)
 
     def list(self) -> builtins.list[ModelManifest]:

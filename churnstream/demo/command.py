@@ -11,14 +11,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from churnstream.demo.errors import DemoError
-from churnstream.demo.retail import serve_online_retail
-from churnstream.demo.risk_board import RiskBoard, print_scored
-from churnstream.demo.starter_model import ensure_champion
-from churnstream.demo.streaming import stream
-from churnstream.demo.worker_child import WorkerChild, start_worker
-from churnstream.infra import InfraError, LocalStack
-from core.kafka_client import ensure_topics
 from core.settings import get_settings
 
 TRAIN_SEED_OFFSET = 1000  # the starter model trains on other customers than the stream's
@@ -66,6 +58,16 @@ def demo(
     With --data online-retail: backfill a fresh system from the real UCI Online Retail data
     (import, train, replay through Kafka, worker caught up) and serve its API and dashboard.
     """
+    # Imported here so that the rest of the CLI does not pay for the demo's dependencies.
+    from churnstream.demo.errors import DemoError
+    from churnstream.demo.retail import serve_online_retail
+    from churnstream.demo.risk_board import RiskBoard, print_scored
+    from churnstream.demo.starter_model import ensure_champion
+    from churnstream.demo.streaming import stream
+    from churnstream.demo.worker_child import WorkerChild, start_worker
+    from churnstream.infra import InfraError, LocalStack
+    from core.kafka_client import ensure_topics
+
     if data not in ("simulated", "online-retail"):
         raise typer.BadParameter("expected 'simulated' or 'online-retail'", param_hint="--data")
     console = Console()
