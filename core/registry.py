@@ -69,6 +69,28 @@ HISTORY_LENGTH = 20
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
+def unloadable_champion(version: str, exc: Exception) -> str:
+    """What to tell people when the champion the pointer names cannot be loaded (for
+    example, its directory was deleted while the Redis pointer stayed)."""
+    return (
+        f"champion {version} cannot be loaded ({exc}); promote a version whose artifact is "
+        "there (`churnstream models promote VERSION`) or train one (`churnstream train`)"
+    )
+
+
+@dataclass(frozen=True)
+class ChampionState:
+    """The champion pointer, its model when it loads, else ``problem``: why not.
+
+    ``pointer is None``: no champion yet. ``model is None`` with a pointer: the champion is
+    unloadable; the promotion gate then counts it as no champion and records ``problem``.
+    """
+
+    pointer: ChampionPointer | None
+    model: LinearModel | None = None
+    problem: str | None = None
+
+
 class RegistryError(RuntimeError):
     """Something the registry refuses to do (the message says what and why)."""
 
@@ -320,6 +342,17 @@ class ModelRegistry:
         """The champion model (checked against the pointer's sha256), or ``None``."""
         pointer = self.champion()
         return None if pointer is None else self._load_checked(pointer.version, pointer.sha256)
+
+    def champion_state(self) -> ChampionState:
+        """The champion pointer with its model loaded, or why it cannot be loaded (never
+        raises for an unloadable champion; Redis errors propagate)."""
+        pointer = self.champion()
+        if pointer is None:
+            return ChampionState(None)
+        try:
+            return ChampionState(pointer, self._load_checked(pointer.version, pointer.sha256))
+        except RegistryError as exc:
+            return ChampionState(pointer, problem=unloadable_champion(pointer.version, exc))
 
     def reference_sample(self, version: str) -> pd.DataFrame | None:
         """The reference sample stored with ``version`` (checked against the manifest's
