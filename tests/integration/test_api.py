@@ -763,6 +763,39 @@ def test_the_served_schema_requires_the_champions_features(fuzz_app: FastAPI) ->
         assert client.post("/score", json={"features": row}).status_code == 422
 
 
+def small_model(version: str, names: tuple[str, ...]) -> LinearModel:
+    n = len(names)
+    return LinearModel(
+        version=version,
+        feature_names=names,
+        coef=(0.5,) * n,
+        intercept=-1.0,
+        mean=(0.0,) * n,
+        scale=(1.0,) * n,
+        lower=(-1e9,) * n,
+        upper=(1e9,) * n,
+        bands=BandCutoffs(medium=0.4, high=0.7),
+    )
+
+
+def test_the_schema_follows_the_champion_without_a_restart(
+    settings: Settings, redis_client: redis.Redis, reports_dir: Path
+) -> None:
+    registry = ModelRegistry(settings, redis_client)
+    register_and_promote(registry, small_model("small-1", ("sessions_7d", "plays_30d")))
+    with TestClient(create_app(settings, api_settings(reports_dir))) as client:
+        features = client.get("/openapi.json").json()["components"]["schemas"]["Features"]
+        assert features["required"] == ["sessions_7d", "plays_30d"]
+        assert "small-1" in features["description"]
+
+        register_and_promote(registry, small_model("small-2", ("days_since_last_activity",)))
+        client.app.state.services.watcher.refresh()  # type: ignore[attr-defined]
+        features = client.get("/openapi.json").json()["components"]["schemas"]["Features"]
+        assert features["required"] == ["days_since_last_activity"]
+        body = {"features": {"days_since_last_activity": 3.0}}
+        assert client.post("/score", json=body).status_code == 200
+
+
 @pytest.fixture(scope="module")
 def live_api(fuzz_settings: Settings) -> Iterator[str]:
     """``churnstream api`` in its own process on the fuzz store; its base URL."""
@@ -771,12 +804,15 @@ def live_api(fuzz_settings: Settings) -> Iterator[str]:
     for name in ("redis_url", "redis_key_prefix", "model_dir", "run_dir", "reports_dir"):
         env[env_var_name(name)] = str(getattr(fuzz_settings, name))
     command = [sys.executable, "-m", "churnstream.cli", "api", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = fuzz_settings.run_dir / "api.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
+            assert process.poll() is None, log.read_text()[-4000:]
             try:
                 if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
                     break
