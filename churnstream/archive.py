@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from core.settings import get_settings
-
 if TYPE_CHECKING:
     from core.archive import EventArchive
 
@@ -45,6 +43,7 @@ def stats(
 ) -> None:
     """What the archive (CHURN_ARCHIVE_DIR) holds: events, customers, time range, files."""
     from core.archive import EventArchive
+    from core.settings import get_settings
 
     summary = archive_stats(EventArchive(get_settings().archive_dir))
     if json_output:
@@ -66,6 +65,7 @@ def compact() -> None:
     after workers stopped for good. Safe beside running workers and readers.
     """
     from core.archive import EventArchive
+    from core.settings import get_settings
 
     moved = EventArchive(get_settings().archive_dir).compact()
     typer.echo(f"compacted {moved:,} events into Parquet")

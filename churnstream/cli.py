@@ -14,8 +14,6 @@ from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
 from churnstream.verify import verify_command
-from core.logging import configure_logging
-from core.settings import get_settings
 from offline.cli import simulate
 from offline.import_cli import import_app
 from offline.models_cli import models_app
@@ -41,6 +39,9 @@ def _configure() -> None:
     Configuration comes from environment variables (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL,
     CHURN_*) or a .env file; see `churnstream schema --help` for the event contract.
     """
+    from core.logging import configure_logging
+    from core.settings import get_settings
+
     configure_logging(get_settings())
 
 

@@ -12,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.settings import get_settings
-
 if TYPE_CHECKING:
     from monitoring.drift import DriftOutcome
 
@@ -68,6 +66,7 @@ def drift(
     champion, no reference sample or no recently scored customers).
     """
     from core.redis_client import connect_redis
+    from core.settings import get_settings
     from monitoring.drift import run_drift
 
     settings = get_settings()

@@ -14,8 +14,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from core.settings import get_settings
-
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +38,7 @@ def monitor(
     """
     from churnstream.monitor_loop import MonitorLoop
     from core.redis_client import connect_redis
+    from core.settings import get_settings
 
     settings = get_settings()
     client = connect_redis(settings)
@@ -138,6 +137,7 @@ def retrain_command(
     from core.decisions import RetrainRequest, push_retrain_request
     from core.keys import Keys
     from core.redis_client import connect_redis
+    from core.settings import get_settings
 
     settings = get_settings()
     client = connect_redis(settings)

@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.settings import get_settings, scoring_clock
-
 if TYPE_CHECKING:
     from core.risk import RiskAssessment
 
@@ -29,6 +27,7 @@ def risk(
     from core.redis_client import connect_redis
     from core.registry import ModelRegistry
     from core.risk import assess
+    from core.settings import get_settings, scoring_clock
     from core.store import FeatureStore
 
     settings = get_settings()

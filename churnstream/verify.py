@@ -11,8 +11,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.settings import get_settings
-
 if TYPE_CHECKING:
     from offline.verify import VerifyReport
 
@@ -56,6 +54,7 @@ def verify_command(
     from core.archive import EventArchive
     from core.keys import Keys
     from core.redis_client import connect_redis
+    from core.settings import get_settings
     from core.store import FeatureStore
     from core.topics import Topics
     from offline.cli import parse_start

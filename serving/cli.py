@@ -6,8 +6,6 @@ from typing import Any
 
 import typer
 
-from core.settings import get_settings
-
 
 def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
     """Uvicorn's loggers through churnstream's formatter, in every worker process."""
@@ -43,6 +41,7 @@ def api(
     """
     import uvicorn
 
+    from core.settings import get_settings
     from serving.config import get_api_settings
 
     settings = get_settings()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from core.settings import get_settings
-
 
 def worker(
     web_port: int | None = typer.Option(
@@ -21,6 +19,7 @@ def worker(
     import faust
 
     from core.kafka_client import ensure_topics
+    from core.settings import get_settings
     from stream.app import create_app
 
     settings = get_settings()

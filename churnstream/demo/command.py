@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from core.settings import get_settings
-
 TRAIN_SEED_OFFSET = 1000  # the starter model trains on other customers than the stream's
 
 
@@ -67,6 +65,7 @@ def demo(
     from churnstream.demo.worker_child import WorkerChild, start_worker
     from churnstream.infra import InfraError, LocalStack
     from core.kafka_client import ensure_topics
+    from core.settings import get_settings
 
     if data not in ("simulated", "online-retail"):
         raise typer.BadParameter("expected 'simulated' or 'online-retail'", param_hint="--data")

@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from churnstream.infra.kafka import ensure_kafka_jars
 from churnstream.infra.stack import InfraError, LocalStack, StackStatus
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
 
 infra_app = typer.Typer(
     help=(
@@ -86,6 +83,8 @@ def _stack(
 ) -> LocalStack:
     """The stack from settings, overridden by options (and, for status/down, by the ports
     recorded in the run dir when no port option is given)."""
+    from core.settings import get_settings  # here: `churnstream --help` does without it
+
     settings = get_settings()
     stack = LocalStack.from_settings(settings)
     if run_dir is not None:
@@ -143,6 +142,11 @@ def up(
     The first run fetches the Kafka broker's jars from Maven Central with `mvn` (cached in
     CHURN_KAFKA_LIBS_DIR). Running `up` again is safe: nothing is started twice.
     """
+    from confluent_kafka import KafkaException
+
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+
     stack = _stack(run_dir, kafka_port, kafka_controller_port, redis_port, use_recorded=False)
     try:
         status = stack.up(timeout=timeout)
@@ -226,6 +230,8 @@ def fetch() -> None:
 
     `up` does this by itself when needed; run it ahead to prepare an offline machine.
     """
+    from core.settings import get_settings
+
     libs_dir = get_settings().kafka_libs_dir
     try:
         path = ensure_kafka_jars(libs_dir)
