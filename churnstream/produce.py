@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from core.dlq import DeadLetter
-from core.events import EventValidationError, TopicKind
 
 if TYPE_CHECKING:
+    from core.events import EventValidationError, TopicKind
     from core.producer import EventProducer
 
 _SHOW_INVALID = 20  # invalid lines listed one by one; the rest are counted
@@ -58,6 +58,8 @@ def produce_lines(
     An invalid line is skipped (or, with ``to_dlq``, written to the dead-letter topic with
     its reason) and producing goes on with the next line.
     """
+    from core.events import EventValidationError
+
     report = ProduceReport()
     now = datetime.now(UTC)
     send_json = producer.send_json
