@@ -1,9 +1,9 @@
 """Help texts as paragraphs: docstrings are wrapped for the source file, not for the terminal.
 
-Typer shows a command's docstring with its line breaks, so a sentence wrapped at column 88
-in the source is broken mid-line on a wide terminal. :class:`ParagraphHelpGroup`, the root
-app's group class, rewrites the help of itself and of every command below it once, when the
-command tree is built: lines of one paragraph are joined, so the terminal wraps them.
+Typer shows a command's docstring with its line breaks, so a sentence wrapped at 100 columns
+in the source file would be broken mid-line on a wide terminal. :class:`ParagraphHelpGroup`,
+the root app's group class, rewrites the help of itself and of every command below it once,
+when the command tree is built: lines of one paragraph are joined, so the terminal wraps them.
 
 Conventions: paragraphs are separated by a blank line; a line starting with ``- ``, ``* ``
 or ``N. `` starts a list item and stays on its own line; a paragraph starting with click's
