@@ -826,13 +826,16 @@ def live_api(fuzz_settings: Settings) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def test_schemathesis_cli_finds_no_failure_against_a_live_api(live_api: str) -> None:
-    """`st run <api>/openapi.json --checks all`, as a user would run it."""
+def test_schemathesis_cli_finds_no_failure_against_a_live_api(
+    live_api: str, tmp_path: Path
+) -> None:
+    """`st run <api>/openapi.json --checks all`, as a user would run it (its cache goes to
+    ``tmp_path``, not into the checkout)."""
     st = Path(sys.executable).with_name("st")
     command = [str(st), "run", f"{live_api}/openapi.json", "--checks", "all"]
     command += ["--header", f"X-API-Key: {ADMIN_KEY}", "--max-examples", "30", "--seed", "17"]
     command += ["--no-color"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
