@@ -246,20 +246,16 @@ def _gate(
     registry: ModelRegistry, run: TrainingRun, min_gain: float, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     """The gate against the current champion, scored on this run's validation rows."""
-    from core.registry import RegistryError
-    from offline.gate import GateResult, gate_on_window
+    from offline.gate import gate_on_window, without_unloadable_champion
 
-    pointer = registry.champion()
-    if pointer is None:
-        return gate_on_window(run.valid_scores, run.valid, None, min_gain=min_gain).to_dict()
-    progress(f"scoring champion {pointer.version} on the validation window")
-    try:
-        champion = registry.load(pointer.version)
-    except RegistryError as exc:
-        return GateResult(
-            False, f"champion {pointer.version} cannot be loaded: {exc}", pointer.version
-        ).to_dict()
-    return gate_on_window(run.valid_scores, run.valid, champion, min_gain=min_gain).to_dict()
+    state = registry.champion_state()
+    if state.model is not None:
+        progress(f"scoring champion {state.model.version} on the validation window")
+    result = gate_on_window(run.valid_scores, run.valid, state.model, min_gain=min_gain)
+    if state.pointer is not None and state.problem is not None:
+        progress(state.problem)
+        result = without_unloadable_champion(result, state.pointer.version, state.problem)
+    return result.to_dict()
 
 
 def _print_result(

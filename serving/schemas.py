@@ -238,7 +238,8 @@ class RiskDistribution(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    """One row of features; every feature of the champion is required, no others."""
+    """One row of features; every feature of the champion is required, no others (the
+    OpenAPI document lists them: :mod:`serving.openapi`)."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"features": _FEATURES_EXAMPLE}]}

@@ -11,14 +11,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from churnstream.demo.errors import DemoError
-from churnstream.demo.retail import serve_online_retail
-from churnstream.demo.services import DemoServices
-from churnstream.demo.simulated import SimulatedDemo, run_simulated
-from churnstream.infra import InfraError, LocalStack
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
-
 
 def demo(
     duration: float | None = typer.Option(
@@ -85,6 +77,15 @@ def demo(
     With --data online-retail: backfill a fresh system from the real UCI Online Retail data
     (import, train, replay through Kafka, worker caught up) and serve its API and dashboard.
     """
+    # Imported here so that the rest of the CLI does not pay for the demo's dependencies.
+    from churnstream.demo.errors import DemoError
+    from churnstream.demo.retail import serve_online_retail
+    from churnstream.demo.services import DemoServices
+    from churnstream.demo.simulated import SimulatedDemo, run_simulated
+    from churnstream.infra import InfraError, LocalStack
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+
     if data not in ("simulated", "online-retail"):
         raise typer.BadParameter("expected 'simulated' or 'online-retail'", param_hint="--data")
     from serving.config import get_api_settings
