@@ -14,11 +14,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from core.decisions import RetrainRequest, push_retrain_request
-from core.keys import Keys
-from core.redis_client import connect_redis
-from core.settings import get_settings
-
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +37,8 @@ def monitor(
     Runs until Ctrl-C; metrics on CHURN_MONITOR_METRICS_PORT (/metrics).
     """
     from churnstream.monitor_loop import MonitorLoop
+    from core.redis_client import connect_redis
+    from core.settings import get_settings
 
     settings = get_settings()
     client = connect_redis(settings)
@@ -143,6 +140,11 @@ def retrain_command(
 
     Exit status 1 when the retrain failed.
     """
+    from core.decisions import RetrainRequest, push_retrain_request
+    from core.keys import Keys
+    from core.redis_client import connect_redis
+    from core.settings import get_settings
+
     settings = get_settings()
     client = connect_redis(settings)
     request = RetrainRequest(reason=reason, requested_by="cli", trigger="manual")

@@ -15,7 +15,7 @@ key                                        holds
 ``{p}:{<n>}:c:<customer>``                 hash: one customer — day tiles ``d:<day>``,
                                            scalars ``m``, and the latest score fields
                                            ``score``, ``band``, ``model_version``,
-                                           ``scored_at``, ``last_event_time``
+                                           ``scored_at``, ``last_event_time``, ``value``
 ``{p}:{<n>}:risk``                         sorted set: shard ``n``'s customers by latest
                                            score
 ``{p}:{<n>}:risk:<band>``                  sorted set: those whose stored band is
@@ -89,6 +89,11 @@ class Keys:
     def customer(self, customer_id: str) -> str:
         return f"{self._tag(self.shard_of(customer_id))}:c:{customer_id}"
 
+    def customer_key_head(self, shard: int) -> str:
+        """What every customer key of ``shard`` starts with (the customer id follows), for
+        Lua scripts that build the keys of one shard's customers."""
+        return f"{self._tag(shard)}:c:"
+
     def customer_pattern(self) -> str:
         """SCAN pattern of every customer hash."""
         return f"{self.prefix}:{{*}}:c:*"
@@ -135,4 +140,4 @@ class Keys:
 
 TILE_PREFIX = "d:"
 SCALARS_FIELD = "m"
-SCORE_FIELDS = ("score", "band", "model_version", "scored_at", "last_event_time")
+SCORE_FIELDS = ("score", "band", "model_version", "scored_at", "last_event_time", "value")

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import faust
 import typer
-
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
-from stream.app import create_app
 
 
 def worker(
@@ -21,6 +16,12 @@ def worker(
     SIGTERM: the batch in progress is finished first; after a crash, nothing is lost or
     counted twice.
     """
+    import faust
+
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+    from stream.app import create_app
+
     settings = get_settings()
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})

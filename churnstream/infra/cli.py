@@ -12,15 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from churnstream.infra.kafka import ensure_kafka_jars
 from churnstream.infra.stack import InfraError, LocalStack, StackStatus
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
 
 infra_app = typer.Typer(
     help=(
@@ -103,6 +100,7 @@ def _stack(
     """The stack from settings, overridden by options (and, for status/down, by the ports
     recorded in the run dir when no port option is given). A Prometheus recorded in the run
     dir keeps its port unless ``prometheus_port`` is given."""
+    from core.settings import get_settings  # here: `churnstream --help` does without it
     from serving.config import get_api_settings
 
     settings = get_settings()
@@ -208,6 +206,11 @@ def up(
     CHURN_KAFKA_LIBS_DIR). Running `up` again is safe: nothing is started twice. With
     --prometheus, a running Prometheus gets its scrape targets from the current settings.
     """
+    from confluent_kafka import KafkaException
+
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+
     stack = _stack(
         run_dir,
         kafka_port,
@@ -309,6 +312,8 @@ def fetch() -> None:
 
     `up` does this by itself when needed; run it ahead to prepare an offline machine.
     """
+    from core.settings import get_settings
+
     libs_dir = get_settings().kafka_libs_dir
     try:
         path = ensure_kafka_jars(libs_dir)

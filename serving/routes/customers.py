@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Query, Response
 from core import leaderboard
 from core.model import LinearModel
 from core.store import FeatureStore
+from core.targeting import Valuation, value_fields
 from serving.deps import ApiState, ChampionDep, StateDep
 from serving.routes import count_scores, errors, explanations, iso_utc, json_response
 from serving.schemas import AtRiskResponse, Band, RiskDistribution, RiskResponse
@@ -71,6 +72,7 @@ async def risk_answer(
             "score": result.score,
             "band": band,
             "action": state.api.retention_actions[band],
+            **value_fields(result, Valuation.from_settings(state.settings, model.metadata)),
             "model_version": result.model_version,
             "last_event_time": iso_utc(result.last_event_time, "seconds"),
             "evaluated_at": iso_utc(result.at),

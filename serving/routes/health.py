@@ -13,6 +13,8 @@ from serving.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 
+NO_CHAMPION = "no champion model is loaded"
+
 _METRICS_EXAMPLE = (
     "# HELP churn_api_requests_total HTTP requests answered by the API ...\n"
     "# TYPE churn_api_requests_total counter\n"
@@ -59,11 +61,11 @@ def ready(state: StateDep) -> Response:
     except Exception as exc:  # any failure to talk to Redis means not ready
         redis_ok = False
         reasons.append(f"redis does not answer: {type(exc).__name__}")
-    model = state.watcher.model
+    model, error = state.watcher.model, state.watcher.last_error
     if model is None:
-        reasons.append("no champion model is loaded")
-    if state.watcher.last_error:
-        reasons.append(f"last champion check failed: {state.watcher.last_error}")
+        reasons.append(f"no champion model is loaded: {error}" if error else NO_CHAMPION)
+    elif error:
+        reasons.append(f"last champion check failed: {error}")
     ok = redis_ok and model is not None
     return json_response(
         {

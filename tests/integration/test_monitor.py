@@ -5,6 +5,7 @@ retrains), the score stream read for the ADWIN detector, and the band gauges."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from core.store import FeatureStore
 from monitoring.jobs import band_counts
 from monitoring.score_shift import bucket_scores
 from monitoring.trigger import TriggerPolicy, Verdict, act_on
+from offline.retrain import retrain
 from serving.config import ApiSettings
 from tests.support_drift import make_scenario, process, streaming
 from tests.support_models import recency_model
@@ -146,6 +148,25 @@ def test_manual_retrain_from_the_cli_runs_the_gate(
     champion = ModelRegistry(settings, redis_client).champion()
     assert champion is not None and champion.version == scenario.champion.version
     assert read_decisions(redis_client, Keys.of(settings))[0] == decision
+
+
+def test_a_retrain_is_not_blocked_by_a_champion_whose_artifact_is_gone(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    scenario = make_scenario(settings, redis_client, customers=250, seed=5)
+    with streaming(settings, redis_client, scenario.champion) as worker:
+        process(worker, scenario, scenario.before + scenario.after)
+    registry = ModelRegistry(settings, redis_client)
+    shutil.rmtree(registry.path_of(scenario.champion.version))  # the pointer stays
+
+    outcome = retrain(settings, redis_client)
+    decision = outcome.decision
+    assert decision.decision == "promoted" and decision.promoted, decision.reason
+    assert decision.metrics["unloadable_champion"] == scenario.champion.version
+    assert f"champion {scenario.champion.version} cannot be loaded" in decision.reason
+    assert "counts as no champion" in decision.reason
+    assert registry.champion().version == decision.candidate  # type: ignore[union-attr]
+    assert read_decisions(redis_client, Keys.of(settings))[0]["promoted"]
 
 
 def test_the_score_stream_and_the_band_gauges(
