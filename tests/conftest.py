@@ -33,7 +33,7 @@ import redis
 
 from core.redis_client import connect_redis
 from core.settings import Settings
-from tests.support import free_cluster_port, free_ports
+from tests.support import free_ports
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,11 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     if env_url:
         yield ClusterService(env_url, (), None)
         return
-    from churnstream.infra.redis_cluster import start_local_cluster, stop_local_cluster
+    from churnstream.infra.redis_cluster import (
+        free_cluster_port,
+        start_local_cluster,
+        stop_local_cluster,
+    )
 
     run_dir = tmp_path_factory.mktemp("redis-cluster")
     nodes = start_local_cluster(run_dir, free_cluster_port(), timeout=60)

@@ -66,23 +66,3 @@ def every_shard(client: object, keys: object, index: str) -> list[tuple[bytes, f
         name = getattr(keys, index)(shard)
         items += client.zrange(name, 0, -1, withscores=True)  # type: ignore[attr-defined]
     return sorted(items, key=lambda item: (item[1], item[0]), reverse=True)
-
-
-def free_cluster_port(masters: int = 3) -> int:
-    """A first port for a local Redis Cluster: ``masters`` consecutive ports free, and
-    their cluster bus ports (+10000) too."""
-    for _ in range(200):
-        first = free_ports(1)[0]
-        if first + masters + 10000 > 65535:
-            continue
-        wanted = [first + i for i in range(masters)]
-        wanted += [port + 10000 for port in wanted]
-        try:
-            with ExitStack() as stack:
-                for port in wanted:
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free ports for a Redis Cluster")

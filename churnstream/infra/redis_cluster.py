@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -162,3 +164,29 @@ def stop_local_cluster(nodes: Sequence[ClusterNode], timeout: float = 10.0) -> N
         if pid is not None:
             stop_pid(pid, node.markers, timeout=timeout)
         node.pid_file.unlink(missing_ok=True)
+
+
+def free_cluster_port(masters: int = 3) -> int:
+    """A first port for a local Redis Cluster: ``masters`` consecutive ports free, and
+    their cluster bus ports (+10000) too."""
+    for _ in range(200):
+        first = _free_port()
+        if first + masters + 10000 > 65535:
+            continue
+        wanted = [first + i for i in range(masters)]
+        wanted += [port + 10000 for port in wanted]
+        try:
+            with ExitStack() as stack:
+                for port in wanted:
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no free ports for a Redis Cluster")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])

@@ -19,6 +19,7 @@ from churnstream.infra.processes import is_ours, read_pid_file, wait_gone
 from churnstream.infra.redis_cluster import (
     ClusterNode,
     cluster_ok,
+    free_cluster_port,
     start_local_cluster,
     stop_local_cluster,
 )
@@ -34,7 +35,7 @@ from offline.simulator import SimulationConfig, simulate
 from offline.verify import VerifyReport, verify
 from tests.integration.test_two_workers import events_applied, wait_for_members
 from tests.integration.test_worker import produce
-from tests.support import free_cluster_port, free_ports
+from tests.support import free_ports
 from tests.support_models import recency_model
 from tests.support_worker import WorkerProcess, wait_drained
 
