@@ -15,6 +15,9 @@ are deleted again at the end. The phases, in order:
    ~100 events per customer, fewer customers per batch) and, when the default engine is
    not Faust's, on the 20,000 again with ``CHURN_WORKER_ENGINE=faust``
    (``worker_eps_faust_engine``).
+   Then ``worker_eps_cluster_1``, ``_2`` and ``_4``: 1, 2 and 4 workers in one group on a
+   Redis Cluster of three masters, on the uniform input (:mod:`bench.worker_cluster_bench`;
+   ``with_cluster=False`` leaves it out).
 2. ``e2e_p50_ms`` / ``e2e_p99_ms`` — the same worker, caught up, while events are produced
    at ``e2e_rate`` per second for ``e2e_seconds``: every ``sample_every``-th event goes to
    a customer of its own (warmed up beforehand, so only that event is in flight for them)
@@ -75,7 +78,7 @@ from core.events import Event, EventValidator, Play, PlayPayload, encode_event
 from core.features import FEATURE_NAMES
 from core.kafka_client import client_config, input_end_offsets
 from core.keys import Keys
-from core.model import LinearModel
+from core.model import BANDS, LinearModel
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
@@ -892,13 +895,19 @@ def memory_per_customer(
     fields = [len(c) for c in contents]
     payload = [sum(len(k) + len(v) for k, v in c.items()) for c in contents]
     longest = [max(len(v) for v in c.values()) for c in contents]
-    zsets = {}
-    for name in (keys.risk, keys.scored_at):
-        zsets[name] = {
-            "bytes": int(client.memory_usage(name, samples=0) or 0),
-            "members": int(client.zcard(name)),
-            "encoding": client.object("encoding", name),
+    zsets: dict[str, dict[str, Any]] = {}
+    for kind, names in (
+        ("risk", [keys.risk(shard) for shard in keys.shards]),
+        ("risk:<band>", [keys.risk_band(shard, b) for shard in keys.shards for b in BANDS]),
+        ("scored_at", [keys.scored_at(shard) for shard in keys.shards]),
+    ):
+        zsets[kind] = {
+            "bytes": sum(int(client.memory_usage(n, samples=0) or 0) for n in names),
+            "members": sum(int(client.zcard(n)) for n in names),
+            "encoding": sorted({_text(client.object("encoding", n)) for n in names}),
+            "keys": len(names),
         }
+    # each customer is in one risk, one risk:<band> and one scored_at set
     zset_share = sum(z["bytes"] / max(1, z["members"]) for z in zsets.values())
     hash_mean = float(np.mean(sizes))
     sampled_events = sum(events_of[c] for c in chosen)
@@ -909,10 +918,7 @@ def memory_per_customer(
         "customer_hash_bytes_p50": round(float(np.percentile(sizes, 50))),
         "customer_hash_bytes_p90": round(float(np.percentile(sizes, 90))),
         "sorted_sets_bytes_per_customer": round(zset_share, 1),
-        "sorted_sets": {
-            name.rsplit(":", 1)[1]: {**z, "encoding": _text(z["encoding"])}
-            for name, z in zsets.items()
-        },
+        "sorted_sets": zsets,
         "customers": len(ids),
         "sampled_customers": sample,
         "days": days,
@@ -1065,6 +1071,7 @@ def run(
     e2e_seconds: float = 30.0,
     sample_every: int = 20,
     py_spy: str | None = None,
+    with_cluster: bool = True,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model = champion_model()
@@ -1114,6 +1121,12 @@ def run(
             )
             faust_run = worker_throughput(faust_settings, root, stack, faust_input, model, "wfst")
             faust_run.worker.stop()
+        # 1d: 1, 2 and 4 workers in one group on a Redis Cluster of three masters.
+        cluster_figures: dict[str, int] = {}
+        if with_cluster:
+            from bench.worker_cluster_bench import run_cluster
+
+            cluster_figures, details["cluster"] = run_cluster(base, root, stack, uniform, model)
 
         # 3: the BatchProcessor alone on the uniform run's messages (the topics now also
         # hold the latency phase's events: only offsets below the first run's ends count).
@@ -1160,6 +1173,7 @@ def run(
         "worker_eps": worker_eps,
         "worker_eps_skewed": skew.figures["eps"],
         **({"worker_eps_faust_engine": faust_run.figures["eps"]} if faust_run else {}),
+        **cluster_figures,
         "worker_naive_eps": round(naive_eps),
         "worker_speedup_vs_naive": round(worker_eps / naive_eps, 1),
         "worker_batch_eps": round(bp_eps),
