@@ -18,7 +18,7 @@ def worker(
     """
     import faust
 
-    from core.kafka_client import ensure_topics
+    from core.kafka_client import PartitionCountMismatch, check_input_partitions, ensure_topics
     from core.settings import get_settings
     from stream.app import create_app
 
@@ -26,6 +26,11 @@ def worker(
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
     ensure_topics(settings)  # before Faust subscribes: the input topics must exist
+    try:
+        check_input_partitions(settings)
+    except PartitionCountMismatch as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     (settings.run_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     faust.Worker(
