@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from core.settings import Settings
 
@@ -33,6 +34,11 @@ def _redacted(url: str) -> str:
     """``url`` without its password."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+"""What a failed Redis call raises: any :class:`redis.RedisError`, and on a cluster also
+:class:`redis.exceptions.RedisClusterException` (e.g. when no node answers)."""
 
 
 def _options(settings: Settings, decode_responses: bool) -> dict[str, Any]:
