@@ -30,10 +30,11 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, FencesWentBack, RawMessage
+from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack, RawMessage
 from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
 from stream.rescore import rescore_stale_customers
+from stream.shutdown import EXIT_SHUTDOWN_DEADLINE
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ EXIT_UNEXPECTED_ERROR = 70  # a bug, not a transient failure: stop without ackno
 class WorkerRuntime:
     """The worker's long-lived parts, created when the worker starts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         client = connect_redis(settings)
@@ -54,7 +55,9 @@ class WorkerRuntime:
         self.models = ChampionWatcher(
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
-        self.processor = BatchProcessor(settings, self.store, self.producer, self.models)
+        self.processor = BatchProcessor(
+            settings, self.store, self.producer, self.models, stopping=stopping
+        )
 
     def process(self, messages: list[RawMessage]) -> None:
         report = self.processor.process(messages)
@@ -124,8 +127,10 @@ def _credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, stopping: threading.Event | None = None) -> faust.App:
     """The worker app for ``settings``; its parts are created when the worker starts.
+    Setting ``stopping`` (on SIGTERM, before the app stops) makes a batch that keeps
+    failing give up rather than hold up the stop (see :class:`stream.batch.BatchAbandoned`).
 
     With the 'batch' engine the input topics are read by a consumer in the group
     ``CHURN_CONSUMER_GROUP`` and the Faust app itself (timers, web) uses its own group.
@@ -155,7 +160,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def runtime() -> WorkerRuntime:
         if "runtime" not in state:
-            state["runtime"] = WorkerRuntime(settings)
+            state["runtime"] = WorkerRuntime(settings, stopping)
         return state["runtime"]
 
     if settings.worker_engine == "faust":
@@ -233,6 +238,13 @@ def _add_faust_agent(
             ]
             try:
                 runtime().process(messages)
+            except BatchAbandoned:
+                # Stopping while the batch fails: returning would acknowledge it (Faust
+                # acks a taken batch whatever happened), so exit as a crash would; the
+                # batch is applied after a restart.
+                log.warning("stopping with a batch not applied messages=%d", len(messages))
+                logging.shutdown()
+                os._exit(EXIT_SHUTDOWN_DEADLINE)
             except FencesWentBack:
                 # This engine resumes from Kafka's committed offsets, not from the fences:
                 # it cannot read the lost range again. Stop loudly rather than skip it.
@@ -271,7 +283,10 @@ def _batch_ingest_service(
 
         async def on_stop(self) -> None:
             self._stop.set()
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 60)
+            runtime().processor.stopping.set()
+            # A daemon thread: should closing the consumer hang (Kafka unreachable), the
+            # shutdown deadline (stream.shutdown) ends the process anyway.
+            await asyncio.to_thread(self._thread.join, settings.worker_shutdown_seconds)
 
     return BatchIngest
 

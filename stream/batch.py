@@ -17,6 +17,7 @@ those partitions again from the fences Redis holds, instead of skipping what was
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -55,6 +56,12 @@ class FencesWentBack(RuntimeError):
         self.fences = fences
         where = ", ".join(f"{t}[{p}]@{f}" for (t, p), f in sorted(fences.items()))
         super().__init__(f"offset fences went back in Redis; read again after {where}")
+
+
+class BatchAbandoned(RuntimeError):
+    """The worker is stopping while a batch still fails (Kafka or Redis unreachable):
+    nothing of it was committed, so it must not be acknowledged; it is applied again after
+    a restart."""
 
 
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
@@ -100,11 +107,13 @@ class BatchProcessor:
         clock: Callable[[], float] = time.time,
         archive: SegmentLog | None = None,
         score_clock: Callable[[], float] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
         ``archive`` defaults to a segment log under ``settings.archive_dir`` when
-        ``settings.archive_enabled``."""
+        ``settings.archive_enabled``. ``stopping``, once set, makes a failing batch give
+        up instead of retrying (see :meth:`process`)."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -132,6 +141,8 @@ class BatchProcessor:
         # across retries and partition moves (fences only ever move forward), so a fence
         # read below it means Redis lost writes.
         self._committed: dict[TopicPartition, int] = {}
+        # Set when the worker stops: a failing batch then stops retrying (BatchAbandoned).
+        self.stopping = stopping if stopping is not None else threading.Event()
 
     # --- partition ownership --------------------------------------------------------------
 
@@ -175,7 +186,9 @@ class BatchProcessor:
     # --- processing -----------------------------------------------------------------------
 
     def process(self, messages: Sequence[RawMessage]) -> BatchReport:
-        """Apply ``messages`` exactly once; return only when done (retrying failures)."""
+        """Apply ``messages`` exactly once; return only when done (retrying failures).
+
+        Raises :class:`BatchAbandoned` when :attr:`stopping` is set while the batch fails."""
         backoff = _BACKOFF_START
         started = time.perf_counter()
         retries = 0
@@ -195,7 +208,8 @@ class BatchProcessor:
                     backoff,
                     exc,
                 )
-                time.sleep(backoff)
+                if self.stopping.wait(backoff):
+                    raise BatchAbandoned(f"stopping; batch of {len(messages)} not applied") from exc
                 backoff = min(backoff * 2, _BACKOFF_MAX)
         report.retries = retries
         self._observe(messages, report, time.perf_counter() - started)
