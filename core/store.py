@@ -42,6 +42,14 @@ def _tile_day(name: bytes) -> int:
 _UNPACK = msgspec.msgpack.Decoder()
 
 
+@dataclass(frozen=True)
+class PreparedCommit:
+    """A batch's writes, encoded for the commit script (see FeatureStore.prepare_commit)."""
+
+    customers: list[CustomerAggregates]
+    writes: bytes
+
+
 class FenceMoved(RuntimeError):
     """A partition's fence changed under this batch: another writer applied events."""
 
@@ -227,6 +235,14 @@ return n
 """
 
 
+# KEYS: customer hashes; returns each one's HGETALL (field, value, ...), in KEYS order.
+_LOAD_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
+
+
 def score_fields(score: Score) -> dict[str, str]:
     return {
         "score": repr(score.score),
@@ -244,6 +260,7 @@ class FeatureStore:
         self.redis = client
         self.keys = keys
         self._commit_script = client.register_script(_COMMIT_LUA)
+        self._load_script = client.register_script(_LOAD_LUA)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -251,11 +268,17 @@ class FeatureStore:
         self, customer_ids: Sequence[str], with_event_hashes: bool = True
     ) -> dict[str, StoredCustomer]:
         """Every requested customer (new, empty aggregates for unknown ones), one round trip.
-        ``with_event_hashes=False`` reads for features only: see :func:`decode_customer`."""
-        pipe = self.redis.pipeline(transaction=False)
-        for customer_id in customer_ids:
-            pipe.hgetall(self.keys.customer(customer_id))
-        results = cast(list[dict[bytes, bytes]], pipe.execute())
+        ``with_event_hashes=False`` reads for features only: see :func:`decode_customer`.
+
+        One ``EVALSHA`` returns every hash (a pipeline of ``HGETALL`` cost redis-py ~15 µs
+        of Python per customer; this costs ~2 µs plus the decoding)."""
+        if not customer_ids:
+            return {}
+        flat = cast(
+            list[list[bytes]],
+            self._load_script(keys=[self.keys.customer(c) for c in customer_ids]),
+        )
+        results = [dict(zip(items[::2], items[1::2], strict=True)) for items in flat]
         decoded = decode_customers(customer_ids, results, with_event_hashes)
         return dict(zip(customer_ids, decoded, strict=True))
 
@@ -317,19 +340,31 @@ class FeatureStore:
         per argument to pack). Lua scripts run atomically, and Redis persists and
         replicates a script's writes as one MULTI/EXEC block.
         """
+        self.commit_prepared(self.prepare_commit(customers, scores), fences)
+
+    def prepare_commit(
+        self, customers: Iterable[CustomerAggregates], scores: Sequence[Score]
+    ) -> PreparedCommit:
+        """The first half of :meth:`commit_batch`: encode the writes (CPU only, no I/O),
+        e.g. while waiting for Kafka to acknowledge the batch's records."""
         customers = list(customers)
+        return PreparedCommit(customers, _MSGPACK.encode(self._writes(customers, scores)))
+
+    def commit_prepared(
+        self, prepared: PreparedCommit, fences: Mapping[tuple[str, int], tuple[int, int]]
+    ) -> None:
+        """The second half of :meth:`commit_batch`: one round trip."""
         tp_order = list(fences)
-        writes = self._writes(customers, scores)
         args: list[Any] = [fences[tp][0] for tp in tp_order]
         args += [fences[tp][1] for tp in tp_order]
-        args.append(_MSGPACK.encode(writes))
+        args.append(prepared.writes)
         try:
             self._commit_script(keys=[self.keys.fence(*tp) for tp in tp_order], args=args)
         except redis.ResponseError as exc:
             if str(exc).startswith(_FENCE_MOVED):
                 raise FenceMoved(str(exc)) from exc
             raise
-        for agg in customers:
+        for agg in prepared.customers:
             agg.changed_days.clear()
             agg.dropped_days.clear()
 

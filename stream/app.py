@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,6 @@ from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.archive import EventArchive
 from core.keys import Keys
 from core.producer import EventProducer
 from core.redis_client import connect_redis
@@ -71,15 +71,28 @@ class WorkerRuntime:
             report.scored,
         )
 
-    def compact_archive(self) -> int:
-        """Close this worker's archive segment and turn closed segments into Parquet."""
+    def rotate_archive(self) -> bool:
+        """Close this worker's archive segment (it is then ready for compaction); False
+        when the archive is off."""
         if self.processor.archive is None:
-            return 0
+            return False
         self.processor.archive.rotate()
-        moved = EventArchive(self.settings.archive_dir).compact()
-        if moved:
-            log.info("archive compacted events=%d", moved)
-        return moved
+        return True
+
+    async def compact_archive(self) -> int:
+        """Close this worker's archive segment, then turn closed segments into Parquet in
+        a child process: the compaction's CPU work (Arrow, Parquet, zstd) would otherwise
+        hold the worker's GIL for tens of milliseconds and delay batches. Returns the
+        child's exit status."""
+        if not await asyncio.to_thread(self.rotate_archive):
+            return 0
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _COMPACT_CODE, str(self.settings.archive_dir)
+        )
+        status = await child.wait()
+        if status != 0:
+            log.warning("archive compaction failed status=%d; the next tick retries", status)
+        return status
 
     def rescore(self) -> int:
         model = self.models()
@@ -94,6 +107,12 @@ class WorkerRuntime:
             older_than_seconds=self.settings.rescore_after_seconds,
             limit=self.settings.rescore_max_per_tick,
         )
+
+
+# Run by the compaction child: ``EventArchive(<archive dir>).compact()``.
+_COMPACT_CODE = (
+    "import sys\nfrom core.archive import EventArchive\nEventArchive(sys.argv[1]).compact()\n"
+)
 
 
 def _broker_url(settings: Settings) -> str:
@@ -179,7 +198,7 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
 
         @app.timer(interval=settings.archive_compact_seconds)
         async def compact_archive() -> None:
-            await asyncio.to_thread(runtime().compact_archive)
+            await runtime().compact_archive()
 
     @app.timer(interval=settings.model_check_seconds)
     async def check_champion_model() -> None:

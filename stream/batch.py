@@ -143,6 +143,7 @@ class BatchProcessor:
         self._committed: dict[TopicPartition, int] = {}
         # Set when the worker stops: a failing batch then stops retrying (BatchAbandoned).
         self.stopping = stopping if stopping is not None else threading.Event()
+        self._failed_before = 0  # the producer's failures before this batch's records
 
     # --- partition ownership --------------------------------------------------------------
 
@@ -224,16 +225,20 @@ class BatchProcessor:
         events, letters = self._decode(fresh, now)
         touched, archived = self._apply(events, report)
         scores, changes = self._score(touched, self.score_clock())
-        self._publish(letters, changes)
+        # Kafka must have the dead letters and band changes before the fences move; the
+        # archive append and the encoding of the writes overlap the wait for its answer.
+        self._send(letters, changes)
         if self.archive is not None and archived:
             self.archive.append(archived)
+        prepared = self.store.prepare_commit([c.aggregates for c in touched], scores)
+        self._await_delivery(letters, changes)
         newest: dict[TopicPartition, int] = {}
         for m in fresh:
             tp = (m.topic, m.partition)
             if m.offset > newest.get(tp, -1):
                 newest[tp] = m.offset
         new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
-        self.store.commit_batch([c.aggregates for c in touched], scores, new_fences)
+        self.store.commit_prepared(prepared, new_fences)
         for tp, (_, new) in new_fences.items():
             self._fences[tp] = new
             self._committed[tp] = max(self._committed.get(tp, -1), new)
@@ -332,21 +337,24 @@ class BatchProcessor:
             return [], []
         return score_customers(model, customers, now)
 
-    def _publish(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
-        """Send dead letters and band changes, and wait until Kafka has them all."""
-        if not letters and not changes:
-            return
-        failed_before = self.producer.stats.failed
+    def _send(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
+        """Hand dead letters and band changes to the producer (see _await_delivery)."""
+        self._failed_before = self.producer.stats.failed
         for letter in letters:
             self.producer.send_dead_letter(letter)
         for change in changes:
             self.producer.send_record(
                 self.topics.scores, change.customer_id.encode(), encode_band_change(change)
             )
+
+    def _await_delivery(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
+        """Wait until Kafka has every record :meth:`_send` handed over."""
+        if not letters and not changes:
+            return
         remaining = self.producer.flush(timeout=30)
         if remaining:
             raise KafkaException(f"{remaining} dead letters or score records not delivered")
-        if self.producer.stats.failed > failed_before:
+        if self.producer.stats.failed > self._failed_before:
             raise KafkaException("a dead letter or score record failed delivery")
 
     def _observe(self, messages: Sequence[RawMessage], report: BatchReport, seconds: float) -> None:
