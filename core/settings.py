@@ -454,8 +454,8 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PLAN_VALUES),
         validation_alias=_env("CHURN_PLAN_VALUES"),
         description="JSON object: a subscriber's value at stake per plan level (free, "
-        "paid). A customer's value is the larger of this and their recent spend rate times "
-        "the label horizon.",
+        "paid). A customer's value is the larger of this and their recent spend rate, net of "
+        "refunds, times the label horizon.",
     )
 
     # --- Logging -----------------------------------------------------------------------
