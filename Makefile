@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 kafka-jars: $(STAMP)
 	@$(BIN)/churnstream infra fetch
 
-demo: setup  ## Run everything locally: Kafka, Redis, a worker and live simulated customers (Ctrl-C stops)
+demo: setup  ## Run everything locally on simulated customers: Kafka, Redis, a worker, the API + dashboard, the monitor (Ctrl-C stops)
 	$(BIN)/churnstream demo $(DEMO_ARGS)
 
 test: setup  ## Run every test (unit, integration against real Kafka + Redis, end-to-end)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.compute as pc
 import typer
 from rich.console import Console
 
-from core.archive import EventArchive
-from core.settings import get_settings
+if TYPE_CHECKING:
+    from core.archive import EventArchive
 
 archive_app = typer.Typer(no_args_is_help=True)
 
 
 def archive_stats(archive: EventArchive) -> dict[str, Any]:
     """Files, segments, distinct events, customers, types and the event-time range."""
+    import pyarrow.compute as pc
+
     table = archive.frame(columns=("event_id", "customer_id", "type", "event_time"))
     times = table.column("event_time")
     by_type = pc.value_counts(table.column("type")).to_pylist() if table.num_rows else []
@@ -41,6 +42,9 @@ def stats(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """What the archive (CHURN_ARCHIVE_DIR) holds: events, customers, time range, files."""
+    from core.archive import EventArchive
+    from core.settings import get_settings
+
     summary = archive_stats(EventArchive(get_settings().archive_dir))
     if json_output:
         typer.echo(json.dumps(summary))
@@ -60,5 +64,8 @@ def compact() -> None:
     Running workers do this on their own every CHURN_ARCHIVE_COMPACT_SECONDS; use this
     after workers stopped for good. Safe beside running workers and readers.
     """
+    from core.archive import EventArchive
+    from core.settings import get_settings
+
     moved = EventArchive(get_settings().archive_dir).compact()
     typer.echo(f"compacted {moved:,} events into Parquet")

@@ -7,14 +7,14 @@ import typer
 from churnstream.archive import archive_app
 from churnstream.demo import demo
 from churnstream.drift import drift
+from churnstream.help_text import ParagraphHelpGroup
 from churnstream.infra.cli import infra_app
 from churnstream.monitor import monitor, retrain_command
 from churnstream.produce import produce
 from churnstream.risk import risk
 from churnstream.schema import schema_app
+from churnstream.targets import targets
 from churnstream.verify import verify_command
-from core.logging import configure_logging
-from core.settings import get_settings
 from offline.cli import simulate
 from offline.import_cli import import_app
 from offline.models_cli import models_app
@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
+    cls=ParagraphHelpGroup,
 )
 
 
@@ -39,6 +40,9 @@ def _configure() -> None:
     Configuration comes from environment variables (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL,
     CHURN_*) or a .env file; see `churnstream schema --help` for the event contract.
     """
+    from core.logging import configure_logging
+    from core.settings import get_settings
+
     configure_logging(get_settings())
 
 
@@ -51,6 +55,7 @@ app.command("simulate")(simulate)
 app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("risk")(risk)
+app.command("targets")(targets)
 app.command("train")(train)
 app.command("api")(api)
 app.command("drift")(drift)

@@ -6,15 +6,14 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.redis_client import connect_redis
-from core.settings import get_settings
-from monitoring.drift import DriftOutcome, run_drift
+if TYPE_CHECKING:
+    from monitoring.drift import DriftOutcome
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,10 @@ def drift(
     CHURN_MONITOR_INTERVAL_SECONDS until Ctrl-C. Exit status 3: nothing to compare (no
     champion, no reference sample or no recently scored customers).
     """
+    from core.redis_client import connect_redis
+    from core.settings import get_settings
+    from monitoring.drift import run_drift
+
     settings = get_settings()
     as_of_s = parse_as_of(as_of)
     client = connect_redis(settings)

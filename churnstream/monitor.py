@@ -14,11 +14,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from core.decisions import RetrainRequest, push_retrain_request
-from core.keys import Keys
-from core.redis_client import connect_redis
-from core.settings import get_settings
-
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +37,8 @@ def monitor(
     Runs until Ctrl-C; metrics on CHURN_MONITOR_METRICS_PORT (/metrics).
     """
     from churnstream.monitor_loop import MonitorLoop
+    from core.redis_client import connect_redis
+    from core.settings import get_settings
 
     settings = get_settings()
     client = connect_redis(settings)
@@ -58,7 +55,13 @@ def monitor(
     if settings.monitor_metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.monitor_metrics_port, addr=settings.monitor_metrics_host)
+        from core.metrics import component_registry
+
+        start_http_server(
+            settings.monitor_metrics_port,
+            addr=settings.monitor_metrics_host,
+            registry=component_registry("monitor"),
+        )
         log.info("monitor metrics on port=%d", settings.monitor_metrics_port)
     log.info(
         "monitor started interval_seconds=%s bucket_seconds=%s",
@@ -137,6 +140,11 @@ def retrain_command(
 
     Exit status 1 when the retrain failed.
     """
+    from core.decisions import RetrainRequest, push_retrain_request
+    from core.keys import Keys
+    from core.redis_client import connect_redis
+    from core.settings import get_settings
+
     settings = get_settings()
     client = connect_redis(settings)
     request = RetrainRequest(reason=reason, requested_by="cli", trigger="manual")

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from core.dlq import DeadLetter
-from core.events import EventValidationError, TopicKind
-from core.producer import EventProducer
-from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from core.events import EventValidationError, TopicKind
+    from core.producer import EventProducer
 
 _SHOW_INVALID = 20  # invalid lines listed one by one; the rest are counted
 _CLOCK_EVERY = 10_000  # re-read the clock for the future-time check every N lines
@@ -57,6 +58,8 @@ def produce_lines(
     An invalid line is skipped (or, with ``to_dlq``, written to the dead-letter topic with
     its reason) and producing goes on with the next line.
     """
+    from core.events import EventValidationError
+
     report = ProduceReport()
     now = datetime.now(UTC)
     send_json = producer.send_json
@@ -116,6 +119,9 @@ def produce(
     (or dead-lettered with --to-dlq); every valid line is still sent. Exits 1 when any
     line was invalid or any event failed delivery.
     """
+    from core.producer import EventProducer
+    from core.settings import get_settings
+
     console = Console(stderr=True, soft_wrap=True)
     settings = get_settings()
     kind: TopicKind | None = topic.value if topic else None  # type: ignore[assignment]

@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.keys import Keys
-from core.redis_client import connect_redis
-from core.registry import ModelRegistry
-from core.risk import RiskAssessment, assess
-from core.settings import get_settings, scoring_clock
-from core.store import FeatureStore
+if TYPE_CHECKING:
+    from core.risk import RiskAssessment
 
 
 def risk(
@@ -26,6 +23,13 @@ def risk(
 
     Exits 1 when the customer is unknown.
     """
+    from core.keys import Keys
+    from core.redis_client import connect_redis
+    from core.registry import ModelRegistry
+    from core.risk import assess
+    from core.settings import get_settings, scoring_clock
+    from core.store import FeatureStore
+
     settings = get_settings()
     client = connect_redis(settings)
     store = FeatureStore(client, Keys(settings.redis_key_prefix))

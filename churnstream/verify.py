@@ -4,21 +4,15 @@ Redis (online-offline consistency; the logic is in :mod:`offline.verify`)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.archive import EventArchive
-from core.keys import Keys
-from core.redis_client import connect_redis
-from core.settings import get_settings
-from core.store import FeatureStore
-from core.topics import Topics
-from offline.cli import parse_start
-from offline.verify import NothingToVerify, VerifyReport, verify
+if TYPE_CHECKING:
+    from offline.verify import VerifyReport
 
 EXIT_INCONSISTENT = 1
 EXIT_NOTHING_TO_VERIFY = 2
@@ -57,6 +51,15 @@ def verify_command(
 
     Exit status: 0 consistent; 1 inconsistent (or the worker moved on); 2 nothing to verify.
     """
+    from core.archive import EventArchive
+    from core.keys import Keys
+    from core.redis_client import connect_redis
+    from core.settings import get_settings
+    from core.store import FeatureStore
+    from core.topics import Topics
+    from offline.cli import parse_start
+    from offline.verify import NothingToVerify, verify
+
     settings = get_settings()
     err = Console(stderr=True)
     reference = int(parse_start(at).timestamp()) if at is not None else None

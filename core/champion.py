@@ -14,7 +14,7 @@ import logging
 from prometheus_client import Gauge
 
 from core.model import LinearModel
-from core.registry import ModelRegistry
+from core.registry import ModelRegistry, RegistryError, unloadable_champion
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,12 @@ class ChampionFollower:
             if self.model is not None and pointer.version == self.model.version:
                 self.last_error = None
                 return False
-            model = self.registry.load_champion()
+            try:
+                model = self.registry.load_champion()
+            except RegistryError as exc:  # e.g. its directory is gone, the pointer stayed
+                raise _Unloadable(unloadable_champion(pointer.version, exc)) from None
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, _Unloadable) else f"{type(exc).__name__}: {exc}"
             if error != self.last_error:
                 log.exception("could not check or load the champion model; keeping the current one")
             self.last_error = error
@@ -70,6 +73,10 @@ class ChampionFollower:
                 model.version, needed, self.registry.retention_days, needed,
             )  # fmt: skip
         return True
+
+
+class _Unloadable(Exception):
+    """The champion the pointer names cannot be loaded (the message says what to do)."""
 
 
 def retention_needed(model: LinearModel) -> int:

@@ -6,7 +6,7 @@ key                                    holds
 ``{p}:c:{<customer>}``                 hash: one customer — day tiles ``d:<day>``,
                                        scalars ``m``, and the latest score fields
                                        ``score``, ``band``, ``model_version``,
-                                       ``scored_at``, ``last_event_time``
+                                       ``scored_at``, ``last_event_time``, ``value``
 ``{p}:risk``                           sorted set: customers by latest score
 ``{p}:scored_at``                      sorted set: customers by time of latest score
 ``{p}:fence:<topic>:<partition>``      string: last offset applied from that partition
@@ -91,4 +91,4 @@ class Keys:
 
 TILE_PREFIX = "d:"
 SCALARS_FIELD = "m"
-SCORE_FIELDS = ("score", "band", "model_version", "scored_at", "last_event_time")
+SCORE_FIELDS = ("score", "band", "model_version", "scored_at", "last_event_time", "value")

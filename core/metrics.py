@@ -1,12 +1,26 @@
 """Every Prometheus metric churnstream exports, defined once.
 
-Names follow ``churn_<component>_<what>_<unit>``. The worker serves them on its web port
-(``/metrics``); the API on ``/metrics``. Dashboards and alerts refer to these names only.
+Names follow ``churn_<component>_<what>_<unit>``. Each process serves only its own
+component's metrics (plus the process and Python runtime ones), through
+:func:`component_registry`: the worker on its web port, the API and the monitor on
+``/metrics``. Dashboards and alerts refer to these names only.
+
+Conventions that keep dashboards honest:
+
+* labels with a known, closed set of values are created up front (at 0), so "nothing
+  happened yet" reads as 0 rather than as no data;
+* a gauge describing the latest result of a job (a drift report, a label join, a score
+  bucket) reads NaN until that job has produced one, never a made-up 0.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+from functools import cache
+from typing import Literal
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 # --- worker ------------------------------------------------------------------------------
 
@@ -174,6 +188,53 @@ MONITOR_LAST_RUN = Gauge(
     "When each monitoring job last finished (Unix time).",
     ["job"],
 )
+
+NOT_YET = float("nan")
+for _latest_result in (
+    MONITOR_DRIFT_SHARE,
+    MONITOR_DATASET_DRIFT,
+    MONITOR_SCORE_DRIFT,
+    MONITOR_DRIFT_SECONDS,
+    MONITOR_REALIZED_ROC_AUC,
+    MONITOR_REALIZED_PR_AUC,
+    MONITOR_VALIDATION_ROC_AUC,
+    MONITOR_AUC_DEGRADED,
+    MONITOR_SCORE_MEAN,
+):
+    _latest_result.set(NOT_YET)
+for _result in ("drift", "no_drift", "skipped", "error"):
+    MONITOR_DRIFT_RUNS.labels(_result)
+for _trigger in ("drift", "auc_drop"):
+    MONITOR_RETRAIN_REQUESTS.labels(_trigger)
+for _outcome in ("promoted", "kept_champion", "failed"):
+    MONITOR_RETRAINS.labels(_outcome)
+
+Component = Literal["worker", "api", "monitor"]
+
+
+class _ComponentMetrics:
+    """A collector showing one component's ``churn_<component>_*`` families of the default
+    registry, and every family that is not churnstream's (process, Python runtime)."""
+
+    def __init__(self, component: Component) -> None:
+        self.prefix = f"churn_{component}_"
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name.startswith(self.prefix) or not family.name.startswith("churn_"):
+                yield family
+
+
+@cache
+def component_registry(component: Component) -> CollectorRegistry:
+    """What the ``/metrics`` page of ``component`` serves (pass it to ``generate_latest``).
+
+    Every process imports this module, so every metric exists in every process; serving
+    them all would show, say, a drift share of 0 from the API next to the monitor's real one.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ComponentMetrics(component))
+    return registry
 
 
 _API_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

@@ -47,14 +47,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 import redis
 
 from core.keys import Keys
 from core.model import LinearModel, artifact_sha256, load_model
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Status = Literal["candidate", "champion", "retired"]
 
@@ -65,6 +67,28 @@ CARD_FILE = "model_card.md"
 TEMP_PREFIX = ".tmp-"
 HISTORY_LENGTH = 20
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def unloadable_champion(version: str, exc: Exception) -> str:
+    """What to tell people when the champion the pointer names cannot be loaded (for
+    example, its directory was deleted while the Redis pointer stayed)."""
+    return (
+        f"champion {version} cannot be loaded ({exc}); promote a version whose artifact is "
+        "there (`churnstream models promote VERSION`) or train one (`churnstream train`)"
+    )
+
+
+@dataclass(frozen=True)
+class ChampionState:
+    """The champion pointer, its model when it loads, else ``problem``: why not.
+
+    ``pointer is None``: no champion yet. ``model is None`` with a pointer: the champion is
+    unloadable; the promotion gate then counts it as no champion and records ``problem``.
+    """
+
+    pointer: ChampionPointer | None
+    model: LinearModel | None = None
+    problem: str | None = None
 
 
 class RegistryError(RuntimeError):
@@ -319,6 +343,17 @@ class ModelRegistry:
         pointer = self.champion()
         return None if pointer is None else self._load_checked(pointer.version, pointer.sha256)
 
+    def champion_state(self) -> ChampionState:
+        """The champion pointer with its model loaded, or why it cannot be loaded (never
+        raises for an unloadable champion; Redis errors propagate)."""
+        pointer = self.champion()
+        if pointer is None:
+            return ChampionState(None)
+        try:
+            return ChampionState(pointer, self._load_checked(pointer.version, pointer.sha256))
+        except RegistryError as exc:
+            return ChampionState(pointer, problem=unloadable_champion(pointer.version, exc))
+
     def reference_sample(self, version: str) -> pd.DataFrame | None:
         """The reference sample stored with ``version`` (checked against the manifest's
         sha256), or ``None`` when the version was registered without one."""
@@ -330,6 +365,8 @@ class ModelRegistry:
             raise ArtifactIntegrityError(
                 f"reference sample of model {version} refused: its sha256 does not match"
             )
+        import pandas as pd  # only readers of reference samples pay for pandas
+
         return pd.read_parquet(path)
 
     def list(self) -> builtins.list[ModelManifest]:

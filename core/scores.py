@@ -26,6 +26,7 @@ class Score:
     model_version: str
     scored_at: float
     last_event_time: int
+    value: float | None = None  # value over the horizon (core.targeting); None: not known
 
 
 class BandChange(msgspec.Struct, kw_only=True):

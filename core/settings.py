@@ -23,6 +23,15 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 DEFAULT_REPORTS_DIR = Path("reports/drift")
 
+# Retention campaign defaults: the reference campaign of the expected maximum profit
+# measure (Verbraken et al., 2013): customer value 200, incentive 10, contact cost 1, and
+# an acceptance rate drawn from Beta(6, 14), whose mean 0.3 is the save rate.
+DEFAULT_CONTACT_COST = 1.0
+DEFAULT_INCENTIVE = 10.0
+DEFAULT_SAVE_RATE = 0.3
+DEFAULT_PLAN_VALUES: dict[str, float] = {"free": 0.0, "paid": 200.0}
+PLAN_LEVELS = ("free", "paid")
+
 
 def _env(name: str) -> Any:
     """Bind a field to exactly one environment variable name."""
@@ -278,6 +287,13 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_REDIS_PORT"),
         description="Port of the local Redis server.",
     )
+    prometheus_port: int = Field(
+        19090,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CHURN_PROMETHEUS_PORT"),
+        description="Port of the local Prometheus (`churnstream infra up --prometheus`).",
+    )
     kafka_libs_dir: Path = Field(
         Path.home() / ".cache" / "churnstream" / "kafka-3.9.1" / "libs",
         validation_alias=_env("CHURN_KAFKA_LIBS_DIR"),
@@ -419,6 +435,38 @@ class Settings(BaseSettings):
         "same recent validation rows is higher by more than this.",
     )
 
+    # --- Retention targeting -------------------------------------------------------------
+    contact_cost: float = Field(
+        DEFAULT_CONTACT_COST,
+        ge=0,
+        allow_inf_nan=False,
+        validation_alias=_env("CHURN_CONTACT_COST"),
+        description="Cost of contacting one customer in a retention campaign (currency "
+        "units). The default is the expected-maximum-profit measure's.",
+    )
+    retention_incentive: float = Field(
+        DEFAULT_INCENTIVE,
+        ge=0,
+        allow_inf_nan=False,
+        validation_alias=_env("CHURN_RETENTION_INCENTIVE"),
+        description="Incentive paid to each contacted churner who accepts the offer and stays.",
+    )
+    save_rate: float = Field(
+        DEFAULT_SAVE_RATE,
+        ge=0,
+        le=1,
+        validation_alias=_env("CHURN_SAVE_RATE"),
+        description="Share of contacted churners who accept the offer and stay (0.3: the "
+        "mean of the expected-maximum-profit measure's Beta(6, 14)).",
+    )
+    plan_values: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PLAN_VALUES),
+        validation_alias=_env("CHURN_PLAN_VALUES"),
+        description="JSON object: a subscriber's value at stake per plan level (free, "
+        "paid). A customer's value is the larger of this and their recent spend rate, net of "
+        "refunds, times the label horizon.",
+    )
+
     # --- Logging -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=_env("CHURN_LOG_LEVEL"), description="Log level."
@@ -436,6 +484,19 @@ class Settings(BaseSettings):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @field_validator("plan_values")
+    @classmethod
+    def _plan_values(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PLAN_LEVELS))
+        if unknown:
+            raise ValueError(
+                f"unknown plan level(s) {', '.join(unknown)}; known: {', '.join(PLAN_LEVELS)}"
+            )
+        bad = [level for level, amount in value.items() if not 0 <= amount < float("inf")]
+        if bad:
+            raise ValueError(f"plan values must be finite and >= 0 (see {', '.join(bad)})")
         return value
 
     @field_validator("redis_url")

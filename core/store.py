@@ -142,6 +142,7 @@ def decode_customers(
                 model_version=fields[b"model_version"].decode(),
                 scored_at=float(fields[b"scored_at"]),
                 last_event_time=int(fields[b"last_event_time"]),
+                value=float(fields[b"value"]) if b"value" in fields else None,
             )
         customers.append(StoredCustomer(agg, score))
     return customers
@@ -250,6 +251,7 @@ def score_fields(score: Score) -> dict[str, str]:
         "model_version": score.model_version,
         "scored_at": repr(score.scored_at),
         "last_event_time": str(score.last_event_time),
+        **({} if score.value is None else {"value": repr(score.value)}),
     }
 
 

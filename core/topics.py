@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.events import TopicKind
-from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 ACTIVITY = "customer-activity"
 TRANSACTIONS = "customer-transactions"

@@ -135,16 +135,12 @@ def labels_job(
     )
     metrics.MONITOR_LAST_RUN.labels("labels").set(time.time())
     if not outcome.periods:
+        recorded = log_dir.performance()
+        if recorded:  # e.g. after a restart: show the latest period evaluated before
+            _show_performance(PeriodPerformance(**recorded[-1]))
         return outcome
     latest = outcome.periods[-1]
-    if latest.roc_auc is not None:
-        metrics.MONITOR_REALIZED_ROC_AUC.set(latest.roc_auc)
-    if latest.pr_auc is not None:
-        metrics.MONITOR_REALIZED_PR_AUC.set(latest.pr_auc)
-    if latest.validation_roc_auc is not None:
-        metrics.MONITOR_VALIDATION_ROC_AUC.set(latest.validation_roc_auc)
-    metrics.MONITOR_AUC_DEGRADED.set(1 if latest.degraded else 0)
-    metrics.MONITOR_LABELLED_ROWS.set(latest.rows)
+    _show_performance(latest)
     policy = TriggerPolicy.from_settings(settings)
     verdict = on_performance(
         latest.roc_auc,
@@ -161,6 +157,18 @@ def labels_job(
     )
     outcome.decision = act_on(client, Keys(settings.redis_key_prefix), verdict, policy, champion)
     return outcome
+
+
+def _show_performance(latest: PeriodPerformance) -> None:
+    """The realized-performance gauges, from the latest matured period."""
+    if latest.roc_auc is not None:
+        metrics.MONITOR_REALIZED_ROC_AUC.set(latest.roc_auc)
+    if latest.pr_auc is not None:
+        metrics.MONITOR_REALIZED_PR_AUC.set(latest.pr_auc)
+    if latest.validation_roc_auc is not None:
+        metrics.MONITOR_VALIDATION_ROC_AUC.set(latest.validation_roc_auc)
+    metrics.MONITOR_AUC_DEGRADED.set(1 if latest.degraded else 0)
+    metrics.MONITOR_LABELLED_ROWS.set(latest.rows)
 
 
 def band_counts(client: redis.Redis, keys: Keys, model: LinearModel) -> dict[str, int]:

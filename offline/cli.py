@@ -22,11 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.events import Event
-from offline import simulator as sim
-
 if TYPE_CHECKING:
+    from core.events import Event
     from core.producer import EventProducer
+    from offline import simulator as sim
 
 _PROGRESS_EVERY = 2048  # events between progress-bar refreshes
 
@@ -137,6 +136,8 @@ def simulate(
 
     Events are JSON lines in event-time order; the truth CSV says who churned, when, and why.
     """
+    from offline import simulator as sim
+
     try:
         config = sim.SimulationConfig(
             customers=customers, days=days, start=parse_start(start), seed=seed, drift_at=drift_at
@@ -218,6 +219,8 @@ def _tap(
     rate: float | None,
 ) -> Iterator[Event]:
     """Pass events through, counting them, pacing to ``rate`` and sending them to Kafka."""
+    from offline.simulator import DAY_S
+
     task = (
         progress.add_task("simulate", total=config.days, events=0, rate=0.0) if progress else None
     )
@@ -237,7 +240,7 @@ def _tap(
         tally.last = event.event_time
         count += 1
         if progress is not None and task is not None and count % _PROGRESS_EVERY == 0:
-            day = min((event.event_time.timestamp() - start_s) / sim.DAY_S, config.days)
+            day = min((event.event_time.timestamp() - start_s) / DAY_S, config.days)
             elapsed = max(time.monotonic() - started, 1e-9)
             progress.update(task, completed=day, events=count, rate=count / elapsed)
         yield event

@@ -15,11 +15,15 @@ get there:
 
 Anything else is refused (promotion then needs ``--force``), and so is a champion that
 cannot be scored on the window (a feature this code no longer defines).
+
+A champion whose artifact cannot be loaded (e.g. its directory was deleted while the Redis
+pointer stayed) blocks nothing: the gate counts it as no champion and says so in its reason
+and in ``unloadable_champion`` (:func:`without_unloadable_champion`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,9 +47,20 @@ class GateResult:
     champion_roc_auc: float | None = None
     window: list[str] = field(default_factory=list)
     min_gain: float = 0.0
+    unloadable_champion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def without_unloadable_champion(result: GateResult, version: str, problem: str) -> GateResult:
+    """``result``, a decision made with no champion, recording that champion ``version``
+    was set aside because it cannot be loaded (``problem`` says why)."""
+    return replace(
+        result,
+        reason=f"{result.reason}: {problem}; it counts as no champion",
+        unloadable_champion=version,
+    )
 
 
 def _window_of(valid: Dataset) -> list[str]:

@@ -9,19 +9,15 @@ the terminal (stderr) or, with ``--json``, to stdout.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from offline.importers.common import (
-    ImportFormatError,
-    ImportReport,
-    RejectWriter,
-    report_json,
-    write_events_jsonl,
-)
 from offline.importers.sparkify_cli import import_sparkify_command
+
+if TYPE_CHECKING:
+    from offline.importers.common import ImportReport
 
 import_app = typer.Typer(no_args_is_help=True)
 
@@ -62,6 +58,8 @@ def default_paths(source: Path, out: str | None, rejects: Path | None) -> tuple[
 
 
 def _finish(report: ImportReport, out: str, rejects: Path | None, as_json: bool) -> None:
+    from offline.importers.common import report_json
+
     err = Console(stderr=True)
     if as_json:
         typer.echo(report_json(report))
@@ -93,6 +91,7 @@ def online_retail(
     Rows without a customer, with a price <= 0 or otherwise unusable go to the reject file
     with their line number and reason; the report lists them by reason.
     """
+    from offline.importers.common import ImportFormatError, RejectWriter, write_events_jsonl
     from offline.importers.online_retail import import_online_retail
 
     err = Console(stderr=True)

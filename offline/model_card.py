@@ -58,6 +58,75 @@ def _metrics_table(run: TrainingRun) -> list[str]:
     return lines
 
 
+def _money(amount: float) -> str:
+    return f"{amount:,.0f}"
+
+
+def _targeting_section(targeting: dict[str, Any] | None) -> list[str]:
+    """Retention targeting on the validation cutoffs (see offline.targeting_evaluation)."""
+    if not targeting:
+        return []
+    c = targeting["campaign"]
+    out = [
+        "",
+        "## Retention targeting",
+        "",
+        f"On the validation rows ({targeting['rows']:,} rows, {targeting['cutoffs']} cutoff(s)), "
+        "one campaign per cutoff. A customer's value is their expected revenue over the "
+        f"{targeting['horizon_days']:g}-day horizon; {targeting['value_definition']}. "
+        f"Churners' value in all: {_money(targeting['churned_value'])}.",
+        "",
+        "Churned value reached when contacting the top share of customers by each ranking:",
+        "",
+        "| budget | by expected loss | by p(churn) | by value | expected loss / p(churn) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for share, row in targeting["budgets"].items():
+        reached, part = row["churned_value"], row["share_of_churned_value"]
+        ratio = row["expected_loss_vs_p_churn"]
+        cells = [
+            f"{_money(reached[k])} ({part[k]:.1%})" for k in ("expected_loss", "p_churn", "value")
+        ]
+        out.append(
+            f"| {float(share):.0%} | " + " | ".join(cells)
+            + f" | {'-' if ratio is None else f'{ratio:.2f}x'} |"
+        )  # fmt: skip
+    out += [
+        "",
+        f"Profit under the campaign (contact cost {c['contact_cost']:g}, incentive "
+        f"{c['incentive']:g}, save rate {c['save_rate']:g}; realized: save rate x (value - "
+        "incentive) per churner reached, minus the contact cost of everyone contacted), "
+        "contacting the top share by expected net gain:",
+        "",
+        f"- best share to contact: {targeting['best_share']:.0%} (profit "
+        f"{_money(targeting['best_profit'])}); ranking by p(churn) alone: best "
+        f"{targeting['best_share_by_p_churn']:.0%} (profit "
+        f"{_money(targeting['best_profit_by_p_churn'])})",
+        "- the contact list (a positive expected gain) picks "
+        f"{targeting['positive_gain_share']:.1%} of customers: profit "
+        f"{_money(targeting['profit_at_positive_gain'])}",
+    ]
+    curve = targeting["profit_curve"]
+    points = [
+        f"{s:.0%}: {_money(p)}" for s, p in zip(curve["shares"], curve["profit"], strict=True)
+    ]
+    out.append("- profit curve: " + ", ".join(points[::10]))
+    accuracy = targeting.get("value_accuracy")
+    if accuracy:
+        out += [
+            "",
+            f"Value estimates against the {accuracy['realized']} ({accuracy['rows']:,} rows):",
+            "",
+            "| estimate | mean abs. error | Spearman | total estimate / realized |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, row in accuracy["estimates"].items():
+            out.append(
+                f"| {name} | {row['mae']:,.2f} | {row['spearman']:.3f} | {row['total_ratio']:.3f} |"
+            )
+    return out
+
+
 def render_model_card(
     run: TrainingRun, *, gate: dict[str, Any] | None = None, command: str | None = None
 ) -> str:
@@ -147,6 +216,7 @@ def render_model_card(
             "Coefficients are bound to the sign that makes risk rise with silence (a silent "
             "customer's risk never falls as days pass); a coefficient of 0 sits on that bound.",
         ]
+    out += _targeting_section(metrics.get("targeting"))
     if gate is not None:
         out += ["", "## Promotion gate", "", f"- {'passed' if gate['passed'] else 'refused'}: "
                 f"{gate['reason']}"]  # fmt: skip

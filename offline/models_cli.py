@@ -43,6 +43,9 @@ def list_models(json_output: JsonOption = False) -> None:
     """Every registered model, oldest first, with its status and validation ROC AUC."""
     registry = _registry()
     manifests = registry.list()
+    problem = registry.champion_state().problem
+    if problem:  # on stderr: --json keeps its shape
+        Console(stderr=True).print(f"[red]error:[/red] {problem}", highlight=False)
     if json_output:
         typer.echo(json.dumps([asdict(m) for m in manifests], sort_keys=True, default=str))
         return
@@ -132,14 +135,16 @@ def promote(
 ) -> None:
     """Make VERSION the champion if it beat the current one on the same validation window."""
     from core.registry import RegistryError
-    from offline.gate import gate_from_manifests
+    from offline.gate import gate_from_manifests, without_unloadable_champion
 
     registry = _registry()
     try:
         candidate = registry.manifest(version)
-        pointer = registry.champion()
-        champion = registry.manifest(pointer.version) if pointer else None
+        state = registry.champion_state()
+        champion = registry.manifest(state.model.version) if state.model else None
         decision = gate_from_manifests(candidate, champion, min_gain=min_gain)
+        if state.pointer is not None and state.problem is not None:
+            decision = without_unloadable_champion(decision, state.pointer.version, state.problem)
         if not decision.passed and not force:
             raise _fail(f"promotion refused: {decision.reason}")
         registry.promote(version)

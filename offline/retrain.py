@@ -48,7 +48,7 @@ from core.model import LinearModel
 from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.dataset import LABEL_KINDS, Dataset, LabelKind, build_dataset
-from offline.gate import GateResult, gate_on_window
+from offline.gate import GateResult, gate_on_window, without_unloadable_champion
 from offline.train import reference_sample, split_by_cutoff, train_bootstrap
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,9 @@ def _retrain(
     now: datetime,
     say: Progress,
 ) -> RetrainOutcome:
-    pointer = registry.champion()
-    champion = registry.load_champion() if pointer else None
-    training = registry.manifest(pointer.version).training if pointer else {}
+    state = registry.champion_state()
+    pointer, champion = state.pointer, state.model
+    training = registry.manifest(champion.version).training if champion else {}
     label, horizon = _label_of(training, settings)
     archive = EventArchive(settings.archive_dir)
     first_day = archive_start(archive)
@@ -261,6 +261,8 @@ def _retrain(
     except ValueError as exc:
         raise RetrainError(str(exc)) from None
     result, details = gate(champion, candidate, valid_set, settings.promotion_min_gain)
+    if pointer is not None and state.problem is not None:
+        result = without_unloadable_champion(result, pointer.version, state.problem)
     info = {
         "source": "archive",
         "window": [_iso(window_start), _iso(now)],
@@ -279,6 +281,7 @@ def _retrain(
     gate_metrics = {
         "candidate_roc_auc": result.candidate_roc_auc,
         "champion_roc_auc": result.champion_roc_auc,
+        "unloadable_champion": result.unloadable_champion,
         **details,
     }
     # kept with the candidate's metrics, in offline.gate's shape: which champion it was

@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from core.model import BandCutoffs, LinearModel, Scorer, apply_transform
+from core.targeting import Valuation
 from offline.dataset import (
     LABEL_DEFINITIONS,
     Dataset,
@@ -40,6 +41,7 @@ from offline.dataset import (
     to_epoch_seconds,
 )
 from offline.evaluate import BandPolicy, band_rates, classification_metrics
+from offline.targeting_evaluation import evaluate_targeting
 
 HIGH_QUANTILE = 0.9  # High = top 10 % of validation scores
 MEDIUM_QUANTILE = 0.7  # Medium = the next 20 %
@@ -320,6 +322,10 @@ def simulation_run(
         train_set, valid_set = split_by_cutoff(dataset, valid_from, purge=False)
     say(f"training on {len(train_set):,} rows, validating on {len(valid_set):,}")
     model, metrics = train_bootstrap(train_set, valid_set, version=version)
+    say("measuring retention targeting on the validation cutoffs")
+    metrics["targeting"] = evaluate_targeting(
+        valid_set, model.score_many(valid_set.X), Valuation(horizon_days=horizon_days)
+    )
     if label == "cancellation_or_inactivity":  # the label the oracle knows how to price
         from offline.oracle import oracle_auc, probability_auc
         from offline.simulator import ground_truth

@@ -246,20 +246,16 @@ def _gate(
     registry: ModelRegistry, run: TrainingRun, min_gain: float, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     """The gate against the current champion, scored on this run's validation rows."""
-    from core.registry import RegistryError
-    from offline.gate import GateResult, gate_on_window
+    from offline.gate import gate_on_window, without_unloadable_champion
 
-    pointer = registry.champion()
-    if pointer is None:
-        return gate_on_window(run.valid_scores, run.valid, None, min_gain=min_gain).to_dict()
-    progress(f"scoring champion {pointer.version} on the validation window")
-    try:
-        champion = registry.load(pointer.version)
-    except RegistryError as exc:
-        return GateResult(
-            False, f"champion {pointer.version} cannot be loaded: {exc}", pointer.version
-        ).to_dict()
-    return gate_on_window(run.valid_scores, run.valid, champion, min_gain=min_gain).to_dict()
+    state = registry.champion_state()
+    if state.model is not None:
+        progress(f"scoring champion {state.model.version} on the validation window")
+    result = gate_on_window(run.valid_scores, run.valid, state.model, min_gain=min_gain)
+    if state.pointer is not None and state.problem is not None:
+        progress(state.problem)
+        result = without_unloadable_champion(result, state.pointer.version, state.problem)
+    return result.to_dict()
 
 
 def _print_result(
@@ -315,6 +311,15 @@ def _print_result(
     if boosting:
         lines.append(f"boosting    ROC AUC {boosting['roc_auc']:.4f} (comparison, not registered)")
     lines.append(f"bands       medium >= {model.bands.medium:.4f}, high >= {model.bands.high:.4f}")
+    targeting = metrics.get("targeting")
+    if targeting and "0.10" in targeting["budgets"]:
+        ratio = targeting["budgets"]["0.10"]["expected_loss_vs_p_churn"]
+        lines.append(
+            "targeting   at a 10% budget, ranking by expected loss reaches "
+            + ("-" if ratio is None else f"{ratio:.2f}x")
+            + f" the churned value of ranking by p(churn); best share to contact "
+            f"{targeting['best_share']:.0%}"
+        )
     lines.append(f"gate        {'passed' if gate['passed'] else 'refused'}: {gate['reason']}")
     if promote and not promoted:
         lines.append("            (kept as a candidate; `churnstream models promote V --force`)")

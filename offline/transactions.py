@@ -43,8 +43,10 @@ import pandas as pd
 
 from core.events import Event
 from core.features import FEATURE_NAMES, TRANSACTION_FEATURE_NAMES, silence_direction
+from core.targeting import Valuation
 from offline.dataset import LABEL_DEFINITIONS, Dataset, build_dataset, to_epoch_seconds
 from offline.evaluate import BandPolicy, band_rates, classification_metrics
+from offline.targeting_evaluation import evaluate_targeting
 from offline.train import (
     TrainingRun,
     fit_linear,
@@ -278,6 +280,9 @@ def train_on_transactions(
     metrics["roc_auc_lift_over_baseline"] = round(
         metrics["roc_auc"] - metrics["baseline"]["roc_auc"], 6
     )
+    say("measuring retention targeting on the validation cutoffs")
+    valuation = Valuation(horizon_days=config.horizon_days, retention_days=config.retention_days)
+    metrics["targeting"] = evaluate_targeting(valid, scores, valuation, events=events)
 
     label = LABEL_DEFINITIONS["no_purchase"].format(h=config.horizon_days)
     training = {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages churnstream's local stack and tests need (Debian/Ubuntu):
 # Java 17 + Maven (to fetch and run the Kafka broker), redis-server, kcat, Chromium and its
-# driver (the dashboard's browser tests), wrk (the API benchmark).
+# driver (the dashboard's browser tests), wrk (the API benchmark), Prometheus (`churnstream
+# infra up --prometheus` and the dashboard's query test).
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
 
@@ -13,9 +14,10 @@ command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java, mvn, redis-server, kcat, chromium, chromedriver, wrk)"
+  echo "system packages: all present (java, mvn, redis-server, kcat, chromium, chromedriver, wrk, prometheus)"
   exit 0
 fi
 
@@ -38,7 +40,10 @@ echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian's package starts a system-wide redis on 6379; churnstream runs its own instances.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
-  $SUDO systemctl stop redis-server || true
-fi
+# Debian's packages start a system-wide redis on 6379 and Prometheus on 9090 (where systemd
+# runs); churnstream runs its own instances.
+for unit in redis-server prometheus; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+    $SUDO systemctl stop "$unit" || true
+  fi
+done

@@ -5,10 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-import uvicorn
-
-from core.settings import get_settings
-from serving.config import get_api_settings
 
 
 def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
@@ -43,6 +39,11 @@ def api(
     Needs Redis (REDIS_URL) and the model registry (CHURN_MODEL_DIR); it starts without a
     champion and answers 503 on scoring routes until one is promoted.
     """
+    import uvicorn
+
+    from core.settings import get_settings
+    from serving.config import get_api_settings
+
     settings = get_settings()
     api_settings = get_api_settings()
     uvicorn.run(

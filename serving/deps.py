@@ -59,7 +59,9 @@ async def get_champion(state: StateDep) -> LinearModel:
     """The champion model, or 503 when none is loaded."""
     model = state.watcher.model
     if model is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_CHAMPION)
+        error = state.watcher.last_error
+        detail = f"no champion model is loaded: {error}" if error else NO_CHAMPION
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail)
     return model
 
 

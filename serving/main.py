@@ -25,6 +25,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.types import Message, Receive, Scope, Send
 
+from core.features import FEATURE_NAMES
 from core.keys import Keys
 from core.logging import skip_unused_record_fields
 from core.redis_client import connect_redis
@@ -36,6 +37,7 @@ from serving.access import account
 from serving.config import ApiSettings, get_api_settings
 from serving.deps import ApiState, require_reader
 from serving.models_watch import ModelWatcher
+from serving.openapi import with_champion_features
 from serving.risk_batcher import RiskBatcher
 from serving.routes import (
     admin,
@@ -46,6 +48,7 @@ from serving.routes import (
     redis_unavailable,
     reports,
     scoring,
+    targets,
 )
 
 log = logging.getLogger(__name__)
@@ -119,7 +122,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error_handler)  # type: ignore[arg-type]
     reads = [Depends(require_reader)] if api.read_keys_required else []
-    for module in (customers, scoring, models, reports):
+    for module in (customers, targets, scoring, models, reports):
         app.include_router(module.router, dependencies=reads)
     app.include_router(admin.router)
     app.include_router(health.router)
@@ -128,8 +131,24 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
 
 
 class ChurnApi(FastAPI):
-    """FastAPI, with every HTTP request accounted for once (:mod:`serving.access`) and the
-    risk lookup's plain case answered first (:mod:`serving.fast_path`)."""
+    """FastAPI, with every HTTP request accounted for once (:mod:`serving.access`), the
+    risk lookup's plain case answered first (:mod:`serving.fast_path`) and an OpenAPI
+    document that requires the champion's features (:mod:`serving.openapi`)."""
+
+    _champion_openapi: tuple[str | None, dict[str, Any]] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document (built once) with the current champion's features; rebuilt
+        when the champion changes."""
+        state = getattr(self.state, "services", None)
+        model = state.watcher.model if state is not None else None
+        version = model.version if model is not None else None
+        cached = self._champion_openapi
+        if cached is None or cached[0] != version:
+            names = model.feature_names if model is not None else FEATURE_NAMES
+            cached = (version, with_champion_features(super().openapi(), names, version))
+            self._champion_openapi = cached
+        return cached[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

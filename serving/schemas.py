@@ -68,6 +68,8 @@ class RiskResponse(BaseModel):
             "score": 0.97,
             "band": "high",
             "action": "retention offer",
+            "value": 180.5,
+            "expected_loss": 175.09,
             "model_version": "v20260105T101500-3fa9c1",
             "last_event_time": "2026-02-18T09:12:44Z",
             "evaluated_at": "2026-03-01T12:00:00.125Z",
@@ -86,6 +88,13 @@ class RiskResponse(BaseModel):
     score: float
     band: Band
     action: str = Field(description="The retention action for the band (CHURN_RETENTION_ACTIONS).")
+    value: float = Field(
+        description="The customer's value over the model's label horizon, in the events' "
+        "currency: recent spend rate net of refunds x horizon, or the plan's value "
+        "(CHURN_PLAN_VALUES), "
+        "whichever is larger."
+    )
+    expected_loss: float = Field(description="score x value: the value expected to leave.")
     model_version: str
     last_event_time: str
     evaluated_at: str
@@ -101,6 +110,13 @@ class AtRiskItem(BaseModel):
     model_version: str | None
     scored_at: str | None
     last_event_time: str | None
+
+
+SCORING_TIME = (
+    "What 'now' is for scoring, ISO 8601 UTC: the clock, or CHURN_AS_OF when set. Ages "
+    "such as 'last event 3 days ago' are measured from it."
+)
+AS_OF = "CHURN_AS_OF when scoring at a fixed time (a backfill of old events), else null."
 
 
 class AtRiskResponse(BaseModel):
@@ -119,11 +135,80 @@ class AtRiskResponse(BaseModel):
                     "last_event_time": "2026-02-18T09:12:44Z",
                 }
             ],
+            "scoring_time": "2026-03-01T11:02:14.020Z",
+            "as_of": None,
         }
     )
 
     total: int = Field(description="Customers matching the filter (all pages).")
     items: list[AtRiskItem]
+    scoring_time: str = Field(description=SCORING_TIME)
+    as_of: str | None = Field(description=AS_OF)
+
+
+class CampaignOut(BaseModel):
+    contact_cost: float = Field(description="Cost of one contact.")
+    incentive: float = Field(description="Paid to each contacted churner who accepts.")
+    save_rate: float = Field(description="Share of contacted churners who accept and stay.")
+
+
+class ContactItem(BaseModel):
+    customer_id: str
+    score: float = Field(description="The stored churn score the ranking used.")
+    band: Band | None
+    action: str | None = Field(description="The retention action for the band.")
+    value: float = Field(description="Value over the model's label horizon (stored score).")
+    expected_loss: float = Field(description="score x value.")
+    gain: float = Field(
+        description="Expected net gain of contacting: score x save_rate x (value - incentive) "
+        "- contact_cost."
+    )
+    expected_spend: float = Field(
+        description="Expected cost of the contact: contact_cost + score x save_rate x incentive."
+    )
+    reasons: list[Explanation] = Field(
+        description="The champion's top contributions at request time."
+    )
+
+
+class ContactListResponse(BaseModel):
+    """Customers to contact today, by expected net gain, within the budget."""
+
+    model_config = _example(
+        {
+            "campaign": {"contact_cost": 1.0, "incentive": 10.0, "save_rate": 0.3},
+            "budget": 500.0,
+            "max_contacts": 100,
+            "count": 1,
+            "candidates": 87,
+            "scanned": 4339,
+            "total_gain": 51.3,
+            "total_spend": 3.85,
+            "items": [
+                {
+                    "customer_id": "C00042",
+                    "score": 0.95,
+                    "band": "high",
+                    "action": "retention offer",
+                    "value": 180.5,
+                    "expected_loss": 171.48,
+                    "gain": 47.59,
+                    "expected_spend": 3.85,
+                    "reasons": _EXPLANATIONS_EXAMPLE,
+                }
+            ],
+        }
+    )
+
+    campaign: CampaignOut
+    budget: float | None = Field(description="The budget asked for (null: none).")
+    max_contacts: int
+    count: int = Field(description="Contacts listed.")
+    candidates: int = Field(description="Stored customers with a positive expected gain.")
+    scanned: int = Field(description="Stored customers read.")
+    total_gain: float
+    total_spend: float
+    items: list[ContactItem]
 
 
 class RiskDistribution(BaseModel):
@@ -136,6 +221,8 @@ class RiskDistribution(BaseModel):
             "bands": {"high": 120, "medium": 240, "low": 790},
             "band_cutoffs": {"medium": 0.4, "high": 0.7},
             "customers": 1150,
+            "scoring_time": "2011-12-10T00:00:00.000Z",
+            "as_of": "2011-12-10T00:00:00.000Z",
         }
     )
 
@@ -147,10 +234,13 @@ class RiskDistribution(BaseModel):
     )
     band_cutoffs: dict[str, float] | None
     customers: int
+    scoring_time: str = Field(description=SCORING_TIME)
+    as_of: str | None = Field(description=AS_OF)
 
 
 class ScoreRequest(BaseModel):
-    """One row of features; every feature of the champion is required, no others."""
+    """One row of features; every feature of the champion is required, no others (the
+    OpenAPI document lists them: :mod:`serving.openapi`)."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"features": _FEATURES_EXAMPLE}]}

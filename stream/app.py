@@ -24,6 +24,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.keys import Keys
+from core.metrics import component_registry
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
@@ -217,7 +218,8 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         # aiohttp takes the charset separately from the content type
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split("; charset")[0])
+        page = generate_latest(component_registry("worker"))
+        return web.bytes(page, content_type=CONTENT_TYPE_LATEST.split("; charset")[0])
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:

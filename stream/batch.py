@@ -36,8 +36,9 @@ from core.features import feature_matrix
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.scores import BandChange, Score, encode_band_change
-from core.settings import Settings, scoring_clock
+from core.settings import Settings, get_settings, scoring_clock
 from core.store import FeatureStore, FenceMoved, StoredCustomer
+from core.targeting import Valuation, customer_values, with_value_inputs
 from core.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ class BatchProcessor:
         model = self.model()
         if model is None or not customers:
             return [], []
-        return score_customers(model, customers, now)
+        return score_customers(model, customers, now, valuation=_valuation(model, self.settings))
 
     def _send(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
         """Hand dead letters and band changes to the producer (see _await_delivery)."""
@@ -376,18 +377,28 @@ class BatchProcessor:
 
 
 def score_customers(
-    model: LinearModel, customers: Sequence[StoredCustomer], now: float, trigger: str = "event"
+    model: LinearModel,
+    customers: Sequence[StoredCustomer],
+    now: float,
+    trigger: str = "event",
+    valuation: Valuation | None = None,
 ) -> tuple[list[Score], list[BandChange]]:
-    """Score ``customers`` at ``now`` in one vectorised call; list the band changes."""
+    """Score ``customers`` at ``now`` in one vectorised call, with each customer's value
+    (:func:`core.targeting.customer_values`; ``valuation`` defaults to the settings' for
+    the model); list the band changes."""
     aggregates = [c.aggregates for c in customers]
-    features = feature_matrix(aggregates, int(now), model.feature_names)
-    values = model.score_many(features)
+    names = with_value_inputs(model.feature_names)  # the model's inputs first
+    features = feature_matrix(aggregates, int(now), names)
+    values = model.score_many(features[:, : len(model.feature_names)])
+    worth = customer_values(features, names, valuation or _valuation(model)).tolist()
     bands = model.bands.bands_of(values)
     scores: list[Score] = []
     changes: list[BandChange] = []
     for band, count in Counter(bands).items():
         metrics.WORKER_SCORES.labels(band, trigger).inc(count)
-    for customer, value, band in zip(customers, values.tolist(), bands, strict=True):
+    for customer, value, band, at_stake in zip(
+        customers, values.tolist(), bands, worth, strict=True
+    ):
         score = Score(
             customer_id=customer.aggregates.customer_id,
             score=round(value, 6),
@@ -395,12 +406,17 @@ def score_customers(
             model_version=model.version,
             scored_at=round(now, 3),
             last_event_time=customer.aggregates.last_event,
+            value=at_stake,
         )
         scores.append(score)
         previous = customer.score.band if customer.score is not None else None
         if previous != band:
             changes.append(BandChange.of(score, previous))
     return scores, changes
+
+
+def _valuation(model: LinearModel, settings: Settings | None = None) -> Valuation:
+    return Valuation.from_settings(settings or get_settings(), model.metadata)
 
 
 def _is_expired(agg: CustomerAggregates, event: Event, retention_days: int) -> bool:

@@ -6,11 +6,6 @@ import threading
 
 import typer
 
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
-from stream.app import create_app
-from stream.shutdown import DeadlineWorker, ShutdownDeadline
-
 
 def worker(
     web_port: int | None = typer.Option(
@@ -24,6 +19,11 @@ def worker(
     CHURN_WORKER_SHUTDOWN_SECONDS even when Kafka or Redis is unreachable; after a crash
     or such an exit, nothing is lost or counted twice.
     """
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+    from stream.app import create_app
+    from stream.shutdown import DeadlineWorker, ShutdownDeadline
+
     settings = get_settings()
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})

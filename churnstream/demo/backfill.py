@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -185,49 +183,3 @@ def environment_lines(settings: Settings) -> list[str]:
              "CHURN_ARCHIVE_DIR", "CHURN_RETENTION_DAYS", "CHURN_AS_OF",
              "KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")  # fmt: skip
     return [f"export {name}={shlex.quote(env[name])}" for name in names if name in env]
-
-
-class ApiChild:
-    """``churnstream api`` as a child process on 127.0.0.1:``port``."""
-
-    def __init__(self, settings: Settings, port: int, log_path: Path) -> None:
-        self.settings, self.port, self.log_path = settings, port, log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        env = worker_env(self.settings)
-        env.update({"CHURN_API_HOST": "127.0.0.1", "CHURN_API_PORT": str(self.port)})
-        code = "from churnstream.cli import main; main()"
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code, "api"],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DemoError(
-                    f"the API exited (code {self.process.returncode}); log: {self.log_path}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise DemoError(f"the API was not ready within {timeout:.0f} s; log: {self.log_path}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)

@@ -11,33 +11,28 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from churnstream.demo.errors import DemoError
-from churnstream.demo.retail import serve_online_retail
-from churnstream.demo.risk_board import RiskBoard, print_scored
-from churnstream.demo.starter_model import ensure_champion
-from churnstream.demo.streaming import stream
-from churnstream.demo.worker_child import WorkerChild, start_worker
-from churnstream.infra import InfraError, LocalStack
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
-
-TRAIN_SEED_OFFSET = 1000  # the starter model trains on other customers than the stream's
-
 
 def demo(
     duration: float | None = typer.Option(
-        None, "--duration", min=1, help="Stop after this many seconds (default: until Ctrl-C)."
+        None,
+        "--duration",
+        min=1,
+        help="Stop after this many seconds of live events (default: until Ctrl-C).",
     ),
-    customers: int = typer.Option(500, min=1, help="Simulated customers."),
+    customers: int = typer.Option(
+        500, min=1, help="Simulated customers (some sign up later, during the live events)."
+    ),
     days: int = typer.Option(
-        30, min=1, help="Days of history to simulate; the stream ends at the present."
+        30, min=1, help="Days of simulated history, loaded first (a backfill) up to the present."
     ),
-    rate: float = typer.Option(300.0, min=0, help="Events per second (0: as fast as possible)."),
+    rate: float = typer.Option(
+        300.0, min=0, help="Live events per second after the backfill (0: as fast as possible)."
+    ),
     seed: int = typer.Option(42, help="Simulation seed."),
     worker: bool = typer.Option(
         True,
         "--worker/--no-worker",
-        help="Run a worker that scores the stream (default), or only stream the events "
+        help="Run a worker, the API and the monitor (default), or only stream the events "
         "(for your own `churnstream worker`).",
     ),
     train_customers: int = typer.Option(
@@ -49,27 +44,56 @@ def demo(
     data: str = typer.Option(
         "simulated",
         "--data",
-        help="'simulated' (live simulated customers) or 'online-retail' (backfill the real "
-        "UCI Online Retail data: import, train, replay, then serve the API and dashboard).",
+        help="'simulated' (simulated customers: history, then live) or 'online-retail' "
+        "(backfill the real UCI Online Retail data: import, train, replay, then serve).",
     ),
     data_file: Path = typer.Option(
         Path("online_retail.parquet"),
         "--data-file",
         help="The Online Retail file (CSV or Parquet) for --data online-retail.",
     ),
-    api_port: int = typer.Option(
-        8000, min=1, max=65535, help="Port of the API and dashboard for --data online-retail."
+    api_port: int | None = typer.Option(
+        None,
+        min=1,
+        max=65535,
+        help="Port of the API and dashboard (default: CHURN_API_PORT, 8000).",
+    ),
+    drift_every: float = typer.Option(
+        60.0,
+        min=10,
+        help="Seconds between drift reports (the first comes when the live events start).",
+    ),
+    retrain_on_drift: bool = typer.Option(
+        False,
+        "--retrain-on-drift",
+        help="Let the monitor retrain when it finds drift. Off by default: the live events "
+        "run much faster than real time, so their features drift by design.",
     ),
 ) -> None:
-    """Run churnstream locally: Kafka + Redis, a worker scoring live, simulated customers.
+    """Run churnstream locally on simulated customers: Kafka + Redis, their history loaded
+    first, then live events, scored by a worker, served by the API and its dashboard, and
+    watched by the drift monitor.
 
     With --data online-retail: backfill a fresh system from the real UCI Online Retail data
     (import, train, replay through Kafka, worker caught up) and serve its API and dashboard.
     """
+    # Imported here so that the rest of the CLI does not pay for the demo's dependencies.
+    from churnstream.demo.errors import DemoError
+    from churnstream.demo.retail import serve_online_retail
+    from churnstream.demo.services import DemoServices
+    from churnstream.demo.simulated import SimulatedDemo, run_simulated
+    from churnstream.infra import InfraError, LocalStack
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+
     if data not in ("simulated", "online-retail"):
         raise typer.BadParameter("expected 'simulated' or 'online-retail'", param_hint="--data")
+    from serving.config import get_api_settings
+
+    port = api_port or get_api_settings().port
     console = Console()
     settings = get_settings()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo as Ctrl-C does
     stack = LocalStack.from_settings(settings)
     already_running = stack.status().all_running
     console.print("[bold]churnstream demo[/] — starting local Kafka and Redis…")
@@ -86,37 +110,35 @@ def demo(
             "run_dir": stack.run_dir,
         }
     )
-    child: WorkerChild | None = None
-    board: RiskBoard | None = None
+    services = DemoServices()
     failed = False
     try:
         if data == "online-retail":
-            serve_online_retail(console, local, data_file, api_port, duration)
+            serve_online_retail(console, local, data_file, port, duration)
             return
         ensure_topics(local)
-        if worker:
-            ensure_champion(console, local, train_customers, train_days, seed + TRAIN_SEED_OFFSET)
-            child = WorkerChild(local, stack.run_dir / "worker.log")
-            start_worker(console, child)
-        board = RiskBoard(local, child)
-        stream(console, local, board, customers, days, rate or None, seed, duration)
-        if child is not None:
-            child.stop()
-        print_scored(console, board)
+        options = SimulatedDemo(
+            customers=customers, days=days, rate=rate or None, seed=seed, duration=duration,
+            worker=worker, train_customers=train_customers, train_days=train_days,
+            api_port=port, drift_every=drift_every, retrain_on_drift=retrain_on_drift,
+        )  # fmt: skip
+        run_simulated(console, local, options, services)
     except KeyboardInterrupt:  # e.g. while training, or a second Ctrl-C while flushing
         console.print("stopping…")
+        for line in services.stop():
+            console.print(line, highlight=False)
     except DemoError as exc:
         console.print(Text(str(exc), style="red"))
         failed = True
     finally:
         # Another Ctrl-C must not cut the clean-up short (each step has a time limit).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            if board is not None:
-                board.close()
             # Free the Kafka clients now (the producer's sits in a reference cycle): after the
             # broker stops, a live client only logs reconnection errors.
             gc.collect()
+            child = services.worker
             if child is not None and child.started:
                 child.stop()
                 if child.exited_early is None:
@@ -136,3 +158,7 @@ def demo(
             signal.signal(signal.SIGINT, previous)
     if failed:
         raise typer.Exit(1)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)

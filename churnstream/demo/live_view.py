@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from churnstream.demo.risk_board import RiskBoard, Snapshot
-from core.events import Event
+from churnstream.demo.services import DemoServices
 from core.producer import EventProducer
 from core.settings import Settings, get_settings
 
@@ -28,17 +28,25 @@ class Flow:
     snapshot: Snapshot
     by_type: Counter[str] = field(default_factory=Counter)
     customers: set[str] = field(default_factory=set)
-    last_event: Event | None = None
+    reports: int = 0  # drift reports written so far
+    exited: str | None = None  # a service that exited on its own, and where its log is
+    simulated_time: datetime | None = None  # of the event sent last, before its stamping
     started: float = field(default_factory=time.monotonic)
     stopped: float | None = None
-    phase: str = "streaming"
+    phase: str = "live"
 
 
 def _when(epoch: float | None, fmt: str) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime(fmt) if epoch is not None else "-"
 
 
-def view(settings: Settings, board: RiskBoard, producer: EventProducer, flow: Flow) -> Group:
+def view(
+    settings: Settings,
+    board: RiskBoard,
+    services: DemoServices,
+    producer: EventProducer,
+    flow: Flow,
+) -> Group:
     snapshot = flow.snapshot
     end = flow.stopped or time.monotonic()
     elapsed = max(end - flow.started, 1e-6)
@@ -49,11 +57,16 @@ def view(settings: Settings, board: RiskBoard, producer: EventProducer, flow: Fl
         f"failed {stats.failed:,}  {stats.sent / elapsed:,.0f} events/s  "
         f"customers {len(flow.customers):,}",
     )
-    if flow.last_event is not None:
-        head.append(f"\nsimulated clock {flow.last_event.event_time:%Y-%m-%d %H:%M} UTC")
+    if flow.simulated_time is not None:
+        head.append(
+            f"\nsimulated clock {flow.simulated_time:%Y-%m-%d %H:%M} UTC "
+            "(events are stamped with the present as they are sent)"
+        )
     parts: list[Any] = [head, _worker_line(board, snapshot), _risk_table(snapshot)]
     parts.append(_events_table(flow.by_type))
-    parts.append(_where_to_look(settings, board, producer, snapshot))
+    if flow.exited:
+        parts.append(Text(flow.exited, style="bold red"))
+    parts.append(_where_to_look(settings, board, services, producer, flow))
     return Group(*parts)
 
 
@@ -126,15 +139,32 @@ def _events_table(by_type: Counter[str], per_row: int = 5) -> Table:
 
 
 def _where_to_look(
-    settings: Settings, board: RiskBoard, producer: EventProducer, snapshot: Snapshot
+    settings: Settings,
+    board: RiskBoard,
+    services: DemoServices,
+    producer: EventProducer,
+    flow: Flow,
 ) -> Panel:
     topics = producer.topics
+    snapshot = flow.snapshot
     customer = snapshot.top[0].customer_id if snapshot.top else "<customer id>"
+    lines = []
+    if services.api is not None:
+        url = services.api.url
+        lines += [
+            f"dashboard:      {url}/",
+            f"API docs:       {url}/docs   (e.g. {url}/customers/{customer}/risk)",
+        ]
+    if services.monitor is not None:
+        where = f"{services.api.url}/reports/drift/latest" if services.api else ""
+        lines.append(
+            f"drift reports:  {flow.reports} so far   {where}   files: {services.reports_dir}"
+        )
     # another shell has the same settings, but the demo's Redis may not be REDIS_URL's
     env = (
         "" if settings.redis_url == get_settings().redis_url else f"REDIS_URL={settings.redis_url} "
     )
-    lines = [
+    lines += [
         f"kcat -C -b {settings.kafka_bootstrap_servers} -t {topics.activity} -o end -q",
         f"{env}churnstream risk {customer}",
     ]
@@ -146,4 +176,5 @@ def _where_to_look(
             f"REDIS_URL={settings.redis_url} churnstream worker"
         )
     lines.append(f"churnstream infra status   Redis: {settings.redis_url}")
+    lines.append("Ctrl-C stops the stream and everything the demo started")
     return Panel("\n".join(lines), title="where to look", expand=False)

@@ -16,13 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from churnstream.demo.backfill import (
-    ApiChild,
-    backfill_online_retail,
-    environment_lines,
-    retail_settings,
-)
+from churnstream.demo.backfill import backfill_online_retail, environment_lines, retail_settings
 from churnstream.demo.errors import DemoError
+from churnstream.demo.services import ApiChild
 from churnstream.infra.processes import port_open
 from core.settings import Settings
 

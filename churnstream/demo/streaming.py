@@ -1,20 +1,21 @@
-"""Streaming simulated customers' events into Kafka at a live rate, under the live view."""
+"""Streaming the simulated customers' live events into Kafka at a rate, under the live view."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from rich.console import Console
 from rich.live import Live
 
+from churnstream.demo.history import stamped_at_present
 from churnstream.demo.live_view import Flow, view
 from churnstream.demo.risk_board import RiskBoard
+from churnstream.demo.services import DemoServices
 from core.events import Event
 from core.producer import EventProducer
 from core.settings import Settings
-from offline.simulator import SimulationConfig, simulate
 
 POLL_SECONDS = 1.0  # how often the view reads Redis and Kafka
 DRAIN_SECONDS = 15.0  # after --duration: longest wait for the worker to apply the rest
@@ -37,42 +38,61 @@ def stream(
     console: Console,
     settings: Settings,
     board: RiskBoard,
-    customers: int,
-    days: int,
+    services: DemoServices,
+    events: Iterable[Event],
     rate: float | None,
-    seed: int,
     duration: float | None,
 ) -> None:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    config = SimulationConfig(
-        customers=customers, days=days, start=today - timedelta(days=days - 1), seed=seed
-    )
-    flow = Flow(snapshot=board.poll())
+    """Send ``events`` (simulated, in simulated time order) at ``rate`` per second, each
+    stamped with the present, until they run out, ``duration`` seconds pass or Ctrl-C;
+    then let the worker catch up (not after Ctrl-C)."""
+    flow = Flow(snapshot=board.poll(), reports=services.drift_reports())
     next_poll = time.monotonic() + POLL_SECONDS
     next_draw = 0.0
     interrupted = False
+    simulated: list[datetime] = []  # the simulated time of the event being sent
+
+    def simulated_times() -> Iterator[Event]:
+        for event in events:
+            simulated[:] = [event.event_time]
+            yield event
+
     with (
         EventProducer(settings, create_topics=False) as producer,
         Live(console=console, refresh_per_second=4) as live,
     ):
 
         def draw() -> None:
-            live.update(view(settings, board, producer, flow))
+            live.update(view(settings, board, services, producer, flow))
+
+        def poll() -> None:
+            flow.snapshot, flow.reports = board.poll(), services.drift_reports()
+            flow.exited = services.exited()
+
+        def over() -> bool:
+            return duration is not None and time.monotonic() - flow.started >= duration
 
         try:
-            for event in paced(simulate(config), rate):
+            for event in stamped_at_present(paced(simulated_times(), rate)):
                 producer.send(event)
                 flow.by_type[event.type] += 1
                 flow.customers.add(event.customer_id)
-                flow.last_event = event
+                flow.simulated_time = simulated[0] if simulated else None
                 now = time.monotonic()
                 if now >= next_poll:
-                    flow.snapshot, next_poll = board.poll(), now + POLL_SECONDS
+                    poll()
+                    next_poll = now + POLL_SECONDS
                 if now >= next_draw:
                     draw()
                     next_draw = now + 0.25
-                if duration is not None and now - flow.started >= duration:
+                if over():
                     break
+            else:
+                flow.phase = "the simulation has no more events (Ctrl-C stops the demo)"
+                while not over():
+                    poll()
+                    draw()
+                    time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             console.print("stopping…")
             interrupted = True
@@ -87,14 +107,15 @@ def stream(
             except KeyboardInterrupt:
                 console.print("stopping…")
         flow.phase = "stopped"
-        flow.snapshot = board.poll()
+        poll()
         draw()
     if not console.is_terminal:  # Live ends its last frame with a newline on terminals only
         console.line()
     stats = producer.stats
     console.print(
-        f"streamed {stats.sent:,} events of {len(flow.customers):,} customers: "
-        f"{stats.delivered:,} delivered, {stats.failed:,} failed"
+        f"streamed {stats.sent:,} live events of {len(flow.customers):,} customers: "
+        f"{stats.delivered:,} delivered, {stats.failed:,} failed",
+        highlight=False,
     )
 
 

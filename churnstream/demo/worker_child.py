@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +32,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(variable, None)
         elif isinstance(value, SecretStr):
             env[variable] = value.get_secret_value()
+        elif isinstance(value, dict):  # e.g. CHURN_PLAN_VALUES: read back as JSON
+            env[variable] = json.dumps(value)
         else:
             env[variable] = str(value)
     return env

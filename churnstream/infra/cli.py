@@ -1,4 +1,5 @@
-"""``churnstream infra``: start, stop and inspect the local Kafka broker and Redis server.
+"""``churnstream infra``: start, stop and inspect the local Kafka broker and Redis server
+(and, with ``up --prometheus``, a Prometheus scraping the worker, the API and the monitor).
 
 Settings come from :func:`core.settings.get_settings` (``CHURN_RUN_DIR``, ``CHURN_KAFKA_PORT``,
 ...); the options of each command override them. Exit codes: 0 success, 1 failure,
@@ -11,20 +12,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from churnstream.infra.kafka import ensure_kafka_jars
 from churnstream.infra.stack import InfraError, LocalStack, StackStatus
-from core.kafka_client import ensure_topics
-from core.settings import get_settings
 
 infra_app = typer.Typer(
     help=(
-        "Run Kafka and Redis locally as plain processes (no Docker): "
-        "`up` starts them, `status` shows them, `down` stops them. "
+        "Run Kafka and Redis (and, with `up --prometheus`, Prometheus) locally as plain "
+        "processes (no Docker): `up` starts them, `status` shows them, `down` stops them. "
         "Data, logs and pid files live in the run directory (CHURN_RUN_DIR, default .run)."
     ),
     no_args_is_help=True,
@@ -75,6 +73,18 @@ RedisPortOpt = Annotated[
     ),
 ]
 
+PrometheusPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--prometheus-port",
+        min=1,
+        max=65535,
+        help="Prometheus port (default: the running one's, else CHURN_PROMETHEUS_PORT, "
+        "else 19090).",
+        show_default=False,
+    ),
+]
+
 
 def _stack(
     run_dir: Path | None,
@@ -83,13 +93,28 @@ def _stack(
     redis_port: int | None,
     *,
     use_recorded: bool,
+    with_prometheus: bool = False,
+    prometheus_port: int | None = None,
 ) -> LocalStack:
     """The stack from settings, overridden by options (and, for status/down, by the ports
-    recorded in the run dir when no port option is given)."""
+    recorded in the run dir when no port option is given). A Prometheus recorded in the run
+    dir keeps its port unless ``prometheus_port`` is given."""
+    from core.settings import get_settings  # here: `churnstream --help` does without it
+    from serving.config import get_api_settings
+
     settings = get_settings()
-    stack = LocalStack.from_settings(settings)
     if run_dir is not None:
-        stack = LocalStack.from_settings(settings.model_copy(update={"run_dir": run_dir}))
+        settings = settings.model_copy(update={"run_dir": run_dir})
+    stack = LocalStack.from_settings(
+        settings, get_api_settings().port, with_prometheus=with_prometheus
+    )
+    recorded_prometheus = (LocalStack.recorded_ports(stack.run_dir) or {}).get("prometheus_port")
+    if prometheus_port is not None:
+        stack.prometheus_port = prometheus_port
+    elif recorded_prometheus is not None:
+        stack.prometheus_port = recorded_prometheus
+    if use_recorded and recorded_prometheus is not None:
+        stack.with_prometheus = True
     recorded = LocalStack.recorded_ports(stack.run_dir) if use_recorded else None
     if recorded and kafka_port is None and controller_port is None and redis_port is None:
         stack.kafka_port = recorded.get("kafka_port", stack.kafka_port)
@@ -124,8 +149,11 @@ def _fail(what: str, exc: Exception) -> None:
     _err.print(f"[red]{what}:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
-def _env_lines(stack: LocalStack) -> str:
-    return f"KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}\nREDIS_URL={stack.redis_url}"
+def _env_lines(stack: LocalStack, status: StackStatus) -> str:
+    lines = [f"KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}", f"REDIS_URL={stack.redis_url}"]
+    if any(service.name == "prometheus" and service.running for service in status.services):
+        lines.append(f"PROMETHEUS_URL={stack.prometheus_url}")
+    return "\n".join(lines)
 
 
 @infra_app.command()
@@ -134,16 +162,47 @@ def up(
     kafka_port: KafkaPortOpt = None,
     kafka_controller_port: ControllerPortOpt = None,
     redis_port: RedisPortOpt = None,
+    prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus",
+            help="Also start Prometheus (Debian's `prometheus` package), scraping the "
+            "worker, the API and the monitor at CHURN_WORKER_WEB_PORT, CHURN_API_PORT and "
+            "CHURN_MONITOR_METRICS_PORT.",
+        ),
+    ] = False,
+    prometheus_port: PrometheusPortOpt = None,
+    scrape_interval: Annotated[
+        float,
+        typer.Option(
+            "--scrape-interval", min=0.1, help="With --prometheus: seconds between scrapes."
+        ),
+    ] = 5.0,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for both services to answer.")
+        float, typer.Option(help="Seconds to wait for the services to answer.")
     ] = 120.0,
 ) -> None:
     """Start Redis and Kafka (what is not already running) and create the topics.
 
     The first run fetches the Kafka broker's jars from Maven Central with `mvn` (cached in
-    CHURN_KAFKA_LIBS_DIR). Running `up` again is safe: nothing is started twice.
+    CHURN_KAFKA_LIBS_DIR). Running `up` again is safe: nothing is started twice. With
+    --prometheus, a running Prometheus gets its scrape targets from the current settings.
     """
-    stack = _stack(run_dir, kafka_port, kafka_controller_port, redis_port, use_recorded=False)
+    from confluent_kafka import KafkaException
+
+    from core.kafka_client import ensure_topics
+    from core.settings import get_settings
+
+    stack = _stack(
+        run_dir,
+        kafka_port,
+        kafka_controller_port,
+        redis_port,
+        use_recorded=False,
+        with_prometheus=prometheus,
+        prometheus_port=prometheus_port,
+    )
+    stack.scrape_interval_seconds = scrape_interval
     try:
         status = stack.up(timeout=timeout)
         settings = get_settings().model_copy(
@@ -158,7 +217,11 @@ def up(
         raise typer.Exit(1) from exc
     _out.print(_table(stack, status))
     _out.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
-    _out.print(f"logs: {stack.run_dir}/kafka/kafka.log, {stack.run_dir}/redis/redis.log")
+    logs = [f"{stack.run_dir}/{name}/{name}.log" for name in ("kafka", "redis")]
+    if any(service.name == "prometheus" for service in status.services):
+        logs.append(str(stack.prometheus.log_file))
+        _out.print(f"prometheus: {stack.prometheus_url} (queries: {stack.prometheus_url}/graph)")
+    _out.print(f"logs: {', '.join(logs)}")
     _out.print('point clients here with:  eval "$(churnstream infra status --env)"')
 
 
@@ -172,7 +235,8 @@ def down(
         float, typer.Option(help="Seconds to wait for a graceful stop before SIGKILL.")
     ] = 30.0,
 ) -> None:
-    """Stop the Redis and Kafka processes that `up` started in this run directory.
+    """Stop the Redis and Kafka (and Prometheus) processes that `up` started in this run
+    directory.
 
     Data is kept: a later `up` continues where this left off. Stopping nothing is fine.
     Processes are found by their pid files, so port options are not needed here.
@@ -197,13 +261,15 @@ def status(
         typer.Option(
             "--env",
             help=(
-                "Print only KAFKA_BOOTSTRAP_SERVERS=... and REDIS_URL=... lines, for "
+                "Print only KAFKA_BOOTSTRAP_SERVERS=... and REDIS_URL=... lines (and "
+                "PROMETHEUS_URL=... when Prometheus runs), for "
                 'eval "$(churnstream infra status --env)".'
             ),
         ),
     ] = False,
 ) -> None:
-    """Show whether Redis and Kafka are running and answering. Exit code 3 when not.
+    """Show whether Redis and Kafka (and Prometheus, once started) are running and
+    answering. Exit code 3 when not.
 
     Without port options, the ports `up` recorded in the run directory are used.
     """
@@ -211,7 +277,7 @@ def status(
     current = stack.status()
     if env:
         if current.all_running:
-            typer.echo(_env_lines(stack))
+            typer.echo(_env_lines(stack, current))
         else:
             _err.print("the local stack is not running: start it with `churnstream infra up`")
     else:
@@ -226,6 +292,8 @@ def fetch() -> None:
 
     `up` does this by itself when needed; run it ahead to prepare an offline machine.
     """
+    from core.settings import get_settings
+
     libs_dir = get_settings().kafka_libs_dir
     try:
         path = ensure_kafka_jars(libs_dir)

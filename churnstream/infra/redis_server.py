@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import redis
-
 from churnstream.infra.processes import InfraError, is_alive, start_detached, tail, wait_port
 
 log = logging.getLogger(__name__)
@@ -106,6 +104,8 @@ class RedisServer:
 
     def answers(self, timeout: float = 2.0) -> bool:
         """True when the server answers PING (not while it is still loading its data)."""
+        import redis  # here, not at the top: every CLI command imports this module
+
         client = redis.Redis(
             host=HOST, port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout
         )

@@ -1,9 +1,12 @@
-"""The local stack: one Redis server and one Kafka broker, as plain processes under a run dir.
+"""The local stack: one Redis server and one Kafka broker (and, on request, a Prometheus
+scraping the churnstream processes), as plain processes under a run dir.
 
 ``LocalStack(...).up()`` starts what is not already running and waits until both answer;
 ``down()`` stops exactly the processes ``up`` started (found by pid file, verified by command
 line) and removes their pid files. Both are idempotent and serialised by a lock file, so two
-commands on the same run dir never start a second copy.
+commands on the same run dir never start a second copy. Prometheus is started only by a
+stack built with ``with_prometheus=True``; once running it is part of the stack (shown by
+``status``, kept by a later plain ``up``) until ``down`` stops it with the rest.
 
 Layout of ``run_dir``::
 
@@ -11,6 +14,7 @@ Layout of ``run_dir``::
     .lock        serialises up/down
     kafka/       see churnstream.infra.kafka
     redis/       see churnstream.infra.redis_server
+    prometheus/  see churnstream.infra.prometheus
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from churnstream.infra.processes import (
     read_pid_file,
     stop_pid,
 )
+from churnstream.infra.prometheus import PrometheusServer, ScrapeTarget
 from churnstream.infra.redis_server import RedisServer
 
 if TYPE_CHECKING:
@@ -47,7 +52,7 @@ HOST = "127.0.0.1"
 
 
 class Service(Protocol):
-    """What the stack needs from a service (KafkaBroker, RedisServer)."""
+    """What the stack needs from a service (KafkaBroker, RedisServer, PrometheusServer)."""
 
     @property
     def name(self) -> str: ...
@@ -80,7 +85,7 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class StackStatus:
-    """The services of a stack, in start order (redis, kafka)."""
+    """The services of a stack, in start order (redis, kafka, then prometheus if any)."""
 
     services: tuple[ServiceStatus, ...]
 
@@ -101,7 +106,11 @@ def _default_libs_dir() -> Path:
 
 @dataclass
 class LocalStack:
-    """Redis + Kafka for development and tests, kept under ``run_dir`` (made absolute)."""
+    """Redis + Kafka for development and tests, kept under ``run_dir`` (made absolute).
+
+    With ``with_prometheus``, ``up`` also starts a Prometheus on ``prometheus_port`` that
+    scrapes ``scrape_targets`` every ``scrape_interval_seconds``.
+    """
 
     run_dir: Path
     kafka_port: int = 19092
@@ -109,14 +118,30 @@ class LocalStack:
     redis_port: int = 16379
     kafka_libs_dir: Path = field(default_factory=_default_libs_dir)
     kafka_heap: str = "512m"
+    with_prometheus: bool = False
+    prometheus_port: int = 19090
+    scrape_targets: tuple[ScrapeTarget, ...] = ()
+    scrape_interval_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).expanduser().resolve()
         self.kafka_libs_dir = Path(self.kafka_libs_dir).expanduser().resolve()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalStack:
-        """Build from :class:`core.settings.Settings` (its run_dir, ports, libs dir, heap)."""
+    def from_settings(
+        cls, settings: Settings, api_port: int | None = None, *, with_prometheus: bool = False
+    ) -> LocalStack:
+        """Build from :class:`core.settings.Settings` (its run_dir, ports, libs dir, heap).
+
+        Prometheus scrapes the worker and the monitor at their ports in ``settings`` and
+        the API at ``api_port`` (``CHURN_API_PORT``; the API's default when None).
+        """
+        from churnstream.infra.prometheus import targets_from_settings
+
+        if api_port is None:
+            from serving.config import ApiSettings
+
+            api_port = int(ApiSettings.model_fields["port"].default)
         return cls(
             run_dir=settings.run_dir,
             kafka_port=settings.kafka_port,
@@ -124,6 +149,9 @@ class LocalStack:
             redis_port=settings.redis_port,
             kafka_libs_dir=settings.kafka_libs_dir,
             kafka_heap=settings.kafka_heap,
+            with_prometheus=with_prometheus,
+            prometheus_port=settings.prometheus_port,
+            scrape_targets=targets_from_settings(settings, api_port),
         )
 
     @property
@@ -148,7 +176,23 @@ class LocalStack:
             heap=self.kafka_heap,
         )
 
+    @property
+    def prometheus(self) -> PrometheusServer:
+        return PrometheusServer(
+            home=self.run_dir / "prometheus",
+            port=self.prometheus_port,
+            targets=self.scrape_targets,
+            scrape_interval_seconds=self.scrape_interval_seconds,
+        )
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
+
     def services(self) -> tuple[Service, ...]:
+        """What ``up`` starts and ``status`` shows: Prometheus when asked for or running."""
+        if self.with_prometheus or self._pids(self.prometheus):
+            return (self.redis, self.kafka, self.prometheus)
         return (self.redis, self.kafka)
 
     # --- recorded ports -----------------------------------------------------------------
@@ -158,11 +202,14 @@ class LocalStack:
         return self.run_dir / "stack.json"
 
     def _ports(self) -> dict[str, int]:
-        return {
+        ports = {
             "kafka_port": self.kafka_port,
             "kafka_controller_port": self.kafka_controller_port,
             "redis_port": self.redis_port,
         }
+        if self.with_prometheus:
+            ports["prometheus_port"] = self.prometheus_port
+        return ports
 
     @staticmethod
     def recorded_ports(run_dir: Path) -> dict[str, int] | None:
@@ -190,11 +237,9 @@ class LocalStack:
         with self._locked():
             self._check_same_ports()
             started: list[tuple[Service, int]] = []
+            services = self.services()
             try:
-                waits = [
-                    (service, self._start_if_needed(service, started))
-                    for service in self.services()
-                ]
+                waits = [(service, self._start_if_needed(service, started)) for service in services]
                 deadline = time.monotonic() + timeout
                 for service, pid in waits:
                     service.wait_ready(pid, max(1.0, deadline - time.monotonic()))
@@ -204,7 +249,10 @@ class LocalStack:
                         stop_pid(pid, service.markers, timeout=10.0)
                     service.pid_file.unlink(missing_ok=True)
                 raise
-            self._record_file.write_text(json.dumps(self._ports()) + "\n")
+            ports = self._ports()
+            if any(service.name == "prometheus" for service in services):
+                ports["prometheus_port"] = self.prometheus_port
+            self._record_file.write_text(json.dumps(ports) + "\n")
         status = self.status()
         log.info(
             "stack up run_dir=%s started=%s elapsed=%.1fs",
@@ -266,7 +314,10 @@ class LocalStack:
 
     def _check_same_ports(self) -> None:
         recorded = self.recorded_ports(self.run_dir)
-        if recorded is None or recorded == self._ports():
+        wanted = self._ports()
+        if recorded is None or all(
+            recorded.get(key, value) == value for key, value in wanted.items()
+        ):
             return
         if any(self._pids(service) for service in self.services()):
             raise InfraError(
@@ -280,6 +331,8 @@ class LocalStack:
         pids = self._pids(service)
         if pids:
             log.info("%s already running pid=%d", service.name, pids[0])
+            if isinstance(service, PrometheusServer) and self.with_prometheus:
+                service.refresh(pids[0])  # the settings may have moved a scrape target
             return pids[0]
         service.pid_file.unlink(missing_ok=True)  # stale
         for port in service.ports:

@@ -25,14 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from core.events import Event, EventValidationError, EventValidator
+
+if TYPE_CHECKING:  # pyarrow is imported where Parquet is read: the CLI starts without it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 Format = Literal["jsonl", "parquet", "segment"]
 Position = tuple[int, int]  # (offset, lines or rows before it)
@@ -196,6 +197,9 @@ def _out_of_order(file: InputFile, number: int) -> ReplayInputError:
 
 def parquet_event_column(file: InputFile) -> pq.ParquetFile:
     """Open a Parquet input, checking it has the archive's ``event`` column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         parquet = pq.ParquetFile(file.path)
     except (OSError, pa.ArrowException) as exc:
@@ -333,6 +337,8 @@ def _scan_jsonl(file: InputFile) -> FileScan:
 
 
 def _scan_parquet(file: InputFile) -> FileScan:
+    import pyarrow.compute as pc
+
     if file.format == "segment":
         batches: Iterator[pa.RecordBatch] = _segment_batches(file, "event_time")
         rows = None

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from core.model import LinearModel
 from core.store import FeatureStore
+from core.targeting import Valuation, value_fields
 from serving.deps import ApiState, ChampionDep, StateDep
 from serving.routes import count_scores, errors, explanations, iso_utc, json_response
 from serving.schemas import AtRiskResponse, Band, RiskDistribution, RiskResponse
@@ -70,6 +71,7 @@ async def risk_answer(
             "score": result.score,
             "band": band,
             "action": state.api.retention_actions[band],
+            **value_fields(result, Valuation.from_settings(state.settings, model.metadata)),
             "model_version": result.model_version,
             "last_event_time": iso_utc(result.last_event_time, "seconds"),
             "evaluated_at": iso_utc(result.at),
@@ -112,7 +114,18 @@ def customers_at_risk(
         total, page = pipe.execute()
     else:
         total, page = _band_page(store, band, offset, limit)
-    return json_response({"total": total, "items": _items(store, page)})
+    return json_response({"total": total, "items": _items(store, page), **scoring_times(state)})
+
+
+def scoring_times(state: ApiState) -> dict[str, str | None]:
+    """``scoring_time``: what "now" is for scoring (the clock, or ``CHURN_AS_OF``), and
+    ``as_of``: ``CHURN_AS_OF`` or null; ISO 8601 UTC. The dashboard measures ages such as
+    "last event 3 days ago" from the scoring time."""
+    as_of = state.settings.as_of
+    return {
+        "scoring_time": iso_utc(state.risk.clock()),
+        "as_of": None if as_of is None else iso_utc(as_of.timestamp()),
+    }
 
 
 # One page of the risk index filtered by stored band, on the server: pipelined HGETs
@@ -192,7 +205,8 @@ def _items(store: FeatureStore, page: list[tuple[bytes, float]]) -> list[dict[st
 def risk_distribution(state: StateDep) -> Response:
     """Counts of stored scores in ten bins of width 0.1 (``[lo, hi)``, the last ``[0.9,
     1.0]``), one ZCOUNT each, and per band by the champion's cut-offs (null without a
-    champion: stored bands of earlier models may differ slightly)."""
+    champion: stored bands of earlier models may differ slightly). With the scoring time
+    and ``CHURN_AS_OF`` (null when scoring follows the clock)."""
     store, model = state.store, state.watcher.model
     pipe = store.redis.pipeline(transaction=False)
     pipe.zcard(store.keys.risk)
@@ -215,5 +229,6 @@ def risk_distribution(state: StateDep) -> Response:
             "bands": bands,
             "band_cutoffs": cutoffs,
             "customers": results[0],
+            **scoring_times(state),
         }
     )

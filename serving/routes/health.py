@@ -6,11 +6,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.metrics import component_registry
 from serving.deps import StateDep
 from serving.routes import json_response
 from serving.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
+
+NO_CHAMPION = "no champion model is loaded"
 
 _METRICS_EXAMPLE = (
     "# HELP churn_api_requests_total HTTP requests answered by the API ...\n"
@@ -58,11 +61,11 @@ def ready(state: StateDep) -> Response:
     except Exception as exc:  # any failure to talk to Redis means not ready
         redis_ok = False
         reasons.append(f"redis does not answer: {type(exc).__name__}")
-    model = state.watcher.model
+    model, error = state.watcher.model, state.watcher.last_error
     if model is None:
-        reasons.append("no champion model is loaded")
-    if state.watcher.last_error:
-        reasons.append(f"last champion check failed: {state.watcher.last_error}")
+        reasons.append(f"no champion model is loaded: {error}" if error else NO_CHAMPION)
+    elif error:
+        reasons.append(f"last champion check failed: {error}")
     ok = redis_ok and model is not None
     return json_response(
         {
@@ -82,4 +85,4 @@ def ready(state: StateDep) -> Response:
 )
 async def prometheus_metrics() -> Response:
     """Requests and latency by route template, scores served by band, the model in use."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(component_registry("api")), media_type=CONTENT_TYPE_LATEST)

@@ -245,6 +245,8 @@ def test_dashboard_shows_live_risk(
             assert driver.find_element(By.ID, "drift-share").text == "25%"
             assert "Dataset drift detected" in driver.find_element(By.ID, "drift").text
 
+            check_contact_list(driver, api)
+
             # (b) clicking a row opens that customer's risk card
             click_row(driver, top["customer_id"])
             check_risk_card(driver, api, top["customer_id"])
@@ -369,6 +371,8 @@ def check_risk_card(driver: Any, api: httpx.Client, customer_id: str) -> None:
     assert driver.find_element(By.ID, "risk-band").text.lower() == risk["band"]
     assert driver.find_element(By.ID, "risk-action").text == risk["action"]
     assert driver.find_element(By.ID, "risk-model").text == risk["model_version"]
+    shown_value = driver.find_element(By.ID, "risk-value").text.replace(",", "")
+    assert float(shown_value) == pytest.approx(risk["value"], rel=1e-3, abs=0.01)
     bars = driver.find_elements(By.CSS_SELECTOR, "#explanations .bar[data-feature]")
     assert len(bars) >= 1
     assert [b.get_attribute("data-feature") for b in bars] == [
@@ -379,3 +383,38 @@ def check_risk_card(driver: Any, api: httpx.Client, customer_id: str) -> None:
         assert bar.get_attribute("data-direction") == ("up" if up else "down")
         colour = bar.value_of_css_property("fill")
         assert colour == ("rgb(209, 64, 58)" if up else "rgb(35, 137, 92)"), colour
+
+
+def contact_rows(driver: Any) -> list[list[str]]:
+    """The contact list's rows (cell texts), read in one go (see :func:`table_rows`)."""
+    return driver.execute_script(  # type: ignore[no-any-return]
+        "return [...document.querySelectorAll('#to-contact-table tbody tr[data-customer-id]')]"
+        ".map(tr => [...tr.cells].map(td => td.innerText.trim()))"
+    )
+
+
+def check_contact_list(driver: Any, api: httpx.Client) -> None:
+    """The "whom to contact" panel lists what ``GET /customers/to-contact`` answers, a
+    budget typed into it cuts the list as the API does, and a row opens the risk card."""
+    from selenium.webdriver.common.by import By
+
+    expected = api.get("/customers/to-contact", params={"max_contacts": 20}).json()["items"]
+    assert len(expected) >= 2, "the simulated customers should give a contact list"
+    ids = [item["customer_id"] for item in expected]
+    rows = wait_for(driver, lambda d: contact_rows(d) or None, "the contact list")
+    assert [row[1] for row in rows] == ids
+    assert [float(row[6].replace(",", "")) for row in rows] == [i["gain"] for i in expected]
+    assert [row[7] for row in rows] == [i["action"] for i in expected]
+    # room for the first contact only (spends are rounded to cents; each is at least 1)
+    budget = expected[0]["expected_spend"] + 0.01
+    field = driver.find_element(By.ID, "to-contact-budget")
+    field.clear()
+    field.send_keys(str(budget))
+    driver.find_element(By.CSS_SELECTOR, "#to-contact-form button").click()
+    wait_for(driver, lambda d: [r[1] for r in contact_rows(d)] == ids[:1], "the list within budget")
+    driver.find_element(
+        By.CSS_SELECTOR, f"#to-contact-table tr[data-customer-id='{ids[0]}']"
+    ).click()
+    check_risk_card(driver, api, ids[0])
+    field.clear()
+    driver.find_element(By.CSS_SELECTOR, "#to-contact-form button").click()

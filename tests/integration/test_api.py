@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import schemathesis
@@ -24,21 +29,30 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
+from core.events import (
+    Error,
+    ErrorPayload,
+    PageView,
+    PageViewPayload,
+    SessionStart,
+    SessionStartPayload,
+)
 from core.keys import Keys
 from core.model import BandCutoffs, LinearModel
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.risk import assess
-from core.settings import Settings
+from core.settings import Settings, env_var_name
 from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from serving.config import ApiSettings
 from serving.main import create_app
+from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
 from tests.integration.test_batch_processor import as_messages, batches
 from tests.support import free_ports
-from tests.support_models import recency_model
+from tests.support_models import engagement_model, recency_model
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +173,53 @@ def test_risk_matches_assess_at_the_same_time(
         assert body["stored_score"]["band"] == stored.band
         assert body["stored_score"]["model_version"] == FIRST
         assert abs(parse_iso(body["stored_score"]["scored_at"]) - stored.scored_at) < 0.001
+
+
+def test_a_hand_built_customer_scores_as_computed_by_hand(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, registry: ModelRegistry
+) -> None:
+    """Two sessions, five activity events of which two errors, the last exactly two days
+    before the test starts. With recency_model (intercept -1; days since last activity
+    0.35, sessions in 7 days -0.4, error rate over 30 days 2.0; mean 0, scale 1) the log-odds
+    at time t are -1 + 0.35 d - 0.4 * 2 + 2.0 * 2/5, d = (t - last) / 86400 days."""
+    last = int(time.time()) - 2 * 86_400
+    at = lambda seconds: datetime.fromtimestamp(seconds, UTC)  # noqa: E731
+    cid = "hand-built-1"
+    events = [
+        SessionStart(event_id="h1", customer_id=cid, event_time=at(last - 86_400),
+                     payload=SessionStartPayload(session_id="s1")),
+        PageView(event_id="h2", customer_id=cid, event_time=at(last - 86_400 + 60),
+                 payload=PageViewPayload(page="home")),
+        Error(event_id="h3", customer_id=cid, event_time=at(last - 86_400 + 120),
+              payload=ErrorPayload(code=500)),
+        Error(event_id="h4", customer_id=cid, event_time=at(last - 60), payload=ErrorPayload()),
+        SessionStart(event_id="h5", customer_id=cid, event_time=at(last),
+                     payload=SessionStartPayload(session_id="s2")),
+    ]  # fmt: skip
+    model = registry.load_champion()
+    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    with EventProducer(settings) as producer:
+        worker = BatchProcessor(settings, store, producer, lambda: model)
+        # offsets past those the customers fixture used on every partition
+        offsets = {(t, p): 1_000_000 for t in (worker.topics.activity, worker.topics.transactions)
+                   for p in range(settings.topic_partitions)}  # fmt: skip
+        assert worker.process(as_messages(worker.topics, events, offsets)).applied == 5
+
+    body = client.get(f"/customers/{cid}/risk").json()
+    d = (math.floor(parse_iso(body["evaluated_at"])) - last) / 86_400  # features: whole seconds
+    assert 2.0 <= d < 2.01
+    log_odds = -1.0 + 0.35 * d - 0.4 * 2 + 2.0 * 0.4
+    score = 1.0 / (1.0 + math.exp(-log_odds))
+    assert 0.42 < score < 0.43  # -0.3 + 0.35 (d - 2): between the cut-offs 0.4 and 0.7
+    assert body["score"] == pytest.approx(score, abs=1e-6)
+    assert body["band"] == "medium"
+    features = body["features"]
+    assert features["sessions_7d"] == 2 and features["error_rate_30d"] == 0.4
+    assert features["days_since_last_activity"] == pytest.approx(d, abs=1e-9)
+    contributions = dict((e["feature"], e["contribution"]) for e in body["explanations"])
+    assert contributions == pytest.approx(
+        {"sessions_7d": -0.8, "error_rate_30d": 0.8, "days_since_last_activity": 0.35 * d}
+    )
 
 
 def test_the_fast_path_answers_as_the_fastapi_route_does(
@@ -287,6 +348,23 @@ def test_distribution_sums_to_the_customer_count(
     assert body["counts"] == [sum(1 for s in scores if lo <= s < lo + 0.1 or (i == 9 and s == 1.0)) for i, lo in enumerate(body["bins"][:-1])]  # fmt: skip
     assert body["bands"]["high"] == sum(1 for s in scores if s >= 0.7)
     assert body["bands"]["low"] == sum(1 for s in scores if s < 0.4)
+
+
+def test_lists_name_the_scoring_time_the_clock_or_churn_as_of(
+    client: TestClient, settings: Settings, customers: list[str], reports_dir: Path
+) -> None:
+    before = time.time()
+    body = client.get("/stats/risk-distribution").json()
+    page = client.get("/customers/at-risk", params={"limit": 1}).json()
+    for answer in (body, page):
+        assert answer["as_of"] is None
+        assert before - 1 <= parse_iso(answer["scoring_time"]) <= time.time() + 1
+    fixed = settings.model_copy(update={"as_of": datetime(2011, 12, 10, tzinfo=UTC)})
+    with TestClient(create_app(fixed, api_settings(reports_dir))) as frozen:
+        body = frozen.get("/stats/risk-distribution").json()
+        page = frozen.get("/customers/at-risk", params={"limit": 1}).json()
+    assert body["as_of"] == body["scoring_time"] == "2011-12-10T00:00:00.000Z"
+    assert page["as_of"] == page["scoring_time"] == "2011-12-10T00:00:00.000Z"
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -432,6 +510,22 @@ def test_without_a_champion_scoring_is_503_and_not_ready(
         assert client.get("/stats/risk-distribution").json()["bands"] is None
 
 
+def test_a_champion_whose_artifact_is_gone_is_named_by_ready(
+    settings: Settings, redis_client: redis.Redis, reports_dir: Path
+) -> None:
+    registry = ModelRegistry(settings, redis_client)
+    register_and_promote(registry, recency_model("gone-1"))
+    shutil.rmtree(registry.path_of("gone-1"))  # the Redis pointer outlives the directory
+    with TestClient(create_app(settings, api_settings(reports_dir))) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        (reason,) = ready.json()["reasons"]
+        assert reason.startswith("no champion model is loaded: champion gone-1 cannot be loaded")
+        assert "no artifact" in reason and "churnstream models promote" in reason
+        scored = client.post("/score", json={"features": {}})
+        assert scored.status_code == 503 and "gone-1 cannot be loaded" in scored.json()["detail"]
+
+
 def test_ready_is_503_when_redis_does_not_answer(settings: Settings, reports_dir: Path) -> None:
     nowhere = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_ports(1)[0]}/0"})
     with TestClient(create_app(nowhere, api_settings(reports_dir))) as client:
@@ -493,7 +587,20 @@ def test_access_log_lines_follow_the_setting(
 
 
 def second_model() -> LinearModel:
-    return replace(recency_model(SECOND), bands=BandCutoffs(medium=0.2, high=0.5))
+    """Other weights and other band cut-offs than the first champion."""
+    return replace(engagement_model(SECOND), bands=BandCutoffs(medium=0.2, high=0.5))
+
+
+def assert_served_by(client: TestClient, model: LinearModel, other: LinearModel,
+                     customers: list[str]) -> None:  # fmt: skip
+    """Each served score and band is ``model``'s own computation on the served features
+    (and not ``other``'s: the two models disagree on every customer)."""
+    for customer_id in customers:
+        body = client.get(f"/customers/{customer_id}/risk").json()
+        assert body["model_version"] == model.version
+        assert body["score"] == pytest.approx(model.score_one(body["features"]), abs=1e-6)
+        assert body["band"] == model.band_of(model.score_one(body["features"]))
+        assert body["score"] != pytest.approx(other.score_one(body["features"]), abs=1e-3)
 
 
 def test_admin_needs_the_key(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
@@ -530,7 +637,7 @@ def test_promote_through_the_api(
     assert response.status_code == 200, response.text
     assert response.json()["champion"] == SECOND and response.json()["previous"] == FIRST
     assert client.get("/models/current").json()["version"] == SECOND
-    assert client.get(f"/customers/{customers[0]}/risk").json()["model_version"] == SECOND
+    assert_served_by(client, second_model(), recency_model(FIRST), customers[:10])
     assert client.get("/stats/risk-distribution").json()["band_cutoffs"] == {
         "medium": 0.2,
         "high": 0.5,
@@ -560,7 +667,14 @@ def test_a_promotion_elsewhere_is_picked_up_by_polling(
         while client.get("/ready").json()["model_version"] != SECOND:
             assert time.monotonic() < deadline, "the API did not load the new champion"
             time.sleep(0.05)
-        assert client.get(f"/customers/{customers[0]}/risk").json()["model_version"] == SECOND
+        assert_served_by(client, second_model(), recency_model(FIRST), customers[:10])
+
+        registry.rollback()  # e.g. `churnstream models rollback`
+        deadline = time.monotonic() + 5
+        while client.get("/ready").json()["model_version"] != FIRST:
+            assert time.monotonic() < deadline, "the API did not load the rolled-back champion"
+            time.sleep(0.05)
+        assert_served_by(client, recency_model(FIRST), second_model(), customers[:10])
 
 
 def test_retrain_request_is_recorded_for_the_trainer(
@@ -641,6 +755,7 @@ def test_every_route_is_documented_with_an_example(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
         "/customers/{customer_id}/risk", "/customers/at-risk", "/stats/risk-distribution",
+        "/customers/to-contact",
         "/score", "/score/batch", "/models", "/models/current", "/health", "/ready",
         "/metrics", "/reports/drift", "/reports/drift/latest", "/reports/drift/{report_id}",
         "/admin/models/{version}/promote", "/admin/retrain",
@@ -659,8 +774,8 @@ def test_every_route_is_documented_with_an_example(client: TestClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
-    """One filled store and app for every fuzzed operation (module scope: filled once)."""
+def fuzz_settings(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One filled store and registry for every fuzzed operation (module scope: filled once)."""
     test_id = "t" + uuid.uuid4().hex[:10]
     root = tmp_path_factory.mktemp("fuzz")
     settings = Settings(
@@ -671,18 +786,24 @@ def fuzz_app(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         redis_key_prefix=test_id,
         model_dir=root / "models",
         run_dir=root / "run",
+        reports_dir=root / "reports",
     )
     client = connect_redis(settings)
     register_and_promote(ModelRegistry(settings, client), recency_model(FIRST))
     fill_store(settings, client, customers=20)
-    yield create_app(settings, api_settings(root / "reports"))
-    from schemathesis.python.asgi import shutdown_lifespans
-
-    shutdown_lifespans()  # schemathesis ran the app's lifespan; stop its model polling
+    yield settings
     keys = list(client.scan_iter(match=f"{test_id}*", count=1000))
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(fuzz_settings: Settings) -> Iterator[FastAPI]:
+    yield create_app(fuzz_settings, api_settings(fuzz_settings.reports_dir))
+    from schemathesis.python.asgi import shutdown_lifespans
+
+    shutdown_lifespans()  # schemathesis ran the app's lifespan; stop its model polling
 
 
 class DeferredApp:
@@ -700,11 +821,16 @@ class DeferredApp:
 
 fuzz_target = DeferredApp()
 # Building the schema opens nothing: the app's lifespan is not run here.
-fuzzed = schemathesis.openapi.from_dict(create_app(Settings(), api_settings(Path("."))).openapi())
+# The schema the fuzz app serves once its champion (FIRST) is loaded: /score and
+# /score/batch require that model's features (serving.openapi).
+fuzzed = schemathesis.openapi.from_dict(
+    with_champion_features(
+        create_app(Settings(), api_settings(Path("."))).openapi(),
+        recency_model(FIRST).feature_names,
+        FIRST,
+    )
+)
 fuzzed.app = fuzz_target
-# The champion decides which features /score and /score/batch need, which a static schema
-# cannot say: those schema-valid bodies may get a 422 that names the missing features.
-SCHEMA_CANNOT_SAY = {"POST /score", "POST /score/batch"}
 
 
 @fuzzed.parametrize()
@@ -712,15 +838,98 @@ SCHEMA_CANNOT_SAY = {"POST /score", "POST /score/batch"}
     max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
 def test_fuzzed_requests_get_documented_answers_and_no_5xx(case: Any, fuzz_app: FastAPI) -> None:
-    from schemathesis.checks import positive_data_acceptance
-
     fuzz_target.target = fuzz_app
     headers = {"X-API-Key": ADMIN_KEY} if case.path.startswith("/admin") else None
-    excluded = (
-        [positive_data_acceptance] if f"{case.method} {case.path}" in SCHEMA_CANNOT_SAY else []
-    )
-    response = case.call_and_validate(headers=headers, excluded_checks=excluded)
+    response = case.call_and_validate(headers=headers)
     assert response.status_code < 500, response.text
+
+
+def test_the_served_schema_requires_the_champions_features(fuzz_app: FastAPI) -> None:
+    with TestClient(fuzz_app) as client:
+        served = client.get("/openapi.json").json()
+        features = served["components"]["schemas"]["Features"]
+        assert features["required"] == list(recency_model(FIRST).feature_names)
+        assert features["additionalProperties"] is False
+        row = {name: 1.0 for name in features["required"]}
+        assert client.post("/score", json={"features": row}).status_code == 200
+        del row[features["required"][0]]
+        assert client.post("/score", json={"features": row}).status_code == 422
+
+
+def small_model(version: str, names: tuple[str, ...]) -> LinearModel:
+    n = len(names)
+    return LinearModel(
+        version=version,
+        feature_names=names,
+        coef=(0.5,) * n,
+        intercept=-1.0,
+        mean=(0.0,) * n,
+        scale=(1.0,) * n,
+        lower=(-1e9,) * n,
+        upper=(1e9,) * n,
+        bands=BandCutoffs(medium=0.4, high=0.7),
+    )
+
+
+def test_the_schema_follows_the_champion_without_a_restart(
+    settings: Settings, redis_client: redis.Redis, reports_dir: Path
+) -> None:
+    registry = ModelRegistry(settings, redis_client)
+    register_and_promote(registry, small_model("small-1", ("sessions_7d", "plays_30d")))
+    with TestClient(create_app(settings, api_settings(reports_dir))) as client:
+        features = client.get("/openapi.json").json()["components"]["schemas"]["Features"]
+        assert features["required"] == ["sessions_7d", "plays_30d"]
+        assert "small-1" in features["description"]
+
+        register_and_promote(registry, small_model("small-2", ("days_since_last_activity",)))
+        client.app.state.services.watcher.refresh()  # type: ignore[attr-defined]
+        features = client.get("/openapi.json").json()["components"]["schemas"]["Features"]
+        assert features["required"] == ["days_since_last_activity"]
+        body = {"features": {"days_since_last_activity": 3.0}}
+        assert client.post("/score", json=body).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def live_api(fuzz_settings: Settings) -> Iterator[str]:
+    """``churnstream api`` in its own process on the fuzz store; its base URL."""
+    (port,) = free_ports(1)
+    env = {**os.environ, "CHURN_API_KEYS": ADMIN_KEY, "CHURN_API_READ_KEYS_REQUIRED": "false"}
+    for name in ("redis_url", "redis_key_prefix", "model_dir", "run_dir", "reports_dir"):
+        env[env_var_name(name)] = str(getattr(fuzz_settings, name))
+    command = [sys.executable, "-m", "churnstream.cli", "api", "--port", str(port)]
+    log = fuzz_settings.run_dir / "api.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()[-4000:]
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the API did not get ready in 60 s"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_schemathesis_cli_finds_no_failure_against_a_live_api(
+    live_api: str, tmp_path: Path
+) -> None:
+    """`st run <api>/openapi.json --checks all`, as a user would run it (its cache goes to
+    ``tmp_path``, not into the checkout)."""
+    st = Path(sys.executable).with_name("st")
+    command = [str(st), "run", f"{live_api}/openapi.json", "--checks", "all"]
+    command += ["--header", f"X-API-Key: {ADMIN_KEY}", "--max-examples", "30", "--seed", "17"]
+    command += ["--no-color"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
 def test_concurrent_risk_lookups_share_a_batch_and_match_one_by_one(

@@ -24,7 +24,7 @@ from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import BatchProcessor, RawMessage
-from tests.integration.test_producer import read_topic
+from tests.support_kafka import dead_letters
 from tests.support_models import recency_model
 
 pytestmark = pytest.mark.integration
@@ -221,6 +221,28 @@ def test_redelivered_batches_and_replays_change_nothing(
     } == {k: {f: v for f, v in h.items() if f.decode() not in strip} for k, h in before.items()}
 
 
+# Every dead-letter code the worker writes, with the field it names (None: no field) and
+# the original key the message carried (None: a message without a key).
+def malformed_cases(
+    valid_purchase: bytes, valid_like: bytes
+) -> list[tuple[str, str | None, bytes | None, bytes]]:
+    like = b'{"type":"like","event_id":"%s","customer_id":%s,"event_time":"%s","payload":{}}'
+    return [
+        ("invalid_json", None, b"k-json", b"{not json"),
+        ("missing_field", "customer_id", b"k-missing",
+         b'{"type":"like","event_id":"x1","event_time":"2026-02-02T00:00:00Z","payload":{}}'),
+        ("invalid_value", "customer_id", b"k-value", like % (b"x2", b"7", b"2026-02-02T00:00:00Z")),
+        ("invalid_time", "event_time", None, like % (b"x3", b'"C1"', b"2026-02-02")),
+        ("future_time", "event_time", b"k-future", like % (b"x4", b'"C1"', b"2031-02-02T00:00:00Z")),
+        ("past_time", "event_time", b"k-past", like % (b"x5", b'"C1"', b"1999-02-02T00:00:00Z")),
+        ("unknown_type", "type", b"k-type",
+         b'{"type":"warp","event_id":"x6","customer_id":"C1","event_time":"2026-02-02T00:00:00Z","payload":{}}'),
+        ("wrong_topic", "type", b"k-topic", valid_purchase),
+        ("too_large", None, b"k-large", b'{"pad":"' + b"x" * 70_000 + b'"}'),
+        ("key_mismatch", "customer_id", b"someone-else", valid_like),
+    ]  # fmt: skip
+
+
 def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
@@ -228,32 +250,28 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
     worker = processor(settings, redis_client, producer)
     good = as_messages(worker.topics, events, {})
     topic = worker.topics.activity
-    bad_values = {
-        "invalid_json": b"{not json",
-        "missing_field": b'{"type":"like","event_id":"x1","event_time":"2026-02-02T00:00:00Z","payload":{}}',
-        "invalid_value": b'{"type":"like","event_id":"x2","customer_id":7,"event_time":"2026-02-02T00:00:00Z","payload":{}}',
-        "unknown_type": b'{"type":"warp","event_id":"x3","customer_id":"C1","event_time":"2026-02-02T00:00:00Z","payload":{}}',
-        "future_time": b'{"type":"like","event_id":"x4","customer_id":"C1","event_time":"2031-02-02T00:00:00Z","payload":{}}',
-        "past_time": b'{"type":"like","event_id":"x5","customer_id":"C1","event_time":"1999-02-02T00:00:00Z","payload":{}}',
-        "wrong_topic": encode_event(next(e for e in events if e.type == "purchase")),
-    }
+    cases = malformed_cases(
+        encode_event(next(e for e in events if e.type == "purchase")),
+        encode_event(next(e for e in events if e.topic_kind == "activity")),
+    )
     bad = [
-        RawMessage(topic, 0, 10_000 + i, b"C1", value)
-        for i, value in enumerate(bad_values.values())
+        RawMessage(topic, 0, 10_000 + i, key, value) for i, (_, _, key, value) in enumerate(cases)
     ]
     mixed = good[:50] + bad + good[50:]
     report = worker.process(mixed)
 
     assert report.dead_letters == len(bad)
     assert report.applied == len(good)
-    letters = read_topic(settings, worker.topics.dlq, len(bad))
-    from core.dlq import DeadLetter
-
-    parsed = [DeadLetter.from_headers(value, key, headers) for key, value, _, headers in letters]
-    assert sorted(letter.code for letter in parsed) == sorted(bad_values)
-    for letter in parsed:
+    # the whole topic, read to its end offsets: one dead letter per bad message, no more
+    letters = dead_letters(settings, worker.topics.dlq)
+    assert len(letters) == len(cases), [letter.code for letter, _ in letters]
+    by_offset = {letter.source_offset: (letter, record) for letter, record in letters}
+    for message, (code, field, key, value) in zip(bad, cases, strict=True):
+        letter, record = by_offset[message.offset]
+        assert (letter.code, letter.field) == (code, field), letter.reason
+        assert record.key == key and letter.key == key
+        assert letter.value == value
         assert letter.source_topic == topic and letter.source_partition == 0
-        assert letter.value == bad_values[letter.code]
         assert letter.reason
     expected = offline(events, settings.retention_days)
     got = stored(settings, redis_client, expected)

@@ -160,6 +160,10 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     invoke(cli, "produce", str(after))
     wait_drained(settings, timeout=180)
     result = json.loads(invoke(cli, "monitor", "--once", "--json"))
+    # the monitor reports a failing job as {"error": ...} and still exits 0: none failed
+    for job in ("drift", "labels", "challenger"):
+        assert "error" not in (result.get(job) or {}), (job, result[job])
+    assert "challenger" in result and "labels" in result, sorted(result)
     drift = result["drift"]
     assert drift["dataset_drift"] is True, drift
     assert drift["drift_share"] >= settings.drift_share_threshold

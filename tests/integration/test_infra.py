@@ -1,5 +1,5 @@
-"""`churnstream infra` against real processes: a KRaft broker from Maven Central jars and
-Debian's redis-server.
+"""`churnstream infra` against real processes: a KRaft broker from Maven Central jars,
+Debian's redis-server and, with `up --prometheus`, Debian's prometheus.
 
 Every stack here lives in its own run dir under pytest's tmp dir and on free ports picked by
 binding to port 0, so it never collides with a developer's stack or the suite's own. The CLI
@@ -11,10 +11,13 @@ The tests sharing the ``running`` stack run in file order; the one that stops it
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -38,16 +41,26 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 CLI = "from churnstream.infra.cli import infra_app; infra_app()"
+WORKER_PORT, API_PORT = free_ports(2)
+# What `up --prometheus` scrapes comes from the settings, read from the environment.
+ENV = dict(
+    cli_env(),
+    CHURN_WORKER_WEB_PORT=str(WORKER_PORT),
+    CHURN_API_PORT=str(API_PORT),
+    CHURN_MONITOR_METRICS_PORT="0",
+)
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = 300, env: dict[str, str] = ENV
+) -> subprocess.CompletedProcess[str]:
     """Run ``churnstream infra <args>`` in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-c", CLI, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=cli_env(),
+        env=env,
         cwd=REPO_ROOT,
     )
 
@@ -58,6 +71,7 @@ class Handle:
     kafka_port: int
     controller_port: int
     redis_port: int
+    prometheus_port: int
 
     @property
     def args(self) -> list[str]:
@@ -72,10 +86,14 @@ class Handle:
             str(self.redis_port),
         ]
 
+    @property
+    def up_args(self) -> list[str]:
+        return [*self.args, "--prometheus", "--prometheus-port", str(self.prometheus_port)]
+
     def pids(self) -> dict[str, int]:
         return {
             name: int((self.run_dir / name / f"{name}.pid").read_text())
-            for name in ("kafka", "redis")
+            for name in ("kafka", "redis", "prometheus")
         }
 
     def stack(self) -> LocalStack:
@@ -84,24 +102,26 @@ class Handle:
             kafka_port=self.kafka_port,
             kafka_controller_port=self.controller_port,
             redis_port=self.redis_port,
+            prometheus_port=self.prometheus_port,
         )
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handle]:
-    """One stack for the module, started by two `up` commands racing each other."""
+    """One stack for the module (with Prometheus), started by two `up` commands racing each
+    other. The scrape targets come from the settings: a worker on a port nothing uses."""
     run_dir = (tmp_path_factory.mktemp("infra") / "run").resolve()
-    handle = Handle(run_dir, *free_ports(3))
+    handle = Handle(run_dir, *free_ports(4))
     try:
         with ExitStack() as stack:
             procs = [
                 stack.enter_context(
                     subprocess.Popen(
-                        [sys.executable, "-c", CLI, "up", *handle.args],
+                        [sys.executable, "-c", CLI, "up", *handle.up_args],
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         text=True,
-                        env=cli_env(),
+                        env=ENV,
                         cwd=REPO_ROOT,
                     )
                 )
@@ -120,6 +140,29 @@ def test_racing_ups_start_one_copy_of_each_service(running: Handle) -> None:
     mentioning = processes_mentioning(str(running.run_dir)).values()
     assert sum("kafka.Kafka" in line for line in mentioning) == 1
     assert sum("redis-server" in line for line in mentioning) == 1
+    assert sum("prometheus --config.file" in line for line in mentioning) == 1
+
+
+def scrape_urls(running: Handle, expected: dict[str, str]) -> dict[str, str]:
+    """The scrape URL of each job, once they are ``expected`` (or after 30 s): Prometheus
+    loads its targets just after it starts or reloads."""
+    url = f"http://127.0.0.1:{running.prometheus_port}/api/v1/targets"
+    deadline = time.monotonic() + 30
+    scraped: dict[str, str] = {}
+    while scraped != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+        scraped = {t["labels"]["job"]: t["scrapeUrl"] for t in targets}
+    return scraped
+
+
+def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
+    expected = {
+        "churnstream-worker": f"http://127.0.0.1:{WORKER_PORT}/metrics",
+        "churnstream-api": f"http://127.0.0.1:{API_PORT}/metrics",
+    }  # CHURN_MONITOR_METRICS_PORT=0: the monitor serves no metrics
+    assert scrape_urls(running, expected) == expected
 
 
 def test_services_outlive_the_command_and_answer(running: Handle) -> None:
@@ -137,7 +180,10 @@ def test_services_outlive_the_command_and_answer(running: Handle) -> None:
 
 def test_up_again_starts_nothing(running: Handle) -> None:
     before = running.pids()
-    result = cli("up", *running.args)
+    result = cli("up", *running.args)  # without --prometheus: the running one stays
+    assert result.returncode == 0, result.stderr
+    assert running.pids() == before
+    result = cli("up", *running.up_args)
     assert result.returncode == 0, result.stderr
     assert running.pids() == before
     assert "none (all exist)" in result.stdout
@@ -146,16 +192,34 @@ def test_up_again_starts_nothing(running: Handle) -> None:
     assert len(java) == 1
 
 
+def test_up_again_with_other_ports_in_the_settings_reloads_the_scrape_targets(
+    running: Handle,
+) -> None:
+    before = running.pids()
+    api_port, monitor_port = free_ports(2)
+    env = dict(ENV, CHURN_API_PORT=str(api_port), CHURN_MONITOR_METRICS_PORT=str(monitor_port))
+    result = cli("up", *running.up_args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert running.pids() == before  # reloaded, not restarted
+    expected = {
+        "churnstream-worker": f"http://127.0.0.1:{WORKER_PORT}/metrics",
+        "churnstream-api": f"http://127.0.0.1:{api_port}/metrics",
+        "churnstream-monitor": f"http://127.0.0.1:{monitor_port}/metrics",
+    }
+    assert scrape_urls(running, expected) == expected
+
+
 def test_status_reports_running(running: Handle) -> None:
     result = cli("status", *running.args)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("running") == 2
+    assert result.stdout.count("running") == 3
     for pid in running.pids().values():
         assert str(pid) in result.stdout
     status = running.stack().status()
     assert status.all_running
     assert status["kafka"].pid == running.pids()["kafka"]
     assert status["redis"].address == f"127.0.0.1:{running.redis_port}"
+    assert status["prometheus"].address == f"127.0.0.1:{running.prometheus_port}"
 
 
 def test_status_env_is_evalable(running: Handle) -> None:
@@ -165,13 +229,15 @@ def test_status_env_is_evalable(running: Handle) -> None:
     expected = [
         f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{running.kafka_port}",
         f"REDIS_URL=redis://127.0.0.1:{running.redis_port}/0",
+        f"PROMETHEUS_URL=http://127.0.0.1:{running.prometheus_port}",
     ]
     assert result.stdout.splitlines() == expected
     evaluated = subprocess.run(
         [
             "bash",
             "-c",
-            'eval "$OUT" && printf "%s\\n%s\\n" "$KAFKA_BOOTSTRAP_SERVERS" "$REDIS_URL"',
+            'eval "$OUT" && printf "%s\\n%s\\n%s\\n" "$KAFKA_BOOTSTRAP_SERVERS" "$REDIS_URL" '
+            '"$PROMETHEUS_URL"',
         ],
         env={"OUT": result.stdout, "PATH": os.environ["PATH"]},
         capture_output=True,
@@ -189,6 +255,7 @@ def test_down_leaves_no_process_behind(running: Handle) -> None:
     assert processes_mentioning(str(running.run_dir)) == {}
     assert not (running.run_dir / "kafka" / "kafka.pid").exists()
     assert not (running.run_dir / "redis" / "redis.pid").exists()
+    assert not (running.run_dir / "prometheus" / "prometheus.pid").exists()
     assert cli("status", *running.args).returncode == 3
     assert cli("status", "--env", *running.args).stdout == ""
     # Again, with nothing running: a no-op.
@@ -221,3 +288,12 @@ def test_failed_up_stops_what_it_started(tmp_path: Path) -> None:
         finally:
             stack.down()
             kill_leftovers(run_dir)
+
+
+def test_the_compose_prometheus_config_is_valid_for_prometheus() -> None:
+    """The generated file docker-compose mounts, checked by Prometheus's own promtool."""
+    config = REPO_ROOT / "monitoring" / "prometheus" / "prometheus.yml"
+    result = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

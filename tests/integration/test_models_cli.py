@@ -5,6 +5,7 @@ the model card beside the artifact, the promotion gate at training time and at `
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,39 @@ def test_train_gate_promote_force_rollback(
     assert code == 0 and "refused" in stdout and "model card" in stdout
     code, _, output = invoke("models", "show", "v-nope")
     assert code == 1 and "v-nope" in output
+
+
+def test_a_champion_whose_artifact_is_gone_blocks_no_promotion(
+    env: Settings, redis_client: redis.Redis, shop_csv: Path
+) -> None:
+    registry = ModelRegistry(env, redis_client)
+    first = train_json("--data", "online-retail", str(shop_csv), "--horizon-days", "60")
+    shutil.rmtree(registry.path_of(first["version"]))  # the Redis pointer outlives it
+
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert f"champion {first['version']} cannot be loaded" in result.output
+    assert "no artifact" in result.output and "models promote" in result.output
+
+    second = train_json("--data", "online-retail", str(shop_csv), "--horizon-days", "60")
+    gate = second["gate"]
+    assert second["promoted"] and gate["passed"] and gate["champion"] is None
+    assert gate["unloadable_champion"] == first["version"]
+    assert "counts as no champion" in gate["reason"] and "no artifact" in gate["reason"]
+    assert registry.champion().version == second["version"]  # type: ignore[union-attr]
+    shown = json.loads(invoke("models", "show", "--json")[1])
+    assert shown["metrics"]["gate"]["unloadable_champion"] == first["version"]
+
+    # A manual promotion is not blocked either: the broken champion counts as none.
+    third = train_json(
+        "--data", "online-retail", str(shop_csv), "--horizon-days", "60", "--no-promote"
+    )
+    shutil.rmtree(registry.path_of(second["version"]))
+    code, stdout, output = invoke("models", "promote", third["version"])
+    assert code == 0, output
+    assert "forced" not in stdout and "counts as no champion" in stdout
+    assert registry.champion().version == third["version"]  # type: ignore[union-attr]
+    assert "cannot be loaded" not in CliRunner().invoke(app, ["models", "list"]).output
 
 
 def test_a_better_model_passes_the_gate_against_another_kind_of_champion(

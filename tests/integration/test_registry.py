@@ -20,6 +20,7 @@ from core.model import BandCutoffs, LinearModel
 from core.registry import (
     ArtifactIntegrityError,
     ChampionPointer,
+    ChampionState,
     ModelNotFoundError,
     ModelRegistry,
     RegistryError,
@@ -96,6 +97,21 @@ def test_register_then_promote(registry: ModelRegistry, redis_client: redis.Redi
     assert json.loads((directory / "manifest.json").read_text())["status"] == "champion"
     x = np.array([[1.0, 2.0]])
     assert np.array_equal(registry.load("v1").score_many(x), model.score_many(x))
+
+
+def test_champion_state_says_why_the_champion_cannot_be_loaded(registry: ModelRegistry) -> None:
+    assert registry.champion_state() == ChampionState(None)
+    register(registry, "v1")
+    registry.promote("v1")
+    healthy = registry.champion_state()
+    assert healthy.model is not None and healthy.model.version == "v1" and healthy.problem is None
+
+    (registry.root / "v1" / "model.json").unlink()  # the pointer outlives the artifact
+    broken = registry.champion_state()
+    assert broken.pointer is not None and broken.pointer.version == "v1"
+    assert broken.model is None and broken.problem is not None
+    assert broken.problem.startswith("champion v1 cannot be loaded (no artifact for model")
+    assert "churnstream models promote" in broken.problem
 
 
 def test_a_version_is_written_once_and_must_be_a_plain_name(registry: ModelRegistry) -> None:

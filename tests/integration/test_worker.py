@@ -9,21 +9,25 @@ re-scored on a timer and their risk rises.
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from core.aggregates import CustomerAggregates
 from core.archive import EventArchive
-from core.dlq import DeadLetter
-from core.events import Event
-from core.kafka_client import client_config, ensure_topics
+from core.events import Event, encode_event
+from core.features import feature_matrix
+from core.kafka_client import client_config, ensure_topics, input_end_offsets
 from core.keys import Keys
+from core.model import LinearModel
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
@@ -31,18 +35,28 @@ from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from stream.rescore import rescore_stale_customers
-from tests.integration.test_producer import read_topic
-from tests.support_models import recency_model
+from tests.integration.test_batch_processor import malformed_cases
+from tests.support_kafka import dead_letters
+from tests.support_models import engagement_model, linear_model, recency_model
 from tests.support_worker import WorkerProcess, wait_drained
 
 pytestmark = pytest.mark.integration
 
+TopicPartition = tuple[str, int]
+
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=20)
 
 
+@pytest.fixture
+def worker_overrides() -> dict[str, object]:
+    """Settings a test changes for its worker (parametrize ``worker_overrides`` to set)."""
+    return {}
+
+
 @pytest.fixture(params=["batch", "faust"])
-def worker_settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+def worker_settings(
+    settings: Settings, request: pytest.FixtureRequest, worker_overrides: dict[str, object]
+) -> Settings:
     """Every test runs against both ingestion engines."""
     return settings.model_copy(
         update={
@@ -51,6 +65,7 @@ def worker_settings(settings: Settings, request: pytest.FixtureRequest) -> Setti
             "rescore_tick_seconds": 0.5,
             "model_check_seconds": 0.5,
             "archive_compact_seconds": 1.0,
+            **worker_overrides,
         }
     )
 
@@ -92,6 +107,73 @@ def online_state(settings: Settings, customer_ids: Sequence[str]) -> dict[str, d
     return {cid: customer.aggregates.snapshot() for cid, customer in loaded.items()}
 
 
+def kill_mid_stream(
+    worker: WorkerProcess, settings: Settings, since: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """SIGKILL the worker while it is part-way through a partition: once a fence has moved
+    past ``since`` (so the worker holds partitions and applies events) and still lies a few
+    batches short of its partition's end. Asserts that the fences it left lie strictly
+    between ``since`` and the end on some partition, and returns them."""
+    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    ends = input_end_offsets(settings)
+    partitions = sorted(ends)
+    margin = 3 * settings.batch_size
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        fences = store.read_fences(partitions)
+        if any(since[tp] < fences[tp] < ends[tp] - 1 - margin for tp in partitions):
+            worker.kill()
+            left = store.read_fences(partitions)
+            assert any(since[tp] < left[tp] < ends[tp] - 1 for tp in partitions), (
+                f"the kill did not interrupt work: fences {left}, from {since}, ends {ends}"
+            )
+            return left
+        time.sleep(0.005)
+    raise AssertionError(f"the worker never got part-way: {worker.log_tail()}")
+
+
+def assert_scores_are_the_models(
+    settings: Settings, client: redis.Redis, customers: Sequence[str], model: LinearModel
+) -> None:
+    """Every stored score and band (and the risk index) is ``model``'s own computation on
+    the customer's stored state at the time the score was taken."""
+    keys = Keys(settings.redis_key_prefix)
+    loaded = FeatureStore(client, keys).load_customers(sorted(customers))
+    for cid, customer in loaded.items():
+        # the hash and the risk index in one snapshot (the timer may re-score in between)
+        pipe = client.pipeline(transaction=True)
+        fields, indexed = pipe.hgetall(keys.customer(cid)).zscore(keys.risk, cid).execute()
+        assert fields[b"model_version"] == model.version.encode()
+        at = int(float(fields[b"scored_at"]))
+        features = feature_matrix([customer.aggregates], at, model.feature_names)
+        expected = float(model.score_many(features)[0])
+        # (the score is rounded to 6 places; its time to the millisecond, which may round
+        # up to the next whole second: at most ~1e-6 of score)
+        assert float(fields[b"score"]) == pytest.approx(expected, abs=3e-6), cid
+        assert fields[b"band"].decode() == model.band_of(expected), cid
+        assert indexed == float(fields[b"score"])
+
+
+def wait_for_versions(
+    client: redis.Redis, settings: Settings, customers: Sequence[str], version: str,
+    worker: WorkerProcess, timeout: float = 30,
+) -> None:  # fmt: skip
+    keys = Keys(settings.redis_key_prefix)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        versions = {client.hget(keys.customer(c), "model_version") for c in customers}
+        if versions == {version.encode()}:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not every customer re-scored with {version}: {worker.log_tail()}")
+
+
+def worker_metrics(settings: Settings) -> str:
+    url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def test_every_customer_is_scored_and_features_equal_the_offline_computation(
     worker: WorkerProcess, worker_settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -119,18 +201,20 @@ def test_every_customer_is_scored_and_features_equal_the_offline_computation(
     assert archive.frame(deduplicate=False).num_rows == len(events)
 
 
+@pytest.mark.parametrize("worker_overrides", [{"batch_size": 50}], ids=["batches_of_50"])
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     worker: WorkerProcess, worker_settings: Settings
 ) -> None:
     events = events_of(customers=80, days=20, seed=12)
     half = len(events) // 2
+    partitions = sorted(input_end_offsets(worker_settings))
     produce(worker_settings, events[:half])
-    time.sleep(1.0)  # the worker is mid-way through the first half
-    worker.kill()
+    # killed part-way through the first half
+    first = kill_mid_stream(worker, worker_settings, dict.fromkeys(partitions, -1))
     produce(worker_settings, events[half:])
     worker.start()
-    time.sleep(1.5)
-    worker.kill()  # and once more, shortly after the restart
+    # and once more, after the restarted worker has applied some but not all of the rest
+    kill_mid_stream(worker, worker_settings, first)
     worker.start()
     wait_drained(worker_settings)
     customers = sorted({e.customer_id for e in events})
@@ -159,28 +243,35 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_goi
     worker: WorkerProcess, worker_settings: Settings
 ) -> None:
     topics = Topics.from_settings(worker_settings)
-    malformed = [
-        b"{not json",
-        b'{"type":"like","event_id":"m1","event_time":"2026-02-02T00:00:00Z","payload":{}}',
-        b'{"type":"like","event_id":"m2","customer_id":["C1"],"event_time":"2026-02-02T00:00:00Z","payload":{}}',
-        b'{"type":"teleport","event_id":"m3","customer_id":"C1","event_time":"2026-02-02T00:00:00Z","payload":{}}',
-        b'{"type":"like","event_id":"m4","customer_id":"C1","event_time":"2041-02-02T00:00:00Z","payload":{}}',
-        b'{"type":"like","event_id":"m5","customer_id":"C1","event_time":"2026-02-02","payload":{}}',
-    ]
-    raw = Producer(client_config(worker_settings))
-    for value in malformed:
-        raw.produce(topics.activity, value, b"C1")
-    assert raw.flush(30) == 0
     events = events_of(customers=10, days=5, seed=14)
+    purchase = next(e for e in events if e.type == "purchase")
+    like = msgspec.structs.replace(
+        next(e for e in events if e.topic_kind == "activity"), event_id="keyed-elsewhere"
+    )
+    cases = malformed_cases(encode_event(purchase), encode_event(like))
+    raw = Producer(client_config(worker_settings))
+    where: dict[bytes, tuple[int, int]] = {}  # value -> (partition, offset) it landed at
+
+    def delivered(error: object, message: Message) -> None:
+        assert error is None, error
+        where[message.value()] = (message.partition(), message.offset())
+
+    for _, _, key, value in cases:
+        raw.produce(topics.activity, value, key, on_delivery=delivered)
+    assert raw.flush(30) == 0 and len(where) == len(cases)
     produce(worker_settings, events)  # valid events after the bad ones
     wait_drained(worker_settings)
 
-    letters = [
-        DeadLetter.from_headers(value, key, headers)
-        for key, value, _, headers in read_topic(worker_settings, topics.dlq, len(malformed))
-    ]
-    assert sorted(letter.value for letter in letters) == sorted(malformed)
-    assert all(letter.reason and letter.source_topic == topics.activity for letter in letters)
+    # the whole dead-letter topic, read to its end: each bad message once, as it was sent
+    letters = dead_letters(worker_settings, topics.dlq)
+    assert len(letters) == len(cases), [letter.code for letter, _ in letters]
+    by_value = {letter.value: (letter, record) for letter, record in letters}
+    for code, field, key, value in cases:
+        letter, record = by_value[value]
+        assert (letter.code, letter.field) == (code, field), letter.reason
+        assert record.key == key and letter.key == key
+        assert letter.reason and letter.source_topic == topics.activity
+        assert (letter.source_partition, letter.source_offset) == where[value]
     customers = sorted({e.customer_id for e in events})
     assert online_state(worker_settings, customers) == offline_state(events, worker_settings)
     assert worker.process is not None and worker.process.poll() is None
@@ -190,27 +281,61 @@ def test_silent_customers_are_rescored_on_the_timer_and_their_risk_rises(
     worker: WorkerProcess, worker_settings: Settings, redis_client: redis.Redis
 ) -> None:
     events = events_of(customers=15, days=10, seed=15)
+    customers = sorted({e.customer_id for e in events})
+    # A model that reads silence on this population's scale: log-odds from -2 to 2 across
+    # the customers' days since their last activity, so a few seconds of silence move
+    # every score by more than its 6 stored decimals (however silent the customer).
+    states: dict[str, CustomerAggregates] = {}
+    for event in events:
+        states.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(
+            event, worker_settings.retention_days
+        )
+    silence = feature_matrix(
+        list(states.values()), int(time.time()), ("days_since_last_activity",)
+    )[:, 0]
+    low, high = float(silence.min()), float(silence.max())
+    middle, spread = (low + high) / 2, max(high - low, 0.5)
+    model = linear_model(
+        "test-silence-1", {"days_since_last_activity": 4.0}, intercept=0.0,
+        mean={"days_since_last_activity": middle},
+        scale={"days_since_last_activity": spread},
+    )  # fmt: skip
+    registry = ModelRegistry(worker_settings, redis_client)
+    registry.promote(registry.register(model, metrics={}, training={}).version)
+    deadline = time.monotonic() + 15
+    while 'churn_worker_model_info{version="test-silence-1"} 1.0' not in worker_metrics(
+        worker_settings
+    ):
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.2)
+
     produce(worker_settings, events)
     wait_drained(worker_settings)
+    wait_for_versions(redis_client, worker_settings, customers, model.version, worker)
     keys = Keys(worker_settings.redis_key_prefix)
-    first = {m.decode(): s for m, s in redis_client.zrange(keys.scored_at, 0, -1, withscores=True)}
-    assert first
-    time.sleep(4)  # no new events; rescore_after is 2 s, the timer ticks every 0.5 s
-    later = {m.decode(): s for m, s in redis_client.zrange(keys.scored_at, 0, -1, withscores=True)}
-    assert all(later[c] > first[c] for c in first), "the timer did not re-score silent customers"
 
-    # Directional: the same customers, a week of silence later, are riskier (the timer's
-    # function, run with a clock a week ahead).
-    store = FeatureStore(redis_client, keys)
-    before = dict(redis_client.zrange(keys.risk, 0, -1, withscores=True))
-    with EventProducer(worker_settings, create_topics=False) as producer:
-        rescored = rescore_stale_customers(
-            store, recency_model(), producer, Topics.from_settings(worker_settings),
-            now=time.time() + 7 * 86400, older_than_seconds=0, limit=1000,
-        )  # fmt: skip
-    assert rescored == len(before)
-    after = dict(redis_client.zrange(keys.risk, 0, -1, withscores=True))
-    assert all(after[c] > before[c] for c in before)
+    def scores() -> dict[str, tuple[float, float]]:
+        return {
+            c: (float(f[b"scored_at"]), float(f[b"score"]))
+            for c in customers
+            for f in [redis_client.hgetall(keys.customer(c))]
+        }
+
+    first = scores()
+    # No new events from here on: only the worker's timer (every 0.5 s, for scores older
+    # than 2 s) writes scores. Wait until it has re-scored everyone at least 8 s later.
+    deadline = time.monotonic() + 40
+    while not all(at >= first[c][0] + 8 for c, (at, _) in scores().items()):
+        assert time.monotonic() < deadline, "the timer did not re-score silent customers"
+        time.sleep(0.5)
+    later = scores()
+    assert all(later[c][1] > first[c][1] for c in customers), (first, later)
+    assert_scores_are_the_models(worker_settings, redis_client, customers, model)
+    timer_scores = re.findall(
+        r'churn_worker_scores_total\{band="\w+",trigger="timer"\} (\d+)',
+        worker_metrics(worker_settings),
+    )
+    assert sum(float(n) for n in timer_scores) >= len(customers)
 
 
 def test_a_new_champion_is_picked_up_without_a_restart_or_lost_events(
@@ -220,23 +345,25 @@ def test_a_new_champion_is_picked_up_without_a_restart_or_lost_events(
     half = len(events) // 2
     produce(worker_settings, events[:half])
     wait_drained(worker_settings)
-    keys = Keys(worker_settings.redis_key_prefix)
-    first_customers = {e.customer_id for e in events[:half]}
-    versions = {redis_client.hget(keys.customer(c), "model_version") for c in first_customers}
-    assert versions == {recency_model().version.encode()}
+    first_customers = sorted({e.customer_id for e in events[:half]})
+    assert_scores_are_the_models(worker_settings, redis_client, first_customers, recency_model())
 
+    # a champion with other weights: every customer's score changes
     registry = ModelRegistry(worker_settings, redis_client)
-    new = recency_model(version="test-recency-2")
+    new = engagement_model("test-engagement-2")
     registry.promote(registry.register(new, metrics={}, training={}).version)
-    time.sleep(1.5)  # the worker checks the champion every 0.5 s
+    pid_before = worker.process.pid if worker.process else None
     produce(worker_settings, events[half:])
     wait_drained(worker_settings)
+    customers = sorted({e.customer_id for e in events})
+    wait_for_versions(redis_client, worker_settings, customers, new.version, worker)
+    assert_scores_are_the_models(worker_settings, redis_client, customers, new)
 
-    pid_before = worker.process.pid if worker.process else None
+    # and a rollback brings the previous model's own scores back
+    assert registry.rollback() == recency_model().version
+    wait_for_versions(redis_client, worker_settings, customers, recency_model().version, worker)
+    assert_scores_are_the_models(worker_settings, redis_client, customers, recency_model())
+
     assert worker.process is not None and worker.process.poll() is None
     assert worker.process.pid == pid_before
-    later_customers = {e.customer_id for e in events[half:]}
-    versions = {redis_client.hget(keys.customer(c), "model_version") for c in later_customers}
-    assert versions == {b"test-recency-2"}
-    customers = sorted({e.customer_id for e in events})
     assert online_state(worker_settings, customers) == offline_state(events, worker_settings)

@@ -3,14 +3,15 @@ conversion into a registrable LinearModel that scores exactly like it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from core.model import BandCutoffs
-from offline.challenger import OnlineChallenger
+from offline.challenger import OnlineChallenger, matured_cutoffs
 from offline.dataset import Dataset, build_dataset
 from offline.simulator import SimulationConfig, simulate
 from offline.train import train_bootstrap
@@ -74,3 +75,33 @@ def test_refuses_a_dataset_with_other_features(dataset: Dataset) -> None:
     challenger = OnlineChallenger(("a", "b"), "cancellation", 14)
     with pytest.raises(ValueError, match="features differ"):
         challenger.update(dataset, None)
+
+
+def test_a_cutoff_is_scored_only_by_labels_matured_by_then(dataset: Dataset) -> None:
+    """Label delay: the rows of a cutoff are scored by the challenger as it was when it had
+    learned only the cutoffs whose label window (horizon) had ended by then, never a
+    cutoff whose outcome was still unknown."""
+    cutoffs = np.unique(dataset.cutoffs)
+    horizon_s = dataset.horizon_days * 86_400
+    assert horizon_s > cutoffs[1] - cutoffs[0]  # a label matures only cutoffs later
+    results = fresh(dataset).update(dataset, None)
+    for k in (1, 2, 3, len(cutoffs) - 1):
+        matured = cutoffs[cutoffs + horizon_s <= cutoffs[k]]
+        # the challenger as it was then: one that learned exactly the matured cutoffs
+        then = fresh(dataset)
+        if len(matured):
+            then.update(dataset.select(np.flatnonzero(np.isin(dataset.cutoffs, matured))), None)
+        rows = np.flatnonzero(dataset.cutoffs == cutoffs[k])
+        expected = roc_auc_score(dataset.y[rows], then.predict_many(dataset.X[rows]))
+        assert results[k].challenger_auc == round(expected, 4), k  # reported to 4 places
+    assert len(cutoffs[cutoffs + horizon_s <= cutoffs[2]]) == 1  # k=2 saw one, k=1 none
+
+
+def test_only_cutoffs_whose_label_window_has_ended_are_learned() -> None:
+    first = datetime(2026, 1, 1, 15, tzinfo=UTC)
+    for days in (60, 61, 66, 67):
+        last = first + timedelta(days=days)
+        cutoffs = matured_cutoffs(first, last, horizon_days=14)
+        assert cutoffs and all(c + timedelta(days=14) <= last for c in cutoffs)
+        # the next weekly cutoff's window has not ended yet
+        assert cutoffs[-1] + timedelta(days=7 + 14) > last

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from churnstream.docs import _all_settings, env_example, readme_with_table
+from churnstream.docs import PROMETHEUS_CONFIG, _all_settings, env_example, readme_with_table
+from churnstream.infra.prometheus import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +20,11 @@ def test_env_example_is_current_and_lists_every_setting() -> None:
     assert text == env_example(), "run: make docs"
     for name, _, _ in _all_settings():
         assert f"# {name}=" in text
+
+
+def test_compose_prometheus_config_is_current() -> None:
+    text = (ROOT / PROMETHEUS_CONFIG).read_text(encoding="utf-8")
+    assert text == compose_config(), "run: make docs"
 
 
 def test_readme_first_screen_shows_the_two_commands() -> None:

@@ -1,0 +1,190 @@
+"""Two promises of the worker's batch processing, checked through its public interfaces
+against a real Redis and a real Kafka:
+
+* a stale worker (one that lost its partitions to another) is refused: its commit writes
+  nothing, so nothing is counted twice;
+* ``churn-scores`` carries exactly one record per band change, whether events or the
+  re-scoring of silent customers moved the band, and none for a customer whose band
+  stayed the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+
+import msgspec
+import pytest
+import redis
+
+from core import metrics
+from core.keys import Keys
+from core.producer import EventProducer
+from core.scores import Score
+from core.settings import Settings
+from core.store import FeatureStore, FenceMoved
+from stream.batch import BatchProcessor, RawMessage
+from stream.rescore import rescore_stale_customers
+from tests.integration.test_batch_processor import (
+    NOW,
+    as_messages,
+    batches,
+    offline,
+    processor,
+    simulated,
+    stored,
+)
+from tests.support_kafka import band_changes
+from tests.support_models import recency_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterable[EventProducer]:
+    with EventProducer(settings) as p:
+        yield p
+
+
+def redis_contents(client: redis.Redis, prefix: str) -> dict[bytes, object]:
+    """Every key under ``prefix`` with its value, whatever its type."""
+    contents: dict[bytes, object] = {}
+    for key in sorted(client.scan_iter(match=f"{prefix}*", count=1000)):
+        kind = client.type(key)
+        if kind == b"hash":
+            contents[key] = client.hgetall(key)
+        elif kind == b"zset":
+            contents[key] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == b"string":
+            contents[key] = client.get(key)
+        else:
+            contents[key] = kind
+    return contents
+
+
+def test_a_stale_worker_is_refused_and_writes_nothing(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=20, days=14, seed=7)
+    stale = processor(settings, redis_client, producer)
+    messages = as_messages(stale.topics, events, {})
+    half = len(messages) // 2
+    stale.process(messages[:half])  # it holds the partitions: their state and fences cached
+
+    # Another worker takes the partitions over (a rebalance the first one has not noticed)
+    # and applies the second half.
+    taker = processor(settings, redis_client, producer)
+    assert taker.process(messages[half:]).applied > 0
+    before = redis_contents(redis_client, settings.redis_key_prefix)
+    retries_before = metrics.WORKER_COMMIT_RETRIES._value.get()
+
+    # The stale worker now gets the same second half. Its cached fences are old: its
+    # commit must be refused and it must write nothing, so nothing is counted twice.
+    report = stale.process(messages[half:])
+    assert report.retries >= 1  # its first commit was refused
+    assert metrics.WORKER_COMMIT_RETRIES._value.get() >= retries_before + 1
+    assert report.applied == 0 and report.fenced == len(messages) - half
+    assert redis_contents(redis_client, settings.redis_key_prefix) == before
+    expected = offline(events, settings.retention_days)
+    got = stored(settings, redis_client, expected)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in expected.items()
+    }
+
+
+def test_the_store_refuses_a_commit_whose_fence_moved(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    """The same promise one level down: a commit expecting a fence that another writer
+    has moved raises FenceMoved and writes none of its customers, scores or fences."""
+    events = simulated(customers=4, days=5, seed=8)
+    worker = processor(settings, redis_client, producer)
+    messages = as_messages(worker.topics, events, {})
+    worker.process(messages)
+    keys = Keys(settings.redis_key_prefix)
+    store = FeatureStore(redis_client, keys)
+    m: RawMessage = messages[-1]
+    tp = (m.topic, m.partition)
+    fence = store.read_fences([tp])[tp]
+    customer_id = events[-1].customer_id
+    stale = store.load_customers([customer_id])[customer_id]  # read before the move
+    store.commit_batch([], [], {tp: (fence, fence + 10)})  # the other writer's commit
+    before = redis_contents(redis_client, settings.redis_key_prefix)
+
+    new_event = msgspec.structs.replace(events[-1], event_id="stale-writer-event")
+    assert stale.aggregates.apply(new_event, settings.retention_days)  # on the stale state
+    score = Score(customer_id, 0.99, "high", "stale", NOW, stale.aggregates.last_event)
+    with pytest.raises(FenceMoved):
+        store.commit_batch([stale.aggregates], [score], {tp: (fence, fence + 5)})
+    assert redis_contents(redis_client, settings.redis_key_prefix) == before
+    assert store.read_fences([tp])[tp] == fence + 10
+
+
+def test_each_band_change_is_published_once_and_no_other(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=30, days=21, seed=9)
+    model = recency_model()
+    keys = Keys(settings.redis_key_prefix)
+    store = FeatureStore(redis_client, keys)
+    # Scores are taken as the stream goes (an hour after each batch's newest event), so
+    # bands move with the customers' behaviour.
+    scoring_time = [0.0]
+    worker = BatchProcessor(
+        settings, store, producer, lambda: model, clock=lambda: NOW,
+        score_clock=lambda: scoring_time[0],
+    )  # fmt: skip
+    customers = sorted({e.customer_id for e in events})
+
+    def bands() -> dict[str, str]:
+        pipe = redis_client.pipeline(transaction=False)
+        for cid in customers:
+            pipe.hget(keys.customer(cid), "band")
+        return {c: b.decode() for c, b in zip(customers, pipe.execute(), strict=True) if b}
+
+    # The changes the stored bands show between one batch and the next: what churn-scores
+    # must carry, per customer in order, and nothing else.
+    expected: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    unchanged = 0
+    previous: dict[str, str] = {}
+    for batch in batches(as_messages(worker.topics, events, {}), 150):
+        touched = {m.key.decode() for m in batch if m.key}
+        newest = max(json.loads(m.value)["event_time"] for m in batch)
+        scoring_time[0] = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() + 3600
+        worker.process(batch)
+        now = bands()
+        for cid, band in now.items():
+            if previous.get(cid) != band:
+                expected[cid].append((previous.get(cid), band))
+            elif cid in touched:
+                unchanged += 1
+        previous = now
+    from_events = sum(len(v) for v in expected.values())
+
+    # The silent-customer re-scoring, two weeks later: recency rises, bands move up.
+    rescored = rescore_stale_customers(
+        store, model, producer, worker.topics,
+        now=scoring_time[0] + 14 * 86_400, older_than_seconds=0, limit=1000,
+    )  # fmt: skip
+    assert rescored == len(customers)
+    for cid, band in bands().items():
+        if previous[cid] != band:
+            expected[cid].append((previous[cid], band))
+        else:
+            unchanged += 1
+
+    records = band_changes(settings, worker.topics.scores)
+    got: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    for change, record in records:
+        assert record.key == change.customer_id.encode()
+        got[change.customer_id].append((change.previous_band, change.band))
+    assert dict(got) == dict(expected)
+    # the run covers every case: first scores, changes by events and by the timer, and
+    # customers scored again without a change
+    changes = [c for v in expected.values() for c in v]
+    assert sum(1 for p, _ in changes if p is None) == len(customers)
+    assert from_events > len(customers)
+    assert len(changes) > from_events
+    assert unchanged > 0

@@ -1,0 +1,80 @@
+"""Reading a topic back to its end offsets, so a test sees every record that landed:
+duplicates included, which reading "until N records arrived" cannot show."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from core.dlq import DeadLetter
+from core.kafka_client import client_config
+from core.scores import BandChange, decode_band_change
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[Record]:
+    """Every record of ``topic`` from the beginning up to the end offsets it has now, in
+    (partition, offset) order. Raises TimeoutError when they are not all read in time."""
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None:
+            raise TimeoutError(f"topic {topic}: {metadata.error}")
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in sorted(metadata.partitions)
+        }
+        todo = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+        records: list[Record] = []
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end offsets {ends}")
+            for m in consumer.consume(1000, timeout=0.5):
+                if m.error() is not None:
+                    raise RuntimeError(f"reading {topic}: {m.error()}")
+                partition, offset = m.partition(), m.offset()
+                if offset < ends[partition]:
+                    headers = tuple((k, v or b"") for k, v in (m.headers() or []))
+                    records.append(
+                        Record(topic, partition, offset, m.key(), m.value() or b"", headers)
+                    )
+                if offset >= ends[partition] - 1:
+                    todo.discard(partition)
+    finally:
+        consumer.close()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def dead_letters(settings: Settings, topic: str) -> list[tuple[DeadLetter, Record]]:
+    """The dead-letter topic read to its end: each record parsed, beside the record."""
+    return [
+        (DeadLetter.from_headers(r.value, r.key, list(r.headers)), r)
+        for r in read_to_end(settings, topic)
+    ]
+
+
+def band_changes(settings: Settings, topic: str) -> list[tuple[BandChange, Record]]:
+    """The ``churn-scores`` topic read to its end: each record decoded, beside the record."""
+    return [(decode_band_change(r.value), r) for r in read_to_end(settings, topic)]
