@@ -238,6 +238,15 @@ class Settings(BaseSettings):
         description="Consumer-group session timeout: how soon a crashed worker's partitions "
         "move to the others.",
     )
+    worker_shutdown_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=300,
+        validation_alias=_env("CHURN_WORKER_SHUTDOWN_SECONDS"),
+        description="Longest the worker spends shutting down after SIGTERM or Ctrl-C; past "
+        "it (Kafka or Redis unreachable) it exits anyway: the unfinished batch is applied "
+        "again, once, on restart.",
+    )
     worker_web_host: str = Field(
         "127.0.0.1",
         validation_alias=_env("CHURN_WORKER_WEB_HOST"),
