@@ -217,7 +217,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 def bench_model(version: str) -> LinearModel:
     """The worker benchmark's trained LinearModel, under a version of its own."""
-    from bench.worker_bench import champion_model
+    from bench.worker_support import champion_model
 
     return dataclasses.replace(champion_model(), version=version)
 

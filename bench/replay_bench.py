@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from bench.common import DATA_DIR, services, write_result
 from bench.producer_bench import bare_producer_rate, event_producer_rate, simulated_events_file
-from bench.worker_bench import delete_topics
+from bench.worker_support import delete_topics
 from core.kafka_client import ensure_topics
 from core.settings import Settings, get_settings
 

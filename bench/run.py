@@ -1,7 +1,8 @@
 """``make bench``: run the benchmarks and write bench/results/*.json and summary.json.
 
 Usage: ``python -m bench.run [--only NAME ...] [--events N] [--worker-events N]
-[--worker-py-spy PATH] [--api-customers N] [--replay-events N] [--drift-customers N]``.
+[--worker-rounds N] [--worker-e2e-seconds S] [--worker-py-spy PATH]
+[--api-customers N] [--replay-events N] [--drift-customers N]``.
 Kafka and Redis are the ones named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` when set,
 else the local stack (started for the run and stopped after, unless it was already running).
 """
@@ -26,7 +27,13 @@ from core.settings import get_settings
 
 BENCHMARKS = {
     "producer": lambda args: producer_bench.run(events=args.events),
-    "worker": lambda args: worker_bench.run(events=args.worker_events, py_spy=args.worker_py_spy),
+    "worker": lambda args: worker_bench.run(
+        events=args.worker_events,
+        py_spy=args.worker_py_spy,
+        rounds=args.worker_rounds,
+        e2e_seconds=args.worker_e2e_seconds,
+        e2e_rounds=args.worker_rounds,
+    ),
     "api": lambda args: api_bench.run(customers=args.api_customers),
     "replay": lambda args: replay_bench.run(events=args.replay_events),
     "train": lambda args: train_bench.run(),
@@ -41,6 +48,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events per producer run")
     parser.add_argument(
         "--worker-events", type=int, default=200_000, help="events the worker benchmark consumes"
+    )
+    parser.add_argument(
+        "--worker-rounds",
+        type=int,
+        default=3,
+        help="rounds of each worker figure (the median is reported; every round is kept)",
+    )
+    parser.add_argument(
+        "--worker-e2e-seconds",
+        type=float,
+        default=60.0,
+        help="length of each worker latency run, in seconds",
     )
     parser.add_argument(
         "--replay-events", type=int, default=1_000_000, help="events per replay run"

@@ -28,7 +28,7 @@ from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.api_at_risk import cluster_url
-from bench.worker_bench import (
+from bench.worker_support import (
     _FENCE_POLL_S,
     Input,
     WorkerProcess,

@@ -244,6 +244,15 @@ class Settings(BaseSettings):
         description="Consumer-group session timeout: how soon a crashed worker's partitions "
         "move to the others.",
     )
+    worker_shutdown_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=300,
+        validation_alias=_env("CHURN_WORKER_SHUTDOWN_SECONDS"),
+        description="Longest the worker spends shutting down after SIGTERM or Ctrl-C; past "
+        "it (Kafka or Redis unreachable) it exits anyway: the unfinished batch is applied "
+        "again, once, on restart.",
+    )
     worker_web_host: str = Field(
         "127.0.0.1",
         validation_alias=_env("CHURN_WORKER_WEB_HOST"),
@@ -469,8 +478,8 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PLAN_VALUES),
         validation_alias=_env("CHURN_PLAN_VALUES"),
         description="JSON object: a subscriber's value at stake per plan level (free, "
-        "paid). A customer's value is the larger of this and their recent spend rate times "
-        "the label horizon.",
+        "paid). A customer's value is the larger of this and their recent spend rate, net of "
+        "refunds, times the label horizon.",
     )
 
     # --- Logging -----------------------------------------------------------------------

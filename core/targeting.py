@@ -5,9 +5,10 @@ worker (value stored with each score), the API and ``churnstream targets`` (the 
 list) and the trainer (the offline evaluation):
 
 * **value** of a customer: what they are expected to bring over the label horizon — their
-  spend rate over the last year times the horizon (transaction data), or their plan's value
-  (``CHURN_PLAN_VALUES``, subscriptions), whichever is larger, so a paying subscriber whose
-  renewals arrive as purchases is not counted twice (:func:`customer_values`);
+  spend rate over the last year, net of what they had refunded in it, times the horizon
+  (transaction data), or their plan's value (``CHURN_PLAN_VALUES``, subscriptions),
+  whichever is larger, so a paying subscriber whose renewals arrive as purchases is not
+  counted twice (:func:`customer_values`);
 * **expected loss** = p(churn) x value (:func:`expected_loss`);
 * **expected net gain of contacting** = p(churn) x save rate x (value - incentive) -
   contact cost (:func:`expected_gain`): every contacted customer costs the contact; a
@@ -41,7 +42,12 @@ if TYPE_CHECKING:
     from core.risk import RiskAssessment
 
 # The features a value is computed from (all defined in core.features).
-VALUE_INPUTS: tuple[str, ...] = ("revenue_365d", "days_since_first_seen", "is_paid")
+VALUE_INPUTS: tuple[str, ...] = (
+    "revenue_365d",
+    "refund_share_365d",
+    "days_since_first_seen",
+    "is_paid",
+)
 SPEND_WINDOW_DAYS = 365
 
 
@@ -193,7 +199,7 @@ def with_value_inputs(names: Sequence[str]) -> tuple[str, ...]:
     then gives both a model's inputs and the customer's value.
 
     >>> with_value_inputs(("is_paid", "orders_30d"))
-    ('is_paid', 'orders_30d', 'revenue_365d', 'days_since_first_seen')
+    ('is_paid', 'orders_30d', 'revenue_365d', 'refund_share_365d', 'days_since_first_seen')
     """
     return (*names, *(name for name in VALUE_INPUTS if name not in names))
 
@@ -201,26 +207,31 @@ def with_value_inputs(names: Sequence[str]) -> tuple[str, ...]:
 def customer_values(features: np.ndarray, names: Sequence[str], valuation: Valuation) -> np.ndarray:
     """Each row's value over the horizon: max(spend estimate, plan value), rounded to cents.
 
-    The spend estimate is the customer's spend rate over the last year — the amount spent
-    in it divided by the days it covers: the days since first seen, at most 365 and at most
-    ``retention_days``, and at least ``horizon_days`` (so a new customer is valued at what
-    they spent, not at their first days' spending stretched over the horizon) — times
-    ``horizon_days``. The plan value is
+    The spend estimate is the customer's net spend rate over the last year — the amount
+    spent in it, less the share of it refunded in the same window (``refund_share_365d``,
+    clipped to [0, 1], so refunds never make a value negative), divided by the days it
+    covers: the days since first seen, at most 365 and at most ``retention_days``, and at
+    least ``horizon_days`` (so a new customer is valued at what they spent, not at their
+    first days' spending stretched over the horizon) — times ``horizon_days``. A customer
+    who had everything refunded is worth their plan value only. The plan value is
     ``plan_values["paid"]`` on the paid plan, else ``plan_values["free"]`` (0 when absent).
     ``features`` has one column per name in ``names``, which include :data:`VALUE_INPUTS`.
     Costs a few vectorised numpy operations per call (~10 ns per customer).
 
-    >>> names = ("revenue_365d", "days_since_first_seen", "is_paid")
-    >>> x = np.array([[300.0, 600.0, 0.0], [300.0, 180.0, 0.0], [300.0, 2.0, 0.0],
-    ...               [0.0, 400.0, 1.0]])
+    >>> names = ("revenue_365d", "refund_share_365d", "days_since_first_seen", "is_paid")
+    >>> x = np.array([[300.0, 0.0, 600.0, 0.0], [300.0, 0.0, 180.0, 0.0],
+    ...               [300.0, 0.0, 2.0, 0.0], [0.0, 0.0, 400.0, 1.0],
+    ...               [300.0, 0.5, 180.0, 0.0], [300.0, 1.0, 180.0, 0.0],
+    ...               [300.0, 1.0, 180.0, 1.0]])
     >>> customer_values(x, names, Valuation(horizon_days=90, retention_days=400)).tolist()
-    [73.97, 150.0, 300.0, 200.0]
+    [73.97, 150.0, 300.0, 200.0, 75.0, 0.0, 200.0]
     """
     column = {name: names.index(name) for name in VALUE_INPUTS}
     spent = features[:, column["revenue_365d"]]
+    kept = 1.0 - np.clip(features[:, column["refund_share_365d"]], 0.0, 1.0)
     fewest, most = valuation.spend_days()
     days = np.clip(features[:, column["days_since_first_seen"]], fewest, most)
-    spend = np.maximum(spent, 0.0) / days * valuation.horizon_days
+    spend = np.maximum(spent, 0.0) * kept / days * valuation.horizon_days
     paid = features[:, column["is_paid"]] > 0.5
     plans = valuation.plan_values
     plan = np.where(paid, plans.get("paid", 0.0), plans.get("free", 0.0))
@@ -233,13 +244,15 @@ def value_of(features: Mapping[str, float], valuation: Valuation) -> float:
     microsecond, where numpy's per-call overhead costs tens): the same operations in the
     same order, so the two agree exactly.
 
-    >>> value_of({"revenue_365d": 300.0, "days_since_first_seen": 180.0, "is_paid": 0.0},
+    >>> value_of({"revenue_365d": 300.0, "refund_share_365d": 0.5,
+    ...           "days_since_first_seen": 180.0, "is_paid": 0.0},
     ...          Valuation(horizon_days=90, retention_days=400))
-    150.0
+    75.0
     """
     fewest, most = valuation.spend_days()
+    kept = 1.0 - min(max(features["refund_share_365d"], 0.0), 1.0)
     days = min(max(features["days_since_first_seen"], fewest), most)
-    spend = max(features["revenue_365d"], 0.0) / days * valuation.horizon_days
+    spend = max(features["revenue_365d"], 0.0) * kept / days * valuation.horizon_days
     level = "paid" if features["is_paid"] > 0.5 else "free"
     plan = valuation.plan_values.get(level, 0.0)
     return round(max(spend, plan) * 100.0) / 100.0  # as numpy rounds: rint(x * 100) / 100

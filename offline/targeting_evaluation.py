@@ -14,9 +14,9 @@ separately (one campaign per cutoff), then summed over the cutoffs:
   for each churner (their expected saved value) minus the contact cost for everyone; its
   maximum gives the **best share of customers to contact**, to compare with the share the
   contact list itself picks (a positive expected gain);
-* **value accuracy**: each value estimate against the spend realized in the horizon by
-  the customers who did not churn (for whom it is observed), as mean absolute error,
-  Spearman rank correlation and the ratio of the totals.
+* **value accuracy**: each value estimate against the net spend realized in the horizon
+  (purchases less refunds) by the customers who did not churn (for whom it is observed), as
+  mean absolute error, Spearman rank correlation and the ratio of the totals.
 
 Money is in the events' currency; shares are of the customers at each cutoff.
 """
@@ -38,8 +38,9 @@ BUDGET_SHARES = (0.05, 0.10, 0.20)
 CURVE_SHARES = tuple(round(i / 100, 2) for i in range(0, 101))
 VALUE_DEFINITION = (
     "a churner's realized value is their value estimate at the cutoff: spend over the last "
-    "365 days (at most the retention) per day known (at least the horizon), times the label "
-    "horizon, or their plan's value (CHURN_PLAN_VALUES) if larger"
+    "365 days (at most the retention) net of the share refunded in them, per day known (at "
+    "least the horizon), times the label horizon, or their plan's value (CHURN_PLAN_VALUES) "
+    "if larger"
 )
 
 
@@ -168,10 +169,14 @@ def _profit_of_positive_gain(
 def realized_spend(
     events: Iterable[Event], customer_ids: Sequence[str], cutoffs: np.ndarray, horizon_days: int
 ) -> np.ndarray:
-    """Each (customer, cutoff) row's purchase amount in ``(cutoff, cutoff + horizon]``."""
+    """Each (customer, cutoff) row's net spend in ``(cutoff, cutoff + horizon]``: its
+    purchase amounts less its refund amounts there, floored at 0 (a value is never
+    negative)."""
     horizon = horizon_days * 86_400
-    rows = [(e.customer_id, e.event_time.timestamp(), float(getattr(e.payload, "amount", 0.0)))
-            for e in events if e.type == "purchase"]  # fmt: skip
+    sign = {"purchase": 1.0, "refund": -1.0}
+    rows = [(e.customer_id, e.event_time.timestamp(),
+             sign[e.type] * float(getattr(e.payload, "amount", 0.0)))
+            for e in events if e.type in sign]  # fmt: skip
     bought = pd.DataFrame(rows, columns=["customer", "t", "amount"])
     out = np.zeros(len(customer_ids))
     wanted = pd.Series(list(customer_ids))
@@ -180,7 +185,7 @@ def realized_spend(
         spent = inside.groupby("customer")["amount"].sum()
         at = np.flatnonzero(cutoffs == cut)
         out[at] = spent.reindex(wanted.iloc[at]).fillna(0.0).to_numpy()
-    return out
+    return np.maximum(out, 0.0)
 
 
 def value_accuracy(
@@ -212,9 +217,10 @@ def evaluate_targeting(
     """``metrics.targeting`` of a training run: :func:`targeting_metrics` on the validation
     rows (``valid``, with every feature of :data:`core.features.FEATURE_NAMES`) and the
     model's ``scores`` on them, values from :func:`core.targeting.customer_values`. With
-    the ``events``, also the value accuracy of the estimate used and of two alternatives
-    (the year's spend rate over the days known from the first day on, and spend rates over
-    90 and 180 days) on the rows that did not churn."""
+    the ``events``, also the value accuracy, on the rows that did not churn, of the
+    estimate used and of alternatives: the same before refunds (gross), the year's net
+    spend rate over the days known from the first day on, and gross spend rates over 90
+    and 180 days."""
     value = customer_values(valid.X, valid.feature_names, valuation)
     out = targeting_metrics(valid.y, scores, value, valid.cutoffs, campaign)
     out["horizon_days"] = valuation.horizon_days
@@ -226,18 +232,23 @@ def evaluate_targeting(
         horizon = valuation.horizon_days
         fewest, most = valuation.spend_days()
         year = valid.X[:, column["revenue_365d"]]
+        kept = 1.0 - np.clip(valid.X[:, column["refund_share_365d"]], 0.0, 1.0)
+        no_refunds = valid.X.copy()
+        no_refunds[:, column["refund_share_365d"]] = 0.0
         estimates = {
-            "spend_rate_365d (used)": value,
-            "spend_rate_365d from day 1": year / np.clip(tenure, 1.0, most) * horizon,
+            "net spend_rate_365d (used)": value,
+            "gross spend_rate_365d": customer_values(no_refunds, valid.feature_names, valuation),
+            "net spend_rate_365d from day 1": year * kept / np.clip(tenure, 1.0, most) * horizon,
         }
         for days in (90, 180):
             spent = valid.X[:, column[f"revenue_{days}d"]]
-            estimates[f"spend_rate_{days}d"] = (
+            estimates[f"gross spend_rate_{days}d"] = (
                 spent / np.clip(tenure, min(fewest, days), days) * horizon
             )
         out["value_accuracy"] = {
             "rows": int((valid.y == 0).sum()),
-            "realized": "purchase amount in the label horizon, customers who did not churn",
+            "realized": "net spend (purchases less refunds, at least 0) in the label "
+            "horizon, customers who did not churn",
             "estimates": value_accuracy(estimates, realized, valid.y == 0),
         }
     return out

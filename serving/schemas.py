@@ -90,7 +90,8 @@ class RiskResponse(BaseModel):
     action: str = Field(description="The retention action for the band (CHURN_RETENTION_ACTIONS).")
     value: float = Field(
         description="The customer's value over the model's label horizon, in the events' "
-        "currency: recent spend rate x horizon, or the plan's value (CHURN_PLAN_VALUES), "
+        "currency: recent spend rate net of refunds x horizon, or the plan's value "
+        "(CHURN_PLAN_VALUES), "
         "whichever is larger."
     )
     expected_loss: float = Field(description="score x value: the value expected to leave.")

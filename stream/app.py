@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,24 +18,23 @@ from typing import Any
 
 import faust
 import mode
-import redis
 from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.archive import EventArchive
 from core.keys import Keys
 from core.metrics import component_registry
 from core.producer import EventProducer
-from core.redis_client import connect_redis
+from core.redis_client import REDIS_ERRORS, connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, FencesWentBack, RawMessage
+from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack, RawMessage
 from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
 from stream.rescore import rescore_stale_customers
+from stream.shutdown import EXIT_SHUTDOWN_DEADLINE
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ EXIT_UNEXPECTED_ERROR = 70  # a bug, not a transient failure: stop without ackno
 class WorkerRuntime:
     """The worker's long-lived parts, created when the worker starts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         client = connect_redis(settings)
@@ -55,7 +55,9 @@ class WorkerRuntime:
         self.models = ChampionWatcher(
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
-        self.processor = BatchProcessor(settings, self.store, self.producer, self.models)
+        self.processor = BatchProcessor(
+            settings, self.store, self.producer, self.models, stopping=stopping
+        )
 
     def process(self, messages: list[RawMessage]) -> None:
         report = self.processor.process(messages)
@@ -69,15 +71,28 @@ class WorkerRuntime:
             report.scored,
         )
 
-    def compact_archive(self) -> int:
-        """Close this worker's archive segment and turn closed segments into Parquet."""
+    def rotate_archive(self) -> bool:
+        """Close this worker's archive segment (it is then ready for compaction); False
+        when the archive is off."""
         if self.processor.archive is None:
-            return 0
+            return False
         self.processor.archive.rotate()
-        moved = EventArchive(self.settings.archive_dir).compact()
-        if moved:
-            log.info("archive compacted events=%d", moved)
-        return moved
+        return True
+
+    async def compact_archive(self) -> int:
+        """Close this worker's archive segment, then turn closed segments into Parquet in
+        a child process: the compaction's CPU work (Arrow, Parquet, zstd) would otherwise
+        hold the worker's GIL for tens of milliseconds and delay batches. Returns the
+        child's exit status."""
+        if not await asyncio.to_thread(self.rotate_archive):
+            return 0
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _COMPACT_CODE, str(self.settings.archive_dir)
+        )
+        status = await child.wait()
+        if status != 0:
+            log.warning("archive compaction failed status=%d; the next tick retries", status)
+        return status
 
     def rescore(self) -> int:
         model = self.models()
@@ -92,6 +107,12 @@ class WorkerRuntime:
             older_than_seconds=self.settings.rescore_after_seconds,
             limit=self.settings.rescore_max_per_tick,
         )
+
+
+# Run by the compaction child: ``EventArchive(<archive dir>).compact()``.
+_COMPACT_CODE = (
+    "import sys\nfrom core.archive import EventArchive\nEventArchive(sys.argv[1]).compact()\n"
+)
 
 
 def _broker_url(settings: Settings) -> str:
@@ -125,8 +146,10 @@ def _credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, stopping: threading.Event | None = None) -> faust.App:
     """The worker app for ``settings``; its parts are created when the worker starts.
+    Setting ``stopping`` (on SIGTERM, before the app stops) makes a batch that keeps
+    failing give up rather than hold up the stop (see :class:`stream.batch.BatchAbandoned`).
 
     With the 'batch' engine the input topics are read by a consumer in the group
     ``CHURN_CONSUMER_GROUP`` and the Faust app itself (timers, web) uses its own group.
@@ -156,7 +179,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def runtime() -> WorkerRuntime:
         if "runtime" not in state:
-            state["runtime"] = WorkerRuntime(settings)
+            state["runtime"] = WorkerRuntime(settings, stopping)
         return state["runtime"]
 
     if settings.worker_engine == "faust":
@@ -168,14 +191,14 @@ def create_app(settings: Settings) -> faust.App:
     async def rescore_silent_customers() -> None:
         try:
             runtime().rescore()
-        except (redis.RedisError, KafkaException, OSError) as exc:  # e.g. Redis restarting
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # e.g. Redis restarting
             log.warning("re-scoring silent customers failed; next tick retries error=%r", exc)
 
     if settings.archive_enabled:
 
         @app.timer(interval=settings.archive_compact_seconds)
         async def compact_archive() -> None:
-            await asyncio.to_thread(runtime().compact_archive)
+            await runtime().compact_archive()
 
     @app.timer(interval=settings.model_check_seconds)
     async def check_champion_model() -> None:
@@ -235,6 +258,13 @@ def _add_faust_agent(
             ]
             try:
                 runtime().process(messages)
+            except BatchAbandoned:
+                # Stopping while the batch fails: returning would acknowledge it (Faust
+                # acks a taken batch whatever happened), so exit as a crash would; the
+                # batch is applied after a restart.
+                log.warning("stopping with a batch not applied messages=%d", len(messages))
+                logging.shutdown()
+                os._exit(EXIT_SHUTDOWN_DEADLINE)
             except FencesWentBack:
                 # This engine resumes from Kafka's committed offsets, not from the fences:
                 # it cannot read the lost range again. Stop loudly rather than skip it.
@@ -273,7 +303,10 @@ def _batch_ingest_service(
 
         async def on_stop(self) -> None:
             self._stop.set()
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 60)
+            runtime().processor.stopping.set()
+            # A daemon thread: should closing the consumer hang (Kafka unreachable), the
+            # shutdown deadline (stream.shutdown) ends the process anyway.
+            await asyncio.to_thread(self._thread.join, settings.worker_shutdown_seconds)
 
     return BatchIngest
 

@@ -17,13 +17,13 @@ those partitions again from the fences Redis holds, instead of skipping what was
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import redis
 from confluent_kafka import KafkaException
 
 from core import metrics
@@ -34,6 +34,7 @@ from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
 from core.model import LinearModel
 from core.producer import EventProducer
+from core.redis_client import REDIS_ERRORS
 from core.scores import BandChange, Score, encode_band_change
 from core.settings import Settings, get_settings, scoring_clock
 from core.store import FeatureStore, FenceMoved, StoredCustomer
@@ -56,6 +57,12 @@ class FencesWentBack(RuntimeError):
         self.fences = fences
         where = ", ".join(f"{t}[{p}]@{f}" for (t, p), f in sorted(fences.items()))
         super().__init__(f"offset fences went back in Redis; read again after {where}")
+
+
+class BatchAbandoned(RuntimeError):
+    """The worker is stopping while a batch still fails (Kafka or Redis unreachable):
+    nothing of it was committed, so it must not be acknowledged; it is applied again after
+    a restart."""
 
 
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
@@ -101,11 +108,13 @@ class BatchProcessor:
         clock: Callable[[], float] = time.time,
         archive: SegmentLog | None = None,
         score_clock: Callable[[], float] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
         ``archive`` defaults to a segment log under ``settings.archive_dir`` when
-        ``settings.archive_enabled``."""
+        ``settings.archive_enabled``. ``stopping``, once set, makes a failing batch give
+        up instead of retrying (see :meth:`process`)."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -133,6 +142,9 @@ class BatchProcessor:
         # across retries and partition moves (fences only ever move forward), so a fence
         # read below it means Redis lost writes.
         self._committed: dict[TopicPartition, int] = {}
+        # Set when the worker stops: a failing batch then stops retrying (BatchAbandoned).
+        self.stopping = stopping if stopping is not None else threading.Event()
+        self._failed_before = 0  # the producer's failures before this batch's records
 
     # --- partition ownership --------------------------------------------------------------
 
@@ -176,7 +188,9 @@ class BatchProcessor:
     # --- processing -----------------------------------------------------------------------
 
     def process(self, messages: Sequence[RawMessage]) -> BatchReport:
-        """Apply ``messages`` exactly once; return only when done (retrying failures)."""
+        """Apply ``messages`` exactly once; return only when done (retrying failures).
+
+        Raises :class:`BatchAbandoned` when :attr:`stopping` is set while the batch fails."""
         backoff = _BACKOFF_START
         started = time.perf_counter()
         retries = 0
@@ -184,7 +198,7 @@ class BatchProcessor:
             try:
                 report = self._process_once(messages)
                 break
-            except (redis.RedisError, KafkaException, FenceMoved, OSError) as exc:
+            except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:
                 retries += 1
                 metrics.WORKER_COMMIT_RETRIES.inc()
                 # Our in-memory state may be ahead of Redis now: reload on the next try.
@@ -196,7 +210,8 @@ class BatchProcessor:
                     backoff,
                     exc,
                 )
-                time.sleep(backoff)
+                if self.stopping.wait(backoff):
+                    raise BatchAbandoned(f"stopping; batch of {len(messages)} not applied") from exc
                 backoff = min(backoff * 2, _BACKOFF_MAX)
         report.retries = retries
         self._observe(messages, report, time.perf_counter() - started)
@@ -211,16 +226,20 @@ class BatchProcessor:
         events, letters = self._decode(fresh, now)
         touched, archived = self._apply(events, report)
         scores, changes = self._score(touched, self.score_clock())
-        self._publish(letters, changes)
+        # Kafka must have the dead letters and band changes before the fences move; the
+        # archive append and the encoding of the writes overlap the wait for its answer.
+        self._send(letters, changes)
         if self.archive is not None and archived:
             self.archive.append(archived)
+        prepared = self.store.prepare_commit([c.aggregates for c in touched], scores)
+        self._await_delivery(letters, changes)
         newest: dict[TopicPartition, int] = {}
         for m in fresh:
             tp = (m.topic, m.partition)
             if m.offset > newest.get(tp, -1):
                 newest[tp] = m.offset
         new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
-        self.store.commit_batch([c.aggregates for c in touched], scores, new_fences)
+        self.store.commit_prepared(prepared, new_fences)
         for tp, (_, new) in new_fences.items():
             self._fences[tp] = new
             self._committed[tp] = max(self._committed.get(tp, -1), new)
@@ -261,6 +280,16 @@ class BatchProcessor:
                         f"{event.customer_id!r}: key messages by customer id",
                         "customer_id",
                         code="key_mismatch",
+                    )
+                expected = self.store.keys.shard_of(event.customer_id)
+                if expected != m.partition:
+                    raise EventValidationError(
+                        f"customer {event.customer_id!r} belongs to partition {expected} "
+                        f"(CRC32 of the key modulo {self.store.keys.partitions}, librdkafka's "
+                        f"default partitioner) but arrived on partition {m.partition}: "
+                        "produce with that partitioner",
+                        "customer_id",
+                        code="wrong_partition",
                     )
             except EventValidationError as error:
                 letters.append(
@@ -319,21 +348,24 @@ class BatchProcessor:
             return [], []
         return score_customers(model, customers, now, valuation=_valuation(model, self.settings))
 
-    def _publish(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
-        """Send dead letters and band changes, and wait until Kafka has them all."""
-        if not letters and not changes:
-            return
-        failed_before = self.producer.stats.failed
+    def _send(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
+        """Hand dead letters and band changes to the producer (see _await_delivery)."""
+        self._failed_before = self.producer.stats.failed
         for letter in letters:
             self.producer.send_dead_letter(letter)
         for change in changes:
             self.producer.send_record(
                 self.topics.scores, change.customer_id.encode(), encode_band_change(change)
             )
+
+    def _await_delivery(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
+        """Wait until Kafka has every record :meth:`_send` handed over."""
+        if not letters and not changes:
+            return
         remaining = self.producer.flush(timeout=30)
         if remaining:
             raise KafkaException(f"{remaining} dead letters or score records not delivered")
-        if self.producer.stats.failed > failed_before:
+        if self.producer.stats.failed > self._failed_before:
             raise KafkaException("a dead letter or score record failed delivery")
 
     def _observe(self, messages: Sequence[RawMessage], report: BatchReport, seconds: float) -> None:

@@ -34,7 +34,7 @@ from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, FencesWentBack, RawMessage
+from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack, RawMessage
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class BatchConsumer:
                 except FencesWentBack as went_back:
                     self._rewind({**went_back.fences, **self._fences_behind()})
                     continue
+                except BatchAbandoned:  # stopping: not acknowledged, applied after restart
+                    log.warning("stopping with a batch not applied messages=%d", len(batch))
+                    break
                 self._commit(batch)
         finally:
             self.consumer.close()  # leaves the group: partitions move at once

@@ -17,7 +17,7 @@ from core.aggregates import CustomerAggregates
 from core.archive import EventArchive
 from core.events import Event, encode_event
 from core.features import feature_matrix
-from core.keys import Keys
+from core.keys import Keys, partition_of
 from core.producer import EventProducer
 from core.settings import Settings
 from core.store import FeatureStore
@@ -301,3 +301,20 @@ def test_scores_are_taken_as_of_a_fixed_time_when_one_is_set(
         assert float(fields[b"scored_at"]) == as_of.timestamp()
         features = feature_matrix([agg], int(as_of.timestamp()), model.feature_names)
         assert float(fields[b"score"]) == round(float(model.score_many(features)[0]), 6)
+
+
+def test_an_event_off_its_customers_partition_goes_to_the_dead_letter_topic(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=5, days=2, seed=8)
+    worker = processor(settings, redis_client, producer)
+    event = next(e for e in events if partition_of(e.customer_id, settings.topic_partitions) != 0)
+    topic = worker.topics.for_kind(event.topic_kind)
+    message = RawMessage(topic, 0, 0, event.customer_id.encode(), encode_event(event))
+    report = worker.process([message])
+    assert (report.dead_letters, report.applied) == (1, 0)
+    [(letter, _)] = dead_letters(settings, worker.topics.dlq)
+    assert (letter.code, letter.field) == ("wrong_partition", "customer_id")
+    expected = partition_of(event.customer_id, settings.topic_partitions)
+    assert f"belongs to partition {expected}" in letter.reason
+    assert worker.store.load_customer(event.customer_id) is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,6 +21,7 @@ from core.targeting import (
     expected_loss,
     expected_spend,
     rank_contacts,
+    value_of,
     with_value_inputs,
 )
 from offline.simulator import SimulationConfig, simulate
@@ -110,21 +114,104 @@ def test_value_is_spend_rate_times_horizon_or_the_plan_value() -> None:
     names = VALUE_INPUTS
     rows = np.array(
         [
-            [365.0, 400.0, 0.0],  # a year of spend: 1 a day
-            [365.0, 400.0, 1.0],  # the same on the paid plan: the plan's 200 is larger
-            [0.0, 10.0, 0.0],  # nothing spent, free plan
-            [50.0, 0.2, 0.0],  # first seen today: a rate over at least the horizon
-            [50.0, 45.0, 0.0],  # known for 45 days: 50 / 45 a day
+            [365.0, 0.0, 400.0, 0.0],  # a year of spend: 1 a day
+            [365.0, 0.0, 400.0, 1.0],  # the same on the paid plan: the plan's 200 is larger
+            [0.0, 0.0, 10.0, 0.0],  # nothing spent, free plan
+            [50.0, 0.0, 0.2, 0.0],  # first seen today: a rate over at least the horizon
+            [50.0, 0.0, 45.0, 0.0],  # known for 45 days: 50 / 45 a day
+            [365.0, 0.25, 400.0, 0.0],  # a quarter of the year's spend refunded
+            [365.0, 1.6, 400.0, 0.0],  # refunds beyond the year's spend: nothing is left
+            [365.0, -0.5, 400.0, 0.0],  # a share below 0 counts as no refund
         ]
     )
     valuation = Valuation(horizon_days=30, plan_values={"free": 0.0, "paid": 200.0},
                           retention_days=400)  # fmt: skip
     assert customer_values(rows, names, valuation).tolist() == [
-        30.0, 200.0, 0.0, 50.0, round(50 / 45 * 30, 2)
+        30.0, 200.0, 0.0, 50.0, round(50 / 45 * 30, 2), 22.5, 0.0, 30.0
     ]  # fmt: skip
     # features that see only 120 days: a year's sum is over 120 days at most
     short = Valuation(horizon_days=30, retention_days=120)
     assert customer_values(rows[:1], names, short).tolist() == [round(365 / 120 * 30, 2)]
+
+
+def test_value_is_net_of_refunds_in_the_names_order() -> None:
+    """Columns are found by name: the refund share is read wherever it stands."""
+    names = ("is_paid", "days_since_first_seen", "refund_share_365d", "revenue_365d")
+    rows = np.array([[0.0, 400.0, 0.5, 365.0]])
+    valuation = Valuation(horizon_days=30, retention_days=400)
+    assert customer_values(rows, names, valuation).tolist() == [15.0]
+
+
+def _shop_customer(
+    customer_id: str,
+    start: datetime,
+    purchases: list[tuple[int, float]],
+    refunds: list[tuple[int, float]],
+    paid: bool = False,
+) -> Any:
+    """A customer's aggregates from purchases and refunds (day offset, amount), upgraded to
+    the paid plan on day 0 when ``paid``."""
+    from core.aggregates import CustomerAggregates
+    from core.events import (
+        PlanChangePayload,
+        Purchase,
+        PurchasePayload,
+        Refund,
+        RefundPayload,
+        Upgrade,
+    )
+
+    aggregates = CustomerAggregates(customer_id)
+    events: list[Any] = []
+    if paid:
+        events.append(Upgrade(
+            event_id=f"{customer_id}-up", customer_id=customer_id, event_time=start,
+            payload=PlanChangePayload(from_level="free", to_level="paid")))  # fmt: skip
+    for i, (day, amount) in enumerate(purchases):
+        events.append(Purchase(
+            event_id=f"{customer_id}-p{i}", customer_id=customer_id,
+            event_time=start + timedelta(days=day),
+            payload=PurchasePayload(order_id=f"o{i}", amount=amount, quantity=1)))  # fmt: skip
+    for i, (day, amount) in enumerate(refunds):
+        events.append(Refund(
+            event_id=f"{customer_id}-r{i}", customer_id=customer_id,
+            event_time=start + timedelta(days=day),
+            payload=RefundPayload(order_id=f"c{i}", amount=amount, quantity=1)))  # fmt: skip
+    for event in events:
+        aggregates.apply(event)
+    return aggregates
+
+
+def test_a_fully_refunded_customer_is_worth_its_plan_value_only() -> None:
+    """A big order refunded in full keeps no value: 0 on the free plan, the plan's value on
+    the paid one; it never ranks above a customer who kept smaller purchases, by value or
+    by expected loss at the same risk."""
+    start = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    refunded = _shop_customer("refunded", start, [(1, 77_183.60)], [(1, 77_183.60)])
+    refunded_paid = _shop_customer(
+        "refunded-paid", start, [(1, 77_183.60)], [(1, 77_183.60)], paid=True
+    )
+    kept = _shop_customer("kept", start, [(1, 40.0), (20, 60.0), (50, 25.0)], [])
+    half = _shop_customer("half", start, [(1, 1_000.0)], [(30, 500.0)])
+    t = int((start + timedelta(days=60)).timestamp())
+    names = with_value_inputs(())
+    x = feature_matrix([refunded, refunded_paid, kept, half], t, names)
+    assert x[0, names.index("revenue_365d")] == pytest.approx(77_183.60)  # spent, then refunded
+    assert x[0, names.index("refund_share_365d")] == pytest.approx(1.0)
+    valuation = Valuation(horizon_days=90, plan_values={"free": 0.0, "paid": 200.0},
+                          retention_days=400)  # fmt: skip
+    values = customer_values(x, names, valuation)
+    assert values[0] == 0.0
+    assert values[1] == 200.0
+    assert values[2] == round(125.0 / 90 * 90, 2)  # kept all: 125 over at least 90 days
+    assert values[3] == round(500.0 / 90 * 90, 2)  # half refunded: 500 net
+    for i, features in enumerate(x):
+        assert value_of(dict(zip(names, features.tolist(), strict=True)), valuation) == values[i]
+    p = np.full(4, 0.5)
+    for key in (values, expected_loss(p, values), expected_gain(p, values, Campaign())):
+        assert key[2] > key[0]
+    order = rank_contacts(expected_gain(p, values, Campaign()), expected_spend(p, Campaign()))
+    assert 2 in order.tolist() and 0 not in order.tolist()  # kept purchases: worth a contact
 
 
 def test_value_from_the_worker_features_of_simulated_customers() -> None:
@@ -163,19 +250,19 @@ def test_the_value_is_stored_with_the_score() -> None:
 
 @given(
     st.floats(-100.0, 1e7),
+    st.floats(-1.0, 3.0),
     st.floats(0.0, 2000.0),
     st.sampled_from([0.0, 1.0]),
     st.floats(1.0, 365.0),
     st.integers(91, 800),
 )
 def test_one_customer_value_agrees_exactly_with_the_vectorised_one(
-    spent: float, tenure: float, paid: float, horizon: float, retention: int
+    spent: float, refunded: float, tenure: float, paid: float, horizon: float, retention: int
 ) -> None:
-    from core.targeting import value_of
-
     valuation = Valuation(horizon_days=horizon, retention_days=retention,
                           plan_values={"free": 3.0, "paid": 250.0})  # fmt: skip
-    features = {"revenue_365d": spent, "days_since_first_seen": tenure, "is_paid": paid}
+    features = {"revenue_365d": spent, "refund_share_365d": refunded,
+                "days_since_first_seen": tenure, "is_paid": paid}  # fmt: skip
     row = np.array([[features[name] for name in VALUE_INPUTS]])
     assert value_of(features, valuation) == customer_values(row, VALUE_INPUTS, valuation)[0]
 

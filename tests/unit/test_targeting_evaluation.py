@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.targeting import Campaign
+from core.targeting import Campaign, Valuation, customer_values
 from offline.model_card import render_model_card
 from offline.targeting_evaluation import (
     CURVE_SHARES,
@@ -88,8 +88,8 @@ def test_a_training_run_on_the_simulator_reports_targeting_in_metrics_and_card()
 
 def test_online_retail_figures_recomputed_from_the_events() -> None:
     """The churned value each ranking reaches at 10 %, recomputed here from the raw events
-    (spend in the year before the cutoff per day known, at least 90, times 90), matches the
-    report."""
+    (spend less refunds in the year before the cutoff, at least 0, per day known, at least
+    90, times 90), matches the report."""
     from offline.importers.online_retail import import_online_retail
     from offline.transactions import TransactionTrainingConfig, train_on_transactions
     from tests.support_data import online_retail_file
@@ -99,17 +99,18 @@ def test_online_retail_figures_recomputed_from_the_events() -> None:
     run = train_on_transactions(events, config)
     targeting = run.metrics["targeting"]
     valid = run.valid
+    sign = {"purchase": 1.0, "refund": -1.0}  # refunds as negative amounts
     frame = pd.DataFrame(
-        [(e.customer_id, e.event_time.timestamp(), e.type == "purchase",
-          float(getattr(e.payload, "amount", 0.0))) for e in events],
-        columns=["customer", "t", "purchase", "amount"],
+        [(e.customer_id, e.event_time.timestamp(),
+          sign.get(e.type, 0.0) * float(getattr(e.payload, "amount", 0.0))) for e in events],
+        columns=["customer", "t", "amount"],
     )  # fmt: skip
     value = np.zeros(len(valid))
     for cut in np.unique(valid.cutoffs).tolist():
         before = frame[frame["t"] < cut]
         first = before.groupby("customer")["t"].min()
-        year = before[before["purchase"] & (before["t"] >= cut - 365 * 86_400)]
-        spent = year.groupby("customer")["amount"].sum()
+        year = before[before["t"] >= cut - 365 * 86_400]
+        spent = year.groupby("customer")["amount"].sum().clip(lower=0.0)
         at = np.flatnonzero(valid.cutoffs == cut)
         ids = pd.Index([valid.customer_ids[i] for i in at])
         days = np.clip((cut - first.reindex(ids).to_numpy()) / 86_400, 90, 365)
@@ -128,3 +129,11 @@ def test_online_retail_figures_recomputed_from_the_events() -> None:
     assert reported["expected_loss"] == pytest.approx(reached["expected_loss"], rel=1e-3)
     assert reported["p_churn"] == pytest.approx(reached["p_churn"], rel=1e-3)
     assert targeting["budgets"]["0.10"]["expected_loss_vs_p_churn"] >= 1.5
+    assert targeting["churned_value"] == pytest.approx(float(value[y].sum()), rel=1e-3)
+    # 12346 bought 74,215 items for 77,183.60 and had the order refunded the same day:
+    # worth nothing at either cutoff, however likely to churn
+    refunded = [i for i, c in enumerate(valid.customer_ids) if c == "12346"]
+    assert refunded and value[refunded].tolist() == [0.0] * len(refunded)
+    valued = customer_values(valid.X, valid.feature_names, Valuation(90, retention_days=400))
+    assert valued[refunded].tolist() == [0.0] * len(refunded)
+    assert valued == pytest.approx(value, abs=0.02)
