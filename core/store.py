@@ -237,7 +237,7 @@ return n
 
 
 # KEYS: customer hashes; returns each one's HGETALL (field, value, ...), in KEYS order.
-_LOAD_LUA = """
+_LOAD_LUA = """#!lua flags=no-writes
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
 return out
@@ -263,6 +263,13 @@ class FeatureStore:
         self.keys = keys
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._load_script = client.register_script(_LOAD_LUA)
+
+    def load_scripts(self) -> None:
+        """Load the store's Lua scripts into Redis now (``SCRIPT LOAD``). They are loaded on
+        first use anyway; loading them ahead lets a caller hold Redis's writes (``CLIENT
+        PAUSE ... WRITE`` also holds ``SCRIPT LOAD``) while reads, loads included, go on."""
+        for script in (self._commit_script, self._load_script):
+            self.redis.script_load(script.script)
 
     # --- reading ----------------------------------------------------------------------
 
