@@ -21,8 +21,8 @@ build state with :meth:`CustomerAggregates.apply`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from hashlib import blake2b as _blake2b
 from typing import cast
 
 import numpy as np
@@ -89,7 +89,7 @@ def event_hash(event_id: str) -> int:
     >>> event_hash("e-1") < 2**32
     True
     """
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest()[:4], "little")
+    return int.from_bytes(_blake2b(event_id.encode(), digest_size=8).digest()[:4], "little")
 
 
 def narrow_hash(stored: int) -> int:
@@ -173,15 +173,20 @@ class CustomerAggregates:
         >>> agg.tile(day_of_event(play))["play"], agg.tile(day_of_event(play))["play_seconds"]
         (1, 180)
         """
-        at = epoch_seconds(event)
+        # Cost: one BLAKE2b of the id, a few dict/set operations and 1-5 counter
+        # increments (about 5 µs of Python per event); epoch_seconds and event_hash inlined.
+        at = int(event.event_time.timestamp() // 1)
         day = at // DAY_SECONDS
-        if self.last_event != NEVER and day <= self.last_event // DAY_SECONDS - retention_days:
+        last_event = self.last_event
+        if last_event != NEVER and day <= last_event // DAY_SECONDS - retention_days:
             self._update_scalars(event, at)  # older than any tile kept: scalars only
             return False
         row = self._row_of_day.get(day)
         if row is None:
             row = self._add_row(day)
-        digest = event_hash(event.event_id)
+        digest = int.from_bytes(
+            _blake2b(event.event_id.encode(), digest_size=8).digest()[:4], "little"
+        )
         seen = self.event_hashes[row]
         if digest in seen:
             return False
@@ -189,8 +194,8 @@ class CustomerAggregates:
         _COUNT[event.type](self.counts[row], event)
         self.changed_days.add(day)
         self._update_scalars(event, at)
-        if at > self.last_event:
-            newest_day_before = self.last_event // DAY_SECONDS if self.last_event != NEVER else day
+        if at > last_event:
+            newest_day_before = last_event // DAY_SECONDS if last_event != NEVER else day
             self.last_event = at
             if day > newest_day_before:
                 self._drop_tiles_up_to(day - retention_days)
