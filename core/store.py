@@ -1,7 +1,9 @@
 """The online store: customers' aggregates and scores in Redis (layout in :mod:`core.keys`).
 
 Conventions: times are epoch seconds (UTC); a tile is stored as msgpack
-``[counters (trailing zeros trimmed), packed little-endian uint64 event hashes]``; writes
+``[counters (trailing zeros trimmed), packed little-endian uint32 event hashes, 4]`` (the
+last item is the hash width in bytes; tiles written by older releases have two items and
+8-byte hashes, read as their low 32 bits: see :func:`core.aggregates.event_hash`); writes
 of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, and the
 offset fences of the partitions the batch came from — happen in one Lua script that
 refuses them all when any of those fences is not where the batch expects it (another
@@ -68,12 +70,24 @@ class StoredCustomer:
     score: Score | None
 
 
+_HASH_WIDTH = 4  # bytes per stored event hash (HASH_BITS / 8)
+
+
 def encode_tile(counts: np.ndarray, hashes: Iterable[int]) -> bytes:
+    """One tile's stored value: ``[counters, uint32 hashes, 4]`` (module conventions)."""
     values = counts.tolist()
     while values and values[-1] == 0:
         values.pop()
-    packed = np.fromiter(hashes, dtype="<u8").tobytes()
-    return _MSGPACK.encode([values, packed])
+    packed = np.fromiter(hashes, dtype="<u4").tobytes()
+    return _MSGPACK.encode([values, packed, _HASH_WIDTH])
+
+
+def decode_hashes(tile: Sequence[Any]) -> list[int]:
+    """The event hashes of a decoded tile (``[counters, packed hashes(, width)]``) as
+    32-bit ints; a two-item tile holds 8-byte hashes, of which the low half is kept."""
+    if len(tile) > 2 and tile[2] == _HASH_WIDTH:
+        return np.frombuffer(tile[1], dtype="<u4").tolist()  # type: ignore[no-any-return]
+    return np.frombuffer(tile[1], dtype="<u4")[::2].tolist()  # type: ignore[no-any-return]
 
 
 def encode_scalars(agg: CustomerAggregates) -> bytes:
@@ -130,7 +144,7 @@ def decode_customers(
         end = row + size
         hashes = None
         if with_event_hashes:
-            hashes = [np.frombuffer(tile[1], dtype="<u8").tolist() for tile in tiles[row:end]]
+            hashes = [decode_hashes(tile) for tile in tiles[row:end]]
         agg.load_tiles(day_array[row:end], matrix[row:end], hashes)
         row = end
         scalars = fields.get(_SCALARS_FIELD_BYTES)
@@ -245,9 +259,6 @@ return n
 
 
 # KEYS: customer hashes; returns each one's HGETALL (field, value, ...), in KEYS order.
-# Flagged read-only, so that it runs while writes are paused (CLIENT PAUSE WRITE, as in a
-# failover) or on a read-only replica; sent with EVAL, not EVALSHA, because the server
-# cannot know the flags of a script it has not cached yet and pauses an unknown EVALSHA.
 _LOAD_LUA = """#!lua flags=no-writes
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
@@ -273,6 +284,14 @@ class FeatureStore:
         self.redis = client
         self.keys = keys
         self._commit_script = client.register_script(_COMMIT_LUA)
+        self._load_script = client.register_script(_LOAD_LUA)
+
+    def load_scripts(self) -> None:
+        """Load the store's Lua scripts into Redis now (``SCRIPT LOAD``). They are loaded on
+        first use anyway; loading them ahead lets a caller hold Redis's writes (``CLIENT
+        PAUSE ... WRITE`` also holds ``SCRIPT LOAD``) while reads, loads included, go on."""
+        for script in (self._commit_script, self._load_script):
+            self.redis.script_load(script.script)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -283,7 +302,7 @@ class FeatureStore:
         (on a cluster, one per shard). ``with_event_hashes=False`` reads for features only:
         see :func:`decode_customer`.
 
-        One ``EVAL`` returns every hash (a pipeline of ``HGETALL`` cost redis-py ~15 µs
+        One ``EVALSHA`` returns every hash (a pipeline of ``HGETALL`` cost redis-py ~15 µs
         of Python per customer; this costs ~2 µs plus the decoding)."""
         if not customer_ids:
             return {}
@@ -298,7 +317,7 @@ class FeatureStore:
         for group in groups:
             flat = cast(
                 list[list[bytes]],
-                self.redis.eval(_LOAD_LUA, len(group), *(self.keys.customer(c) for c in group)),
+                self._load_script(keys=[self.keys.customer(c) for c in group]),
             )
             ordered += group
             results += [dict(zip(items[::2], items[1::2], strict=True)) for items in flat]

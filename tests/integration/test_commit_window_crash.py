@@ -117,6 +117,7 @@ def crash_in_the_commit_window(settings: Settings, home: Path) -> Crashed:
     partitions = sorted(input_end_offsets(settings))
     archive = EventArchive(settings.archive_dir)
     worker = WorkerProcess(settings, home / "worker.log")
+    store.load_scripts()  # the pause below holds SCRIPT LOAD too, not only the writes
     client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
     try:
         worker.start()

@@ -109,10 +109,10 @@ def test_verify_passes_after_a_run_and_names_a_tampered_customer(
     victim = customers[len(customers) // 2]
     key = Keys.of(settings).customer(victim)
     field = max(f for f in redis_client.hkeys(key) if f.startswith(b"d:"))
-    counters, hashes = msgspec.msgpack.decode(redis_client.hget(key, field))
+    counters, *hashes = msgspec.msgpack.decode(redis_client.hget(key, field))
     counters = counters + [0] * (C["page_view"] + 1 - len(counters))
     counters[C["page_view"]] += 1
-    redis_client.hset(key, field, msgspec.msgpack.encode([counters, hashes]))
+    redis_client.hset(key, field, msgspec.msgpack.encode([counters, *hashes]))
 
     code, report = verify_json()
     assert code == 1

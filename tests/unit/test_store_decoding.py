@@ -3,16 +3,23 @@ loading each tile on its own, for tiles of every width, with and without event h
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
 import pytest
 
-from core.aggregates import N_COUNTERS, CustomerAggregates
+from core.aggregates import N_COUNTERS, C, CustomerAggregates, event_hash
 from core.events import ItemReactionPayload, Like
 from core.keys import SCALARS_FIELD, TILE_PREFIX
-from core.store import decode_customer, decode_customers, decode_for_reading, encode_scalars
+from core.store import (
+    decode_customer,
+    decode_customers,
+    decode_for_reading,
+    encode_scalars,
+    encode_tile,
+)
 
 _ENCODE = msgspec.msgpack.Encoder()
 
@@ -36,7 +43,7 @@ def random_customer(rng: np.random.Generator, customer_id: str) -> tuple[dict[by
         hashes = rng.integers(0, 2**63, size=int(rng.integers(0, 6)), dtype=np.uint64)
         fields[tile_field(int(day))] = _ENCODE.encode([counts, hashes.astype("<u8").tobytes()])
         known = (counts + [0] * N_COUNTERS)[:N_COUNTERS]
-        expected[int(day)] = (tuple(known), frozenset(hashes.tolist()))
+        expected[int(day)] = (tuple(known), frozenset((hashes & 0xFFFF_FFFF).tolist()))
     fields[b"score"] = b"0.25"
     fields[b"band"] = b"low"
     fields[b"model_version"] = b"v1"
@@ -118,3 +125,32 @@ def test_a_loaded_customer_grows_past_its_loaded_tiles() -> None:
     assert middle.snapshot()["tiles"][newest + 1] != (0,) * N_COUNTERS
     assert decoded[0].aggregates.snapshot() == before[0]
     assert decoded[2].aggregates.snapshot() == before[2]
+
+
+def test_tiles_of_both_hash_widths_dedup_the_same_events() -> None:
+    """A tile stored with 8-byte hashes (older releases) and one stored with 4-byte hashes
+    both recognise an event they counted, and a re-encoded old tile keeps its hashes."""
+    day = 20_000
+    at = datetime(1970, 1, 1, 12, tzinfo=UTC) + timedelta(days=day)
+    counted = Like(
+        event_id="counted", customer_id="c1", event_time=at, payload=ItemReactionPayload()
+    )
+    fresh = Like(event_id="fresh", customer_id="c1", event_time=at, payload=ItemReactionPayload())
+    wide = int.from_bytes(hashlib.blake2b(b"counted", digest_size=8).digest(), "little")
+    counts = [0] * N_COUNTERS
+    counts[C["like"]] = 1
+    old = _ENCODE.encode([counts, np.array([wide], dtype="<u8").tobytes()])
+    new = encode_tile(np.array(counts, dtype=np.int64), [event_hash("counted")])
+    assert len(new) < len(old)
+    for value in (old, new):
+        fields = {tile_field(day): value}
+        agg = decode_customers(["c1"], [fields])[0].aggregates
+        agg.last_event = day * 86_400 + 43_200
+        assert not agg.apply(counted)
+        assert agg.apply(fresh)
+        assert agg.tile(day)["like"] == 2
+        [(_, tile_counts, hashes)] = list(agg.changed_tiles())
+        again = decode_customers(["c1"], [{tile_field(day): encode_tile(tile_counts, hashes)}])
+        assert again[0].aggregates.snapshot()["hashes"] == {
+            day: frozenset({event_hash("counted"), event_hash("fresh")})
+        }
