@@ -19,7 +19,7 @@ import numpy as np
 import redis
 from redis.cluster import RedisCluster
 
-from core.aggregates import COUNTERS, DAY_SECONDS, NEVER, C, CustomerAggregates
+from core.aggregates import COUNTERS, DAY_SECONDS, HASH_BITS, NEVER, C, CustomerAggregates
 from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
 from core.model import BANDS, LinearModel
 from core.redis_client import client_is_cluster
@@ -99,7 +99,7 @@ class TilePool:
             row[C["items"]] = int(row[C["purchase"]] * rng.integers(1, 4))
             row[C["refund_cents"]] = int(row[C["refund"]] * rng.choice([499, 999]))
             row[C["refund_items"]] = int(row[C["refund"]])
-            digests = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64).tolist()
+            digests = rng.integers(0, 2**HASH_BITS, size=n, dtype=np.int64).tolist()
             # through the aggregates' own loader, so the pool is what the store would hold
             scratch.set_tile(i, row.tolist(), digests)
             value = encode_tile(scratch.tile_counts()[-1], scratch.event_hashes[-1])
