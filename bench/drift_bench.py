@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.api_bench import TilePool, bench_model, delete_prefix, load_customers
+from bench.api_load import TilePool, delete_prefix, load_customers
+from bench.api_server import bench_model
 from bench.common import services, write_result
 from core.keys import Keys
 from core.redis_client import connect_redis
@@ -88,9 +89,9 @@ def run(customers: int = 100_000, seed: int = 7, all_customers: bool = True) -> 
             }
         )
         client = connect_redis(settings)
-        keys = Keys(prefix)
-        delete_prefix(client, prefix)  # an earlier run that died
-        cleanup.callback(delete_prefix, client, prefix, customers)
+        keys = Keys(prefix, settings.topic_partitions)
+        delete_prefix(client, keys)  # an earlier run that died
+        cleanup.callback(delete_prefix, client, keys, customers)
         model = bench_model(f"bench-drift-{uuid.uuid4().hex[:8]}")
 
         log.info("loading %d customers under %s:*", customers, prefix)

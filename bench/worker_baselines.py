@@ -21,7 +21,7 @@ from core.events import Event, EventValidator, encode_event
 from core.features import FEATURE_NAMES
 from core.kafka_client import client_config
 from core.keys import Keys
-from core.model import LinearModel
+from core.model import BANDS, LinearModel
 from core.redis_client import connect_redis
 from core.settings import Settings
 from core.topics import Topics
@@ -145,7 +145,7 @@ def memory_per_customer(
     rate, _ = batch_processor_rate(settings, messages, model, batch)
     build_seconds = time.perf_counter() - start
     client = connect_redis(settings)
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     ids = sorted(events_of)
     chosen = [ids[i] for i in np.random.default_rng(2).choice(len(ids), sample, replace=False)]
     pipe = client.pipeline(transaction=False)
@@ -160,13 +160,19 @@ def memory_per_customer(
     fields = [len(c) for c in contents]
     payload = [sum(len(k) + len(v) for k, v in c.items()) for c in contents]
     longest = [max(len(v) for v in c.values()) for c in contents]
-    zsets = {}
-    for name in (keys.risk, keys.scored_at):
-        zsets[name] = {
-            "bytes": int(client.memory_usage(name, samples=0) or 0),
-            "members": int(client.zcard(name)),
-            "encoding": client.object("encoding", name),
+    zsets: dict[str, dict[str, Any]] = {}
+    for kind, names in (
+        ("risk", [keys.risk(shard) for shard in keys.shards]),
+        ("risk:<band>", [keys.risk_band(shard, b) for shard in keys.shards for b in BANDS]),
+        ("scored_at", [keys.scored_at(shard) for shard in keys.shards]),
+    ):
+        zsets[kind] = {
+            "bytes": sum(int(client.memory_usage(n, samples=0) or 0) for n in names),
+            "members": sum(int(client.zcard(n)) for n in names),
+            "encoding": sorted({_text(client.object("encoding", n)) for n in names}),
+            "keys": len(names),
         }
+    # each customer is in one risk, one risk:<band> and one scored_at set
     zset_share = sum(z["bytes"] / max(1, z["members"]) for z in zsets.values())
     hash_mean = float(np.mean(sizes))
     sampled_events = sum(events_of[c] for c in chosen)
@@ -177,10 +183,7 @@ def memory_per_customer(
         "customer_hash_bytes_p50": round(float(np.percentile(sizes, 50))),
         "customer_hash_bytes_p90": round(float(np.percentile(sizes, 90))),
         "sorted_sets_bytes_per_customer": round(zset_share, 1),
-        "sorted_sets": {
-            name.rsplit(":", 1)[1]: {**z, "encoding": _text(z["encoding"])}
-            for name, z in zsets.items()
-        },
+        "sorted_sets": zsets,
         "customers": len(ids),
         "sampled_customers": sample,
         "days": days,

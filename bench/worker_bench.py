@@ -16,6 +16,9 @@ are deleted again at the end. The phases, in order:
    ~100 events per customer, fewer customers per batch) and, when the default engine is
    not Faust's, on the 20,000 again with ``CHURN_WORKER_ENGINE=faust``
    (``worker_eps_faust_engine``).
+   Then ``worker_eps_cluster_1``, ``_2`` and ``_4``: 1, 2 and 4 workers in one group on a
+   Redis Cluster of three masters, on the uniform input (:mod:`bench.worker_cluster_bench`;
+   ``with_cluster=False`` leaves it out).
    Then ``worker_floor_eps``: a bare consume + decode loop over the same topics
    (:mod:`bench.worker_floor`), ``rounds`` times.
 2. ``e2e_p50_ms`` / ``e2e_p99_ms`` (and ``e2e_p99_ms_at_10k``) — the same worker, caught
@@ -142,7 +145,7 @@ def _timed_worker(
     ends: dict[PARTITIONS_OF, int],
 ) -> WorkerRun:
     total = sum(ends.values())
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     rclient = connect_redis(settings)
     worker = WorkerProcess(settings, root / f"worker-{settings.redis_key_prefix}.log")
     stack.callback(worker.stop)
@@ -219,6 +222,7 @@ def run(
     e2e_rounds: int = 3,
     sample_every: int = 20,
     py_spy: str | None = None,
+    with_cluster: bool = True,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model = champion_model()
@@ -279,6 +283,12 @@ def run(
             )
             faust_run = worker_throughput(faust_settings, root, stack, faust_input, model, "wfst")
             faust_run.worker.stop()
+        # 1d: 1, 2 and 4 workers in one group on a Redis Cluster of three masters.
+        cluster_figures: dict[str, int] = {}
+        if with_cluster:
+            from bench.worker_cluster_bench import run_cluster
+
+            cluster_figures, details["cluster"] = run_cluster(base, root, stack, uniform, model)
 
         # 3: the BatchProcessor alone on the uniform run's messages (the topics now also
         # hold the latency phase's events: only offsets below the first run's ends count).
@@ -329,6 +339,7 @@ def run(
         "worker_eps": worker_eps,
         "worker_eps_skewed": skew.figures["eps"],
         **({"worker_eps_faust_engine": faust_run.figures["eps"]} if faust_run else {}),
+        **cluster_figures,
         "worker_naive_eps": round(naive_eps),
         "worker_speedup_vs_naive": round(worker_eps / naive_eps, 1),
         "worker_batch_eps": round(bp_eps),

@@ -44,7 +44,7 @@ def e2e_latency(
     ``warm_customers``, each of them gets one event in the warm-up too (a restarted
     worker's memory is cold; live traffic would have loaded them long ago)."""
     settings = run.settings
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     uid = uuid.uuid4().hex[:6]
     total = int(rate * seconds)
     samples = [f"LAT-{uid}-{i:05d}" for i in range(total // sample_every + 1)]
@@ -189,7 +189,7 @@ def play(event_id: str, customer_id: str, at: datetime) -> Play:
 
 
 def wait_drained(settings: Settings, timeout: float) -> None:
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     ends = input_end_offsets(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -48,7 +48,7 @@ def batch_processor_rate(
     profile: cProfile.Profile | None = None,
 ) -> tuple[float, int]:
     """Feed ``messages`` to a fresh BatchProcessor (own key prefix); return (eps, scored)."""
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     producer = EventProducer(settings, create_topics=False)
     processor = BatchProcessor(settings, store, producer, lambda: model)
     scored = 0
@@ -202,7 +202,7 @@ def profiled_worker_run(
     promote_champion(settings, model)
     produce_lines(settings, data.lines)
     ends = input_end_offsets(settings)
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     worker = WorkerProcess(settings, root / "worker-py-spy.log")
     stack.callback(worker.stop)
     worker.start()

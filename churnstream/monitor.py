@@ -149,7 +149,7 @@ def retrain_command(
     client = connect_redis(settings)
     request = RetrainRequest(reason=reason, requested_by="cli", trigger="manual")
     if queue:
-        push_retrain_request(client, Keys(settings.redis_key_prefix), request)
+        push_retrain_request(client, Keys.of(settings), request)
         typer.echo(f"retrain request queued at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
         return
     from offline.retrain import retrain

@@ -62,7 +62,7 @@ class MonitorLoop:
     ) -> None:
         self.settings = settings
         self.client = client
-        self.keys = Keys(settings.redis_key_prefix)
+        self.keys = Keys.of(settings)
         self.store = FeatureStore(client, self.keys)
         self.registry = ModelRegistry(settings, client)
         self.retrainer = retrainer

@@ -32,7 +32,7 @@ def risk(
 
     settings = get_settings()
     client = connect_redis(settings)
-    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(settings))
     model = ModelRegistry(settings, client).load_champion()
     result = assess(store, model, customer_id, scoring_clock(settings)())
     if result is None:

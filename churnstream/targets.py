@@ -85,7 +85,7 @@ def targets(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     found = contact_list(
-        FeatureStore(client, Keys(settings.redis_key_prefix)),
+        FeatureStore(client, Keys.of(settings)),
         campaign,
         budget=budget,
         max_contacts=max_contacts,

@@ -63,7 +63,7 @@ def verify_command(
     settings = get_settings()
     err = Console(stderr=True)
     reference = int(parse_start(at).timestamp()) if at is not None else None
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     archive = EventArchive(settings.archive_dir)
     progress = Progress(
         TextColumn("verifying"),

@@ -27,7 +27,8 @@ SCAN_PAGE = 2000  # customers per round trip when reading the risk index
 # gain may be positive (p * save_rate * (value - incentive) > contact_cost, the formula of
 # core.targeting.expected_gain, used here only to drop clear losses early; the caller
 # recomputes every kept gain). ~3 µs per customer, versus ~20 µs for pipelined HMGETs
-# parsed by redis-py. Customer keys are built from the layout's head and tail (core.keys).
+# parsed by redis-py. Customer keys are built from the layout's head and tail (core.keys):
+# every key a run touches is in one shard, one hash slot, as a Redis Cluster requires.
 _CANDIDATES_LUA = """
 local members = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
 local head, tail = ARGV[3], ARGV[4]
@@ -97,36 +98,47 @@ class ContactList:
 
 
 def read_candidates(store: FeatureStore, campaign: Campaign) -> Candidates:
-    """Every stored customer whose gain under ``campaign`` may be positive, reading the
-    risk index :data:`SCAN_PAGE` customers per round trip (a Lua script: ~3 µs per stored
-    customer, 0.3 s per 100,000, blocking Redis ~6 ms per page)."""
+    """Every stored customer whose gain under ``campaign`` may be positive, reading each
+    shard's risk index :data:`SCAN_PAGE` customers per round trip (a Lua script run where
+    the shard lives: ~3 µs per stored customer, 0.3 s per 100,000, blocking Redis ~6 ms per
+    page)."""
     script = store.redis.register_script(_CANDIDATES_LUA)
-    head, tail = store.keys.customer("\0").split("\0")
     ids: list[str] = []
     scores: list[float] = []
     values: list[float] = []
     bands: list[str] = []
-    start = scanned = 0
-    while True:
-        count, picked = cast(
-            list[object],
-            script(
-                keys=[store.keys.risk],
-                args=[start, start + SCAN_PAGE - 1, head, tail, repr(campaign.contact_cost),
-                      repr(campaign.incentive), repr(campaign.save_rate)],
-            ),
-        )  # fmt: skip
-        rows = cast(list[bytes], picked)
-        for i in range(0, len(rows), 4):
-            ids.append(rows[i].decode())
-            scores.append(float(rows[i + 1]))
-            values.append(float(rows[i + 2]))
-            bands.append(rows[i + 3].decode())
-        scanned += int(cast(int, count))
-        if int(cast(int, count)) < SCAN_PAGE:
-            break
-        start += SCAN_PAGE
-    return Candidates(ids, np.array(scores), np.array(values), bands, scanned)
+    scanned = 0
+    for shard in store.keys.shards:
+        head, tail = store.keys.customer_key_head(shard), ""
+        start = 0
+        while True:
+            count, picked = cast(
+                list[object],
+                script(
+                    keys=[store.keys.risk(shard)],
+                    args=[start, start + SCAN_PAGE - 1, head, tail, repr(campaign.contact_cost),
+                          repr(campaign.incentive), repr(campaign.save_rate)],
+                ),
+            )  # fmt: skip
+            rows = cast(list[bytes], picked)
+            for i in range(0, len(rows), 4):
+                ids.append(rows[i].decode())
+                scores.append(float(rows[i + 1]))
+                values.append(float(rows[i + 2]))
+                bands.append(rows[i + 3].decode())
+            scanned += int(cast(int, count))
+            if int(cast(int, count)) < SCAN_PAGE:
+                break
+            start += SCAN_PAGE
+    # As one risk index would list them: score, then id, descending.
+    order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]), reverse=True)
+    return Candidates(
+        [ids[i] for i in order],
+        np.array([scores[i] for i in order]),
+        np.array([values[i] for i in order]),
+        [bands[i] for i in order],
+        scanned,
+    )
 
 
 def contact_list(

@@ -80,6 +80,27 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     return created
 
 
+class PartitionCountMismatch(RuntimeError):
+    """The input topics' partition count differs from ``CHURN_TOPIC_PARTITIONS``."""
+
+
+def check_input_partitions(settings: Settings, timeout: float = 30.0) -> None:
+    """Raise :class:`PartitionCountMismatch` unless both input topics have exactly
+    ``CHURN_TOPIC_PARTITIONS`` partitions: the Redis key layout has one shard per partition
+    and finds a customer's shard from that number (:mod:`core.keys`)."""
+    topics = Topics.from_settings(settings)
+    metadata = AdminClient(client_config(settings)).list_topics(timeout=timeout).topics
+    for name in (topics.activity, topics.transactions):
+        found = metadata.get(name)
+        if found is not None and len(found.partitions) != settings.topic_partitions:
+            raise PartitionCountMismatch(
+                f"topic {name} has {len(found.partitions)} partitions but "
+                f"CHURN_TOPIC_PARTITIONS is {settings.topic_partitions}: set "
+                "CHURN_TOPIC_PARTITIONS to the input topics' partition count (both input "
+                "topics need the same count)"
+            )
+
+
 def input_end_offsets(settings: Settings, timeout: float = 10.0) -> dict[tuple[str, int], int]:
     """The next offset to be written (high watermark) of every partition of both input
     topics. Raises ``KafkaException`` when the broker cannot answer within ``timeout``."""

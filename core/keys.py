@@ -1,69 +1,118 @@
 """The Redis key layout, in one place. Every key starts with ``CHURN_REDIS_KEY_PREFIX``.
 
-=====================================  ==================================================
-key                                    holds
-=====================================  ==================================================
-``{p}:c:{<customer>}``                 hash: one customer — day tiles ``d:<day>``,
-                                       scalars ``m``, and the latest score fields
-                                       ``score``, ``band``, ``model_version``,
-                                       ``scored_at``, ``last_event_time``, ``value``
-``{p}:risk``                           sorted set: customers by latest score
-``{p}:scored_at``                      sorted set: customers by time of latest score
-``{p}:fence:<topic>:<partition>``      string: last offset applied from that partition
-``{p}:decisions``                      list: retraining decisions (JSON), newest first
-``{p}:retrain:requests``               list: pending retrain requests (JSON)
-``{p}:retrain:cooldown``               string: set (with an expiry) when a trigger asked
-                                       for a retrain; triggers wait while it exists
-``{p}:model:champion``                 string: JSON pointer to the champion model
-``{p}:model:events``                   pub/sub channel: champion changes
-=====================================  ==================================================
+The online state is split into **shards, one per Kafka partition** of the input topics
+(``CHURN_TOPIC_PARTITIONS`` of them). A customer belongs to the partition their events
+arrive on: ``crc32(customer_id) % partitions``, the rule of librdkafka's default
+partitioner (``consistent_random``), which churnstream's producer, ``kcat`` and every
+librdkafka client use. A shard's keys carry its partition number as their Redis Cluster
+hash tag (``{<n>}``), so they all live in one hash slot: a micro-batch from partition
+``n`` (its customers, its indexes and the fences of ``n`` in both input topics) commits
+in one transaction or Lua script, on a single server and on a cluster alike.
 
-The customer id sits inside ``{…}``, a Redis Cluster hash tag, so all of one customer's
-data lives in one slot.
+=========================================  ==============================================
+key                                        holds
+=========================================  ==============================================
+``{p}:{<n>}:c:<customer>``                 hash: one customer — day tiles ``d:<day>``,
+                                           scalars ``m``, and the latest score fields
+                                           ``score``, ``band``, ``model_version``,
+                                           ``scored_at``, ``last_event_time``, ``value``
+``{p}:{<n>}:risk``                         sorted set: shard ``n``'s customers by latest
+                                           score
+``{p}:{<n>}:risk:<band>``                  sorted set: those whose stored band is
+                                           ``<band>`` (low, medium, high), by score
+``{p}:{<n>}:scored_at``                    sorted set: shard ``n``'s customers by time of
+                                           latest score
+``{p}:{<n>}:fence:<topic>``                string: last offset applied from ``<topic>``'s
+                                           partition ``n``
+``{p}:decisions``                          list: retraining decisions (JSON), newest first
+``{p}:retrain:requests``                   list: pending retrain requests (JSON)
+``{p}:retrain:cooldown``                   string: set (with an expiry) when a trigger asked
+                                           for a retrain; triggers wait while it exists
+``{p}:model:champion``                     string: JSON pointer to the champion model
+``{p}:model:events``                       pub/sub channel: champion changes
+=========================================  ==============================================
+
+No key holds every customer: lists and counts over all customers read the ``partitions``
+shards' sorted sets and merge them (:mod:`core.leaderboard`).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The Kafka partition of a customer's events: CRC32 of the key, modulo the partition
+    count (librdkafka's default partitioner).
+
+    >>> partition_of("C00042", 8), partition_of("C00042", 1)
+    (1, 0)
+    """
+    return zlib.crc32(customer_id.encode()) % partitions
 
 
 @dataclass(frozen=True)
 class Keys:
-    """Key names for one prefix.
+    """Key names for one prefix and partition count.
 
-    >>> k = Keys("churn")
-    >>> k.customer("C00042"), k.risk, k.fence("customer-activity", 3)
-    ('churn:c:{C00042}', 'churn:risk', 'churn:fence:customer-activity:3')
-    >>> k.customer_id_of("churn:c:{C00042}")
+    >>> k = Keys("churn", 8)
+    >>> k.customer("C00042"), k.risk(1), k.fence("customer-activity", 3)
+    ('churn:{1}:c:C00042', 'churn:{1}:risk', 'churn:{3}:fence:customer-activity')
+    >>> k.customer_id_of("churn:{1}:c:C00042")
     'C00042'
     """
 
     prefix: str
+    partitions: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keys:
+        """The layout of ``settings`` (``CHURN_REDIS_KEY_PREFIX``, ``CHURN_TOPIC_PARTITIONS``)."""
+        return cls(settings.redis_key_prefix, settings.topic_partitions)
+
+    @property
+    def shards(self) -> range:
+        """The shard (= partition) numbers."""
+        return range(self.partitions)
+
+    def shard_of(self, customer_id: str) -> int:
+        return partition_of(customer_id, self.partitions)
+
+    def _tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}"
 
     def customer(self, customer_id: str) -> str:
-        return f"{self.prefix}:c:{{{customer_id}}}"
+        return f"{self._tag(self.shard_of(customer_id))}:c:{customer_id}"
+
+    def customer_key_head(self, shard: int) -> str:
+        """What every customer key of ``shard`` starts with (the customer id follows), for
+        Lua scripts that build the keys of one shard's customers."""
+        return f"{self._tag(shard)}:c:"
 
     def customer_pattern(self) -> str:
-        return f"{self.prefix}:c:*"
+        """SCAN pattern of every customer hash."""
+        return f"{self.prefix}:{{*}}:c:*"
 
     def customer_id_of(self, key: str | bytes) -> str:
         text = key.decode() if isinstance(key, bytes) else key
-        return text[len(self.prefix) + 4 : -1]
+        return text[text.index("}:c:", len(self.prefix)) + 4 :]
 
-    @property
-    def risk(self) -> str:
-        return f"{self.prefix}:risk"
+    def risk(self, shard: int) -> str:
+        return f"{self._tag(shard)}:risk"
 
-    @property
-    def scored_at(self) -> str:
-        return f"{self.prefix}:scored_at"
+    def risk_band(self, shard: int, band: str) -> str:
+        return f"{self._tag(shard)}:risk:{band}"
+
+    def scored_at(self, shard: int) -> str:
+        return f"{self._tag(shard)}:scored_at"
 
     def fence(self, topic: str, partition: int) -> str:
-        return f"{self.prefix}:fence:{topic}:{partition}"
-
-    def fence_pattern(self, topic: str) -> str:
-        """SCAN pattern of every fence of ``topic`` (partition numbers in the last part)."""
-        return f"{self.prefix}:fence:{topic}:*"
+        return f"{self._tag(partition)}:fence:{topic}"
 
     @property
     def decisions(self) -> str:

@@ -19,9 +19,9 @@ Conventions:
 * Version names are 1-128 characters of ``A-Z a-z 0-9 . _ -`` starting with a letter, a
   digit or ``_`` (the trainer uses ``v20260105T101500-<6 hex>``).
 * **The Redis pointer is the source of truth for which model is champion.** The key
-  ``Keys(prefix).champion`` holds JSON ``{"version", "sha256", "promoted_at", "previous",
-  "history"}``; it is replaced with a single ``SET`` (in a ``MULTI`` with the ``PUBLISH``
-  of the new version on ``Keys(prefix).model_events``), so readers see the old or the new
+  ``Keys.champion`` holds JSON ``{"version", "sha256", "promoted_at", "previous",
+  "history"}``; it is replaced with a single ``SET`` (then the new version is published on
+  ``Keys.model_events``), so readers see the old or the new
   champion, never a mix. ``previous`` is the version the pointer replaced and ``history``
   the earlier champions, most recent first (at most :data:`HISTORY_LENGTH`);
   :meth:`ModelRegistry.rollback` restores ``previous`` in one ``SET``.
@@ -198,7 +198,7 @@ class ModelRegistry:
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self.root = Path(settings.model_dir)
         self.client = client
-        self.keys = Keys(settings.redis_key_prefix)
+        self.keys = Keys.of(settings)
         self.retention_days = settings.retention_days
 
     # --- paths ---------------------------------------------------------------------------
@@ -426,11 +426,13 @@ class ModelRegistry:
                     pointer = build(current)
                     pipe.multi()
                     pipe.set(key, pointer.to_json())
-                    pipe.publish(self.keys.model_events, pointer.version)
                     pipe.execute()
-                    return current, pointer
                 except redis.WatchError:
                     continue
+            # After the swap (a cluster runs no PUBLISH inside a transaction); readers
+            # poll the pointer, so a lost notification only delays them.
+            self.client.publish(self.keys.model_events, pointer.version)
+            return current, pointer
         raise RegistryError("the champion pointer kept changing; try again")
 
     def _update_statuses(self, champion: str, replaced: str | None) -> None:

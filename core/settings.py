@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         validation_alias=_env("REDIS_PASSWORD"),
         description="Redis password, when it is not part of REDIS_URL.",
     )
+    redis_cluster: Literal["auto", "yes", "no"] = Field(
+        "auto",
+        validation_alias=_env("CHURN_REDIS_CLUSTER"),
+        description="Whether REDIS_URL names a node of a Redis Cluster: 'auto' asks the "
+        "server at start-up (INFO cluster), 'yes' or 'no' skip the question.",
+    )
 
     # --- Topics and events -------------------------------------------------------------
     topic_prefix: str = Field(
@@ -286,6 +292,15 @@ class Settings(BaseSettings):
         le=65535,
         validation_alias=_env("CHURN_REDIS_PORT"),
         description="Port of the local Redis server.",
+    )
+    redis_cluster_port: int = Field(
+        17000,
+        ge=1,
+        le=55533,
+        validation_alias=_env("CHURN_REDIS_CLUSTER_PORT"),
+        description="First port of the local Redis Cluster (`churnstream infra up "
+        "--redis-cluster`): its three masters listen on this port and the next two, and "
+        "use each port + 10000 for the cluster bus.",
     )
     prometheus_port: int = Field(
         19090,

@@ -7,7 +7,10 @@ last item is the hash width in bytes; tiles written by older releases have two i
 of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, and the
 offset fences of the partitions the batch came from — happen in one Lua script that
 refuses them all when any of those fences is not where the batch expects it (another
-worker took over), so a batch is applied exactly once.
+worker took over), so a batch is applied exactly once. On a Redis Cluster the script
+runs once per partition: a partition's customers, sorted sets and fences share a hash tag
+(:mod:`core.keys`), so each partition's part of a batch is all-or-nothing, which is what
+exactly-once needs (fences are per partition).
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import msgspec
 import numpy as np
 import redis
 
+from core import leaderboard
 from core.aggregates import N_COUNTERS, CustomerAggregates
 from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
+from core.model import BANDS
+from core.redis_client import client_is_cluster, get_many
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -49,7 +55,7 @@ class PreparedCommit:
     """A batch's writes, encoded for the commit script (see FeatureStore.prepare_commit)."""
 
     customers: list[CustomerAggregates]
-    writes: bytes
+    writes: dict[int | None, bytes]  # shard -> its writes; None: every shard (one server)
 
 
 class FenceMoved(RuntimeError):
@@ -230,22 +236,24 @@ def _lua_string(value: bytes) -> msgspec.Raw:
 
 
 _FENCE_MOVED = "FENCE_MOVED"
-# KEYS: the fences; ARGV: the expected fences, the new fences, then the writes (msgpack:
-# [HSET argument lists, HDEL argument lists, ZADD argument lists]; see FeatureStore._writes).
+# KEYS: the n fences, then one key of the shard (so that a cluster runs the script where
+# the shard lives); ARGV: n, the expected fences, the new fences, then the writes (msgpack:
+# [HSET, HDEL, ZADD, ZREM argument lists]; see FeatureStore._writes).
 _COMMIT_LUA = """
-local n = #KEYS
+local n = tonumber(ARGV[1])
 for i = 1, n do
   local held = redis.call('GET', KEYS[i])
-  if (held and tonumber(held) or -1) ~= tonumber(ARGV[i]) then
+  if (held and tonumber(held) or -1) ~= tonumber(ARGV[i + 1]) then
     return redis.error_reply('FENCE_MOVED fence ' .. KEYS[i] .. ' is at ' ..
-      tostring(held) .. ', expected ' .. ARGV[i])
+      tostring(held) .. ', expected ' .. ARGV[i + 1])
   end
 end
-local writes = cmsgpack.unpack(ARGV[2 * n + 1])
+local writes = cmsgpack.unpack(ARGV[2 * n + 2])
 for _, args in ipairs(writes[1]) do redis.call('HSET', unpack(args)) end
 for _, args in ipairs(writes[2]) do redis.call('HDEL', unpack(args)) end
 for _, args in ipairs(writes[3]) do redis.call('ZADD', unpack(args)) end
-for i = 1, n do redis.call('SET', KEYS[i], ARGV[n + i]) end
+for _, args in ipairs(writes[4]) do redis.call('ZREM', unpack(args)) end
+for i = 1, n do redis.call('SET', KEYS[i], ARGV[n + i + 1]) end
 return n
 """
 
@@ -290,20 +298,31 @@ class FeatureStore:
     def load_customers(
         self, customer_ids: Sequence[str], with_event_hashes: bool = True
     ) -> dict[str, StoredCustomer]:
-        """Every requested customer (new, empty aggregates for unknown ones), one round trip.
-        ``with_event_hashes=False`` reads for features only: see :func:`decode_customer`.
+        """Every requested customer (new, empty aggregates for unknown ones), one round trip
+        (on a cluster, one per shard). ``with_event_hashes=False`` reads for features only:
+        see :func:`decode_customer`.
 
         One ``EVALSHA`` returns every hash (a pipeline of ``HGETALL`` cost redis-py ~15 µs
         of Python per customer; this costs ~2 µs plus the decoding)."""
         if not customer_ids:
             return {}
-        flat = cast(
-            list[list[bytes]],
-            self._load_script(keys=[self.keys.customer(c) for c in customer_ids]),
-        )
-        results = [dict(zip(items[::2], items[1::2], strict=True)) for items in flat]
-        decoded = decode_customers(customer_ids, results, with_event_hashes)
-        return dict(zip(customer_ids, decoded, strict=True))
+        groups: list[list[str]] = [list(customer_ids)]
+        if client_is_cluster(self.redis):  # a script's keys must share one slot
+            by_shard: dict[int, list[str]] = {}
+            for customer_id in customer_ids:
+                by_shard.setdefault(self.keys.shard_of(customer_id), []).append(customer_id)
+            groups = list(by_shard.values())
+        ordered: list[str] = []
+        results: list[dict[bytes, bytes]] = []
+        for group in groups:
+            flat = cast(
+                list[list[bytes]],
+                self._load_script(keys=[self.keys.customer(c) for c in group]),
+            )
+            ordered += group
+            results += [dict(zip(items[::2], items[1::2], strict=True)) for items in flat]
+        decoded = decode_customers(ordered, results, with_event_hashes)
+        return dict(zip(ordered, decoded, strict=True))
 
     def load_customer(
         self, customer_id: str, with_event_hashes: bool = False
@@ -330,20 +349,14 @@ class FeatureStore:
 
     def read_fences(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Last applied offset per (topic, partition); -1 where nothing was applied."""
-        values = self.redis.mget([self.keys.fence(t, p) for t, p in partitions])
+        values = get_many(self.redis, [self.keys.fence(t, p) for t, p in partitions])
         return {
             tp: int(v) if v is not None else -1 for tp, v in zip(partitions, values, strict=True)
         }
 
     def stale_customers(self, scored_before: float, limit: int) -> list[str]:
         """Customers whose latest score is older than ``scored_before``, oldest first."""
-        ids = cast(
-            list[bytes],
-            self.redis.zrangebyscore(self.keys.scored_at, "-inf", scored_before, 0, limit),
-        )
-        return [i.decode() for i in ids]
-
-    # --- writing ----------------------------------------------------------------------
+        return leaderboard.stale_customers(self.redis, self.keys, scored_before, limit)
 
     def commit_batch(
         self,
@@ -357,6 +370,10 @@ class FeatureStore:
         Raises :class:`FenceMoved` (writing nothing) when a fence is not at its expected
         offset. Clears each customer's change tracking once written.
 
+        On a cluster the script runs once per partition (shard), in partition order;
+        :class:`FenceMoved` or a Redis error then means that the partitions before the
+        failing one are committed and the others are not (each one all-or-nothing).
+
         One ``EVALSHA`` of :data:`_COMMIT_LUA` does it all: the script checks the fences,
         then applies the writes, which travel as one msgpack argument (encoded in one C
         call, where a MULTI/EXEC of per-customer ``HSET`` commands cost redis-py ~1.5 µs
@@ -369,36 +386,74 @@ class FeatureStore:
         self, customers: Iterable[CustomerAggregates], scores: Sequence[Score]
     ) -> PreparedCommit:
         """The first half of :meth:`commit_batch`: encode the writes (CPU only, no I/O),
-        e.g. while waiting for Kafka to acknowledge the batch's records."""
+        e.g. while waiting for Kafka to acknowledge the batch's records. On a cluster,
+        one set of writes per shard."""
         customers = list(customers)
-        return PreparedCommit(customers, _MSGPACK.encode(self._writes(customers, scores)))
+        if not client_is_cluster(self.redis):
+            return PreparedCommit(
+                customers, {None: _MSGPACK.encode(self._writes(customers, scores))}
+            )
+        shards: dict[int, tuple[list[CustomerAggregates], list[Score]]] = {}
+        for agg in customers:
+            shards.setdefault(self.keys.shard_of(agg.customer_id), ([], []))[0].append(agg)
+        for score in scores:
+            shards.setdefault(self.keys.shard_of(score.customer_id), ([], []))[1].append(score)
+        writes: dict[int | None, bytes] = {
+            shard: _MSGPACK.encode(self._writes(*shards[shard])) for shard in sorted(shards)
+        }
+        return PreparedCommit(customers, writes)
 
     def commit_prepared(
         self, prepared: PreparedCommit, fences: Mapping[tuple[str, int], tuple[int, int]]
     ) -> None:
-        """The second half of :meth:`commit_batch`: one round trip."""
-        tp_order = list(fences)
-        args: list[Any] = [fences[tp][0] for tp in tp_order]
+        """The second half of :meth:`commit_batch`: one round trip (on a cluster, one per
+        partition with writes or a fence to move)."""
+        if None in prepared.writes:
+            self._run_commit(0, list(fences), fences, prepared.writes[None])
+        else:
+            by_shard: dict[int, list[tuple[str, int]]] = {}
+            for tp in fences:
+                by_shard.setdefault(tp[1], []).append(tp)
+            empty = _MSGPACK.encode([[], [], [], []])
+            for shard in sorted(set(by_shard) | {s for s in prepared.writes if s is not None}):
+                writes = prepared.writes.get(shard, empty)
+                self._run_commit(shard, by_shard.get(shard, []), fences, writes)
+        for agg in prepared.customers:
+            agg.changed_days.clear()
+            agg.dropped_days.clear()
+
+    def _run_commit(
+        self,
+        shard: int,
+        tp_order: Sequence[tuple[str, int]],
+        fences: Mapping[tuple[str, int], tuple[int, int]],
+        writes: bytes,
+    ) -> None:
+        """One EVALSHA of :data:`_COMMIT_LUA`: ``writes`` and the moves of ``tp_order``'s
+        fences, routed to ``shard``'s node."""
+        keys = [self.keys.fence(*tp) for tp in tp_order] + [self.keys.risk(shard)]
+        args: list[Any] = [len(tp_order)]
+        args += [fences[tp][0] for tp in tp_order]
         args += [fences[tp][1] for tp in tp_order]
-        args.append(prepared.writes)
+        args.append(writes)
         try:
-            self._commit_script(keys=[self.keys.fence(*tp) for tp in tp_order], args=args)
+            self._commit_script(keys=keys, args=args)
         except redis.ResponseError as exc:
             if str(exc).startswith(_FENCE_MOVED):
                 raise FenceMoved(str(exc)) from exc
             raise
-        for agg in prepared.customers:
-            agg.changed_days.clear()
-            agg.dropped_days.clear()
 
     def _writes(
         self, customers: Sequence[CustomerAggregates], scores: Sequence[Score]
     ) -> list[list[list[Any]]]:
         """The commands of a commit, for :data:`_COMMIT_LUA`: [HSET argument lists, HDEL
-        argument lists, ZADD argument lists], each list at most ``_MAX_ARGS`` long."""
+        argument lists, ZADD argument lists, ZREM argument lists], each list at most
+        ``_MAX_ARGS`` long. A score goes into its shard's ``risk``, ``scored_at`` and
+        ``risk:<band>`` sorted sets, and out of the other bands' sets."""
         hsets: list[list[Any]] = []
         hdels: list[list[Any]] = []
         zadds: list[list[Any]] = []
+        zrems: list[list[Any]] = []
         pending = {score.customer_id: score for score in scores}
         for agg in customers:
             key = self.keys.customer(agg.customer_id)
@@ -414,15 +469,30 @@ class FeatureStore:
                 hdels.extend(_chunks(dropped, 1))
         for score in pending.values():
             hsets.append([self.keys.customer(score.customer_id), *_score_args(score)])
-        if scores:
-            risk: list[Any] = [self.keys.risk]
-            scored_at: list[Any] = [self.keys.scored_at]
-            for score in scores:
+        by_shard: dict[int, list[Score]] = {}
+        for score in scores:
+            by_shard.setdefault(self.keys.shard_of(score.customer_id), []).append(score)
+        for shard, group in by_shard.items():
+            risk: list[Any] = [self.keys.risk(shard)]
+            scored_at: list[Any] = [self.keys.scored_at(shard)]
+            bands: dict[str, list[Any]] = {b: [self.keys.risk_band(shard, b)] for b in BANDS}
+            others: dict[str, list[Any]] = {b: [self.keys.risk_band(shard, b)] for b in BANDS}
+            for score in group:
                 risk += (repr(score.score), score.customer_id)
                 scored_at += (repr(score.scored_at), score.customer_id)
+                for band in BANDS:
+                    if band == score.band:
+                        bands[band] += (repr(score.score), score.customer_id)
+                    else:
+                        others[band].append(score.customer_id)
             zadds.extend(_chunks(risk, 2))
             zadds.extend(_chunks(scored_at, 2))
-        return [hsets, hdels, zadds]
+            for band in BANDS:
+                if len(bands[band]) > 1:
+                    zadds.extend(_chunks(bands[band], 2))
+                if len(others[band]) > 1:
+                    zrems.extend(_chunks(others[band], 1))
+        return [hsets, hdels, zadds, zrems]
 
     def write_scores(self, scores: Sequence[Score]) -> None:
         """Write scores only (the aggregates are unchanged), e.g. re-scoring silent customers."""

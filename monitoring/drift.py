@@ -146,7 +146,7 @@ def run_drift(
     reference = registry.reference_sample(pointer.version)
     if reference is None:
         return _skipped(pointer.version, "the champion has no reference sample", started)
-    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(settings))
     live = live_sample(
         store,
         model,

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from core import metrics
+from core import leaderboard, metrics
 from core.archive import EventArchive
 from core.decisions import Decision
 from core.keys import Keys
@@ -78,7 +78,7 @@ def drift_job(
         verdict.metrics["report"] = outcome.report.entry["id"]
     decision = act_on(
         client,
-        Keys(settings.redis_key_prefix),
+        Keys.of(settings),
         verdict,
         TriggerPolicy.from_settings(settings),
         outcome.model_version,
@@ -115,7 +115,7 @@ def labels_job(
     log_dir = ScoreLog(settings.score_log_dir)
     outcome = LabelsOutcome()
     if log_dir.due(now, settings.score_log_every_seconds):
-        store = FeatureStore(client, Keys(settings.redis_key_prefix))
+        store = FeatureStore(client, Keys.of(settings))
         path = log_dir.snapshot(store, now)
         outcome.snapshot = path.name if path else None
     horizon, label = _horizon_and_label(registry, settings)
@@ -155,7 +155,7 @@ def labels_job(
             "served_by": latest.model_version,
         },
     )
-    outcome.decision = act_on(client, Keys(settings.redis_key_prefix), verdict, policy, champion)
+    outcome.decision = act_on(client, Keys.of(settings), verdict, policy, champion)
     return outcome
 
 
@@ -174,11 +174,9 @@ def _show_performance(latest: PeriodPerformance) -> None:
 def band_counts(client: redis.Redis, keys: Keys, model: LinearModel) -> dict[str, int]:
     """Customers whose latest score falls in each of ``model``'s bands (three ZCOUNTs)."""
     medium, high = model.bands.medium, model.bands.high
-    with client.pipeline(transaction=False) as pipe:
-        pipe.zcount(keys.risk, "-inf", f"({medium}")
-        pipe.zcount(keys.risk, medium, f"({high}")
-        pipe.zcount(keys.risk, high, "+inf")
-        low_n, medium_n, high_n = pipe.execute()
+    low_n, medium_n, high_n = leaderboard.count_scores(
+        client, keys, [("-inf", f"({medium}"), (medium, f"({high}"), (high, "+inf")]
+    )
     counts = dict(zip(BANDS, (int(low_n), int(medium_n), int(high_n)), strict=True))
     for band, count in counts.items():
         metrics.MONITOR_CUSTOMERS_BY_BAND.labels(band).set(count)

@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from core import leaderboard
 from core.archive import EventArchive
 from core.store import FeatureStore
 
@@ -110,13 +111,11 @@ class ScoreLog:
     def snapshot(self, store: FeatureStore, at: datetime) -> Path | None:
         """Log every customer's served score as of now, stamped ``at``; ``None`` when no
         customer has a score yet."""
-        pairs = cast(
-            list[tuple[bytes, float]], store.redis.zrange(store.keys.risk, 0, -1, withscores=True)
-        )
+        pairs = leaderboard.all_scores(store.redis, store.keys)
         if not pairs:
             return None
         ids = [member.decode() for member, _ in pairs]
-        scored_at: list[float | None] = store.redis.zmscore(store.keys.scored_at, ids)
+        scored_at = leaderboard.scored_at_of(store.redis, store.keys, ids)
         versions: list[str] = []
         for start in range(0, len(ids), READ_CHUNK):
             pipe = store.redis.pipeline(transaction=False)

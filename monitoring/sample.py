@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import pandas as pd
 
+from core import leaderboard
 from core.aggregates import DAY_SECONDS, C, CustomerAggregates
 from core.features import feature_matrix
 from core.model import LinearModel
@@ -46,8 +46,7 @@ class LiveSample:
 
 def recently_scored(store: FeatureStore, since: float) -> list[str]:
     """Ids of the customers whose latest score was written at or after ``since``."""
-    raw = cast(list[bytes], store.redis.zrangebyscore(store.keys.scored_at, since, "+inf"))
-    return [item.decode() for item in raw]
+    return leaderboard.scored_between(store.redis, store.keys, since, "+inf")
 
 
 def in_population(aggregates: CustomerAggregates, as_of: float) -> bool:

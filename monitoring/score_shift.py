@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 from river.drift import ADWIN
 
-from core import metrics
+from core import leaderboard, metrics
 from core.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -48,10 +47,10 @@ class ShiftAlert:
 
 def bucket_scores(store: FeatureStore, since: float, until: float) -> np.ndarray:
     """Latest scores of the customers scored in ``(since, until]``."""
-    raw = cast(list[bytes], store.redis.zrangebyscore(store.keys.scored_at, f"({since}", until))
-    if not raw:
+    ids = leaderboard.scored_between(store.redis, store.keys, f"({since}", until)
+    if not ids:
         return np.zeros(0)
-    values: list[float | None] = store.redis.zmscore(store.keys.risk, raw)  # type: ignore[arg-type]
+    values = leaderboard.scores_of(store.redis, store.keys, ids)
     return np.array([v for v in values if v is not None], dtype=np.float64)
 
 

@@ -179,7 +179,7 @@ def retrain(
     failure is recorded as a ``retrain_failed`` decision and returned."""
     request = request or RetrainRequest(reason="manual retrain", requested_by="cli")
     say = progress or (lambda message: log.info("retrain: %s", message))
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     registry = ModelRegistry(settings, client)
     pointer = registry.champion()
     started = time.perf_counter()

@@ -137,16 +137,12 @@ class VerifyReport:
 
 def read_watermark(store: FeatureStore, topics: Topics) -> dict[TopicPartition, int]:
     """Every fence of the two input topics in Redis: last applied offset per partition."""
-    found: list[TopicPartition] = []
-    for topic in (topics.activity, topics.transactions):
-        for key in store.redis.scan_iter(match=store.keys.fence_pattern(topic), count=1000):
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            partition = text.rsplit(":", 1)[1]
-            if partition.isdigit():
-                found.append((topic, int(partition)))
-    if not found:
-        return {}
-    return store.read_fences(sorted(found))
+    wanted = [
+        (topic, partition)
+        for topic in (topics.activity, topics.transactions)
+        for partition in store.keys.shards
+    ]
+    return {tp: fence for tp, fence in store.read_fences(wanted).items() if fence >= 0}
 
 
 def watermark_mask(table: pa.Table, fences: dict[TopicPartition, int]) -> np.ndarray:

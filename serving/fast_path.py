@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 
 import orjson
-import redis
 from starlette.types import Receive, Scope, Send
 
+from core.redis_client import REDIS_ERRORS
 from serving.deps import ApiState, key_matches
 from serving.routes import JSON, redis_unavailable
 from serving.routes.customers import RISK_PATH, risk_answer
@@ -68,7 +68,7 @@ async def answer_risk(
     scope["churnstream.route"] = RISK_PATH  # the route label of serving.access
     try:
         status, content = await risk_answer(state, customer_id, model)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         await redis_unavailable(exc)(scope, receive, send)
         return True
     body = orjson.dumps(content)  # as serving.routes.json_response, without a Response

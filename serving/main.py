@@ -23,6 +23,7 @@ import anyio.to_thread
 import redis
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisClusterException
 from starlette.types import Message, Receive, Scope, Send
 
 from core.features import FEATURE_NAMES
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         registry = ModelRegistry(settings, client)
         watcher = ModelWatcher(registry)
         await anyio.to_thread.run_sync(watcher.refresh)
-        keys = Keys(settings.redis_key_prefix)
+        keys = Keys.of(settings)
         store = FeatureStore(client, keys)
         app.state.services = ApiState(
             settings=settings,
@@ -121,6 +122,8 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, redis_error_handler)  # type: ignore[arg-type]
+    # a cluster client that reaches no node raises this one (not a RedisError)
+    app.add_exception_handler(RedisClusterException, redis_error_handler)  # type: ignore[arg-type]
     reads = [Depends(require_reader)] if api.read_keys_required else []
     for module in (customers, targets, scoring, models, reports):
         app.include_router(module.router, dependencies=reads)
@@ -191,7 +194,9 @@ def where(loc: Sequence[Any]) -> str:
     return text or source
 
 
-async def redis_error_handler(_: Request, exc: redis.RedisError) -> Response:
+async def redis_error_handler(
+    _: Request, exc: redis.RedisError | RedisClusterException
+) -> Response:
     """503 while Redis cannot be reached (a restart, a failover): retry later."""
     return redis_unavailable(exc)
 

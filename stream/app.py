@@ -18,7 +18,6 @@ from typing import Any
 
 import faust
 import mode
-import redis
 from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.keys import Keys
 from core.metrics import component_registry
 from core.producer import EventProducer
-from core.redis_client import connect_redis
+from core.redis_client import REDIS_ERRORS, connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
@@ -49,7 +48,7 @@ class WorkerRuntime:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         client = connect_redis(settings)
-        self.store = FeatureStore(client, Keys(settings.redis_key_prefix))
+        self.store = FeatureStore(client, Keys.of(settings))
         self.producer = EventProducer(settings, create_topics=False)
         # The timer runs beside the batch thread: it gets its own producer and counters.
         self.rescore_producer = EventProducer(settings, create_topics=False)
@@ -192,7 +191,7 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     async def rescore_silent_customers() -> None:
         try:
             runtime().rescore()
-        except (redis.RedisError, KafkaException, OSError) as exc:  # e.g. Redis restarting
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # e.g. Redis restarting
             log.warning("re-scoring silent customers failed; next tick retries error=%r", exc)
 
     if settings.archive_enabled:

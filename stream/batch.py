@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import redis
 from confluent_kafka import KafkaException
 
 from core import metrics
@@ -35,6 +34,7 @@ from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
 from core.model import LinearModel
 from core.producer import EventProducer
+from core.redis_client import REDIS_ERRORS
 from core.scores import BandChange, Score, encode_band_change
 from core.settings import Settings, get_settings, scoring_clock
 from core.store import FeatureStore, FenceMoved, StoredCustomer
@@ -198,7 +198,7 @@ class BatchProcessor:
             try:
                 report = self._process_once(messages)
                 break
-            except (redis.RedisError, KafkaException, FenceMoved, OSError) as exc:
+            except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:
                 retries += 1
                 metrics.WORKER_COMMIT_RETRIES.inc()
                 # Our in-memory state may be ahead of Redis now: reload on the next try.
@@ -280,6 +280,16 @@ class BatchProcessor:
                         f"{event.customer_id!r}: key messages by customer id",
                         "customer_id",
                         code="key_mismatch",
+                    )
+                expected = self.store.keys.shard_of(event.customer_id)
+                if expected != m.partition:
+                    raise EventValidationError(
+                        f"customer {event.customer_id!r} belongs to partition {expected} "
+                        f"(CRC32 of the key modulo {self.store.keys.partitions}, librdkafka's "
+                        f"default partitioner) but arrived on partition {m.partition}: "
+                        "produce with that partitioner",
+                        "customer_id",
+                        code="wrong_partition",
                     )
             except EventValidationError as error:
                 letters.append(

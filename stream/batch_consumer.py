@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-import redis
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -31,6 +30,7 @@ from confluent_kafka import (
 )
 
 from core.kafka_client import client_config
+from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -103,7 +103,7 @@ class BatchConsumer:
     def _check_fences(self) -> None:
         try:
             behind = self._fences_behind()
-        except redis.RedisError as exc:  # Redis is away: the next batch retries anyway
+        except REDIS_ERRORS as exc:  # Redis is away: the next batch retries anyway
             log.warning("fence check failed error=%r", exc)
             return
         if behind:

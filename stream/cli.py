@@ -19,7 +19,7 @@ def worker(
     CHURN_WORKER_SHUTDOWN_SECONDS even when Kafka or Redis is unreachable; after a crash
     or such an exit, nothing is lost or counted twice.
     """
-    from core.kafka_client import ensure_topics
+    from core.kafka_client import PartitionCountMismatch, check_input_partitions, ensure_topics
     from core.settings import get_settings
     from stream.app import create_app
     from stream.shutdown import DeadlineWorker, ShutdownDeadline
@@ -28,6 +28,11 @@ def worker(
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
     ensure_topics(settings)  # before Faust subscribes: the input topics must exist
+    try:
+        check_input_partitions(settings)
+    except PartitionCountMismatch as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     (settings.run_dir / "worker").mkdir(parents=True, exist_ok=True)
     stopping = threading.Event()
     app = create_app(settings, stopping)

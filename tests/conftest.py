@@ -10,6 +10,12 @@ Where they come from, in order of preference:
 
 Every test gets its own topic prefix and Redis key prefix (see :func:`settings`), so tests
 never see each other's data and can run against a developer's long-lived stack.
+
+**Redis Cluster.** Tests marked ``both_redis`` run twice: against the single Redis server
+above and against a Redis Cluster of three masters (``redis_topology`` is ``"single"`` or
+``"cluster"``). The cluster is ``REDIS_CLUSTER_URL`` when set (any node), else three
+``redis-server`` processes started once for the session by ``churnstream.infra``'s
+cluster code and stopped at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -112,6 +119,60 @@ def _local_processes(
         stack.down()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_redis: run the test on a single Redis server and on a Redis Cluster"
+    )
+    config.addinivalue_line(
+        "markers", "single_redis: in a both_redis module, run this test on the single server only"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker("both_redis")
+    if (
+        marked
+        and not metafunc.definition.get_closest_marker("single_redis")
+        and ("redis_topology" in metafunc.fixturenames)
+    ):
+        metafunc.parametrize("redis_topology", ["single", "cluster"], indirect=True)
+
+
+@dataclass(frozen=True)
+class ClusterService:
+    url: str
+    ports: tuple[int, ...]  # of the masters (empty when the cluster is not ours)
+    run_dir: Path | None
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterService]:
+    """A Redis Cluster of three masters for the session (``REDIS_CLUSTER_URL``, else
+    local processes started here, with AOF, stopped at the end)."""
+    env_url = os.environ.get("REDIS_CLUSTER_URL")
+    if env_url:
+        yield ClusterService(env_url, (), None)
+        return
+    from churnstream.infra.redis_cluster import (
+        free_cluster_port,
+        start_local_cluster,
+        stop_local_cluster,
+    )
+
+    run_dir = tmp_path_factory.mktemp("redis-cluster")
+    nodes = start_local_cluster(run_dir, free_cluster_port(), timeout=60)
+    try:
+        yield ClusterService(nodes[0].url, tuple(n.port for n in nodes), run_dir)
+    finally:
+        stop_local_cluster(nodes)
+
+
+@pytest.fixture
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    """``"single"``, or ``"cluster"`` for the cluster run of a ``both_redis`` test."""
+    return str(getattr(request, "param", "single"))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(services: Services) -> str:
     return services.kafka_bootstrap_servers
@@ -129,11 +190,21 @@ def test_id() -> str:
 
 
 @pytest.fixture
-def settings(services: Services, test_id: str, tmp_path: Path) -> Settings:
-    """Settings pointing at the session's services, isolated to this test."""
+def settings(
+    services: Services,
+    test_id: str,
+    tmp_path: Path,
+    redis_topology: str,
+    request: pytest.FixtureRequest,
+) -> Settings:
+    """Settings pointing at the session's services, isolated to this test (Redis: the
+    cluster in the cluster run of a ``both_redis`` test)."""
+    redis_url = services.redis_url
+    if redis_topology == "cluster":
+        redis_url = cast(ClusterService, request.getfixturevalue("redis_cluster")).url
     return Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        redis_url=services.redis_url,
+        redis_url=redis_url,
         topic_prefix=f"{test_id}.",
         topic_partitions=3,
         redis_key_prefix=test_id,

@@ -55,3 +55,14 @@ def kill_leftovers(run_dir: Path) -> None:
     for pid in processes_mentioning(str(run_dir)):
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def every_shard(client: object, keys: object, index: str) -> list[tuple[bytes, float]]:
+    """Every member of one index (``"risk"`` or ``"scored_at"``) over all shards, read
+    shard by shard and sorted here (score then id, descending): an oracle for
+    :mod:`core.leaderboard`."""
+    items: list[tuple[bytes, float]] = []
+    for shard in keys.shards:  # type: ignore[attr-defined]
+        name = getattr(keys, index)(shard)
+        items += client.zrange(name, 0, -1, withscores=True)  # type: ignore[attr-defined]
+    return sorted(items, key=lambda item: (item[1], item[0]), reverse=True)

@@ -82,7 +82,7 @@ def streaming(
     """The worker's batch processor (real Redis, real Kafka for band changes)."""
     with EventProducer(settings) as producer:
         processor = BatchProcessor(
-            settings, FeatureStore(client, Keys(settings.redis_key_prefix)), producer, lambda: model
+            settings, FeatureStore(client, Keys.of(settings)), producer, lambda: model
         )
         yield processor
         del processor

@@ -86,7 +86,7 @@ class WorkerProcess:
 
 def wait_drained(settings: Settings, timeout: float = 120) -> None:
     """Wait until the worker's fences reach the end of every input partition."""
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     deadline = time.monotonic() + timeout
     ends = input_end_offsets(settings)
     while time.monotonic() < deadline:

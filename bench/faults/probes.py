@@ -123,7 +123,7 @@ class Progress:
             for topic in (topics.activity, topics.transactions)
             for p in range(settings.topic_partitions)
         ]
-        self.store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+        self.store = FeatureStore(connect_redis(settings), Keys.of(settings))
 
     def applied(self) -> int | None:
         """None while Redis does not answer."""

@@ -161,7 +161,7 @@ def wait_caught_up(
     """Wait until the worker's fences reach the end of every input partition; return the
     number of messages they cover."""
     ends = input_end_offsets(settings)
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     deadline = time.monotonic() + timeout
     while True:
         fences = store.read_fences(list(ends))

@@ -10,29 +10,16 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from rich.console import Console
 
 from churnstream.demo.worker_child import WorkerChild
+from core import leaderboard
 from core.kafka_client import client_config
 from core.keys import Keys
 from core.model import BandCutoffs
-from core.redis_client import connect_redis
+from core.redis_client import connect_redis, get_many
 from core.registry import ChampionPointer, ModelRegistry, RegistryError
 from core.settings import Settings
 from core.topics import Topics
 
 TOP_N = 10
-
-
-# The top customers with their score fields, in the same round trip as the counts. The
-# demo's Redis is the local single server, where a script may build key names.
-_TOP_SCRIPT = """
-local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-local rows = {}
-for i = 1, #ids, 2 do
-  local key = ARGV[1] .. ids[i] .. ARGV[2]
-  local f = redis.call('HMGET', key, 'band', 'model_version', 'scored_at', 'last_event_time')
-  rows[#rows + 1] = {ids[i], ids[i + 1], f[1], f[2], f[3], f[4]}
-end
-return rows
-"""
 
 
 @dataclass(frozen=True)
@@ -63,18 +50,16 @@ def _text(value: bytes | None) -> str:
 
 
 class RiskBoard:
-    """Reads the at-risk view: one Redis round trip plus one Kafka offsets request."""
+    """Reads the at-risk view: a few Redis round trips plus one Kafka offsets request."""
 
     def __init__(self, settings: Settings, worker: WorkerChild | None) -> None:
         self.settings = settings
         self.worker = worker
         self.redis = connect_redis(settings)
-        self.keys = Keys(settings.redis_key_prefix)
+        self.keys = Keys.of(settings)
         self.registry = ModelRegistry(settings, self.redis)
         self.admin: AdminClient | None = AdminClient(client_config(settings))
         self.partitions = self._input_partitions()
-        self.key_head, self.key_tail = self.keys.customer("\0").split("\0")
-        self.script = self.redis.register_script(_TOP_SCRIPT)
         self.cutoffs: tuple[str, BandCutoffs] | None = None  # (champion version, its bands)
         self.last = Snapshot()
 
@@ -103,31 +88,40 @@ class RiskBoard:
 
     def _read(self) -> Snapshot:
         ends = self._end_offsets()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.keys.champion)
-        pipe.zcard(self.keys.risk)
-        self.script(keys=[self.keys.risk], args=[self.key_head, self.key_tail, TOP_N], client=pipe)
+        pointer = self.redis.get(self.keys.champion)
+        scored, page = leaderboard.top_page(self.redis, self.keys, None, 0, TOP_N)
         bands = self.cutoffs[1] if self.cutoffs else None
-        if bands is not None:
-            pipe.zcount(self.keys.risk, bands.high, "+inf")
-            pipe.zcount(self.keys.risk, bands.medium, f"({bands.high}")
-        if self.partitions:
-            pipe.mget([self.keys.fence(t, p) for t, p in self.partitions])
-        results = pipe.execute()
-        pointer, scored, rows = results[0], int(results[1]), results[2]
+        counts = (
+            leaderboard.count_scores(
+                self.redis, self.keys, [(bands.high, "+inf"), (bands.medium, f"({bands.high}")]
+            )
+            if bands is not None
+            else []
+        )
+        fences = get_many(self.redis, [self.keys.fence(t, p) for t, p in self.partitions])
+        pipe = self.redis.pipeline(transaction=False)
+        for member, _ in page:
+            pipe.hmget(
+                self.keys.customer(member.decode()),
+                ["band", "model_version", "scored_at", "last_event_time"],
+            )
+        rows = [
+            [member, score, *fields]
+            for (member, score), fields in zip(page, pipe.execute(), strict=True)
+        ]
         snapshot = Snapshot(scored=scored)
         if pointer is not None:
             snapshot.champion = ChampionPointer.from_json(pointer).version
         if bands is not None:
-            high, medium = int(results[3]), int(results[4])
+            high, medium = counts
             snapshot.bands = {"high": high, "medium": medium, "low": scored - high - medium}
         if self.partitions:
-            fences = [int(v) if v is not None else -1 for v in results[-1]]
-            snapshot.applied_any = any(f >= 0 for f in fences)
+            offsets = [int(v) if v is not None else -1 for v in fences]
+            snapshot.applied_any = any(f >= 0 for f in offsets)
             if ends is not None:
                 snapshot.lag = sum(
                     max(ends[tp] - 1 - fence, 0)
-                    for tp, fence in zip(self.partitions, fences, strict=True)
+                    for tp, fence in zip(self.partitions, offsets, strict=True)
                 )
         snapshot.top = [
             AtRisk(

@@ -95,6 +95,7 @@ def _stack(
     use_recorded: bool,
     with_prometheus: bool = False,
     prometheus_port: int | None = None,
+    with_redis_cluster: bool = False,
 ) -> LocalStack:
     """The stack from settings, overridden by options (and, for status/down, by the ports
     recorded in the run dir when no port option is given). A Prometheus recorded in the run
@@ -106,9 +107,15 @@ def _stack(
     if run_dir is not None:
         settings = settings.model_copy(update={"run_dir": run_dir})
     stack = LocalStack.from_settings(
-        settings, get_api_settings().port, with_prometheus=with_prometheus
+        settings,
+        get_api_settings().port,
+        with_prometheus=with_prometheus,
+        with_redis_cluster=with_redis_cluster,
     )
-    recorded_prometheus = (LocalStack.recorded_ports(stack.run_dir) or {}).get("prometheus_port")
+    recorded_all = LocalStack.recorded_ports(stack.run_dir) or {}
+    recorded_prometheus = recorded_all.get("prometheus_port")
+    if "redis_cluster_port" in recorded_all:
+        stack.redis_cluster_port = recorded_all["redis_cluster_port"]
     if prometheus_port is not None:
         stack.prometheus_port = prometheus_port
     elif recorded_prometheus is not None:
@@ -150,7 +157,9 @@ def _fail(what: str, exc: Exception) -> None:
 
 
 def _env_lines(stack: LocalStack, status: StackStatus) -> str:
-    lines = [f"KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}", f"REDIS_URL={stack.redis_url}"]
+    cluster = any(s.name.startswith("redis-cluster-") and s.running for s in status.services)
+    redis_url = stack.redis_cluster_url if cluster else stack.redis_url
+    lines = [f"KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}", f"REDIS_URL={redis_url}"]
     if any(service.name == "prometheus" and service.running for service in status.services):
         lines.append(f"PROMETHEUS_URL={stack.prometheus_url}")
     return "\n".join(lines)
@@ -172,6 +181,15 @@ def up(
         ),
     ] = False,
     prometheus_port: PrometheusPortOpt = None,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster",
+            help="Also start a local Redis Cluster of three masters (Debian's "
+            "`redis-server`, ports CHURN_REDIS_CLUSTER_PORT to +2, bus ports +10000); "
+            "`status --env` then points REDIS_URL at it.",
+        ),
+    ] = False,
     scrape_interval: Annotated[
         float,
         typer.Option(
@@ -201,6 +219,7 @@ def up(
         use_recorded=False,
         with_prometheus=prometheus,
         prometheus_port=prometheus_port,
+        with_redis_cluster=redis_cluster,
     )
     stack.scrape_interval_seconds = scrape_interval
     try:
@@ -262,7 +281,8 @@ def status(
             "--env",
             help=(
                 "Print only KAFKA_BOOTSTRAP_SERVERS=... and REDIS_URL=... lines (and "
-                "PROMETHEUS_URL=... when Prometheus runs), for "
+                "PROMETHEUS_URL=... when Prometheus runs; REDIS_URL names the Redis Cluster "
+                "when one runs), for "
                 'eval "$(churnstream infra status --env)".'
             ),
         ),

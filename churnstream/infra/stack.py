@@ -6,7 +6,9 @@ scraping the churnstream processes), as plain processes under a run dir.
 line) and removes their pid files. Both are idempotent and serialised by a lock file, so two
 commands on the same run dir never start a second copy. Prometheus is started only by a
 stack built with ``with_prometheus=True``; once running it is part of the stack (shown by
-``status``, kept by a later plain ``up``) until ``down`` stops it with the rest.
+``status``, kept by a later plain ``up``) until ``down`` stops it with the rest. A local
+Redis Cluster (``with_redis_cluster=True``: three masters, see
+churnstream.infra.redis_cluster) follows the same rule.
 
 Layout of ``run_dir``::
 
@@ -15,6 +17,7 @@ Layout of ``run_dir``::
     kafka/       see churnstream.infra.kafka
     redis/       see churnstream.infra.redis_server
     prometheus/  see churnstream.infra.prometheus
+    redis-cluster/<port>/  see churnstream.infra.redis_cluster
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from churnstream.infra.processes import (
     stop_pid,
 )
 from churnstream.infra.prometheus import PrometheusServer, ScrapeTarget
+from churnstream.infra.redis_cluster import ClusterNode, cluster_nodes, cluster_url, form_cluster
 from churnstream.infra.redis_server import RedisServer
 
 if TYPE_CHECKING:
@@ -122,6 +126,8 @@ class LocalStack:
     prometheus_port: int = 19090
     scrape_targets: tuple[ScrapeTarget, ...] = ()
     scrape_interval_seconds: float = 5.0
+    with_redis_cluster: bool = False
+    redis_cluster_port: int = 17000
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).expanduser().resolve()
@@ -129,7 +135,12 @@ class LocalStack:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, api_port: int | None = None, *, with_prometheus: bool = False
+        cls,
+        settings: Settings,
+        api_port: int | None = None,
+        *,
+        with_prometheus: bool = False,
+        with_redis_cluster: bool = False,
     ) -> LocalStack:
         """Build from :class:`core.settings.Settings` (its run_dir, ports, libs dir, heap).
 
@@ -152,6 +163,8 @@ class LocalStack:
             with_prometheus=with_prometheus,
             prometheus_port=settings.prometheus_port,
             scrape_targets=targets_from_settings(settings, api_port),
+            with_redis_cluster=with_redis_cluster,
+            redis_cluster_port=settings.redis_cluster_port,
         )
 
     @property
@@ -161,6 +174,19 @@ class LocalStack:
     @property
     def redis_url(self) -> str:
         return f"redis://{HOST}:{self.redis_port}/0"
+
+    @property
+    def redis_cluster_url(self) -> str:
+        """``REDIS_URL`` of the local Redis Cluster (any node would do; this is the first)."""
+        return cluster_url(self.redis_cluster_port)
+
+    @property
+    def redis_cluster_nodes(self) -> tuple[ClusterNode, ...]:
+        return cluster_nodes(self.run_dir, self.redis_cluster_port)
+
+    def redis_cluster_running(self) -> bool:
+        """Whether any node of the local Redis Cluster is running (started by an ``up``)."""
+        return any(self._pids(node) for node in self.redis_cluster_nodes)
 
     @property
     def redis(self) -> RedisServer:
@@ -190,10 +216,14 @@ class LocalStack:
         return self.prometheus.url
 
     def services(self) -> tuple[Service, ...]:
-        """What ``up`` starts and ``status`` shows: Prometheus when asked for or running."""
+        """What ``up`` starts and ``status`` shows: Prometheus and the Redis Cluster when
+        asked for or running."""
+        services: tuple[Service, ...] = (self.redis, self.kafka)
         if self.with_prometheus or self._pids(self.prometheus):
-            return (self.redis, self.kafka, self.prometheus)
-        return (self.redis, self.kafka)
+            services += (self.prometheus,)
+        if self.with_redis_cluster or self.redis_cluster_running():
+            services += self.redis_cluster_nodes
+        return services
 
     # --- recorded ports -----------------------------------------------------------------
 
@@ -209,6 +239,8 @@ class LocalStack:
         }
         if self.with_prometheus:
             ports["prometheus_port"] = self.prometheus_port
+        if self.with_redis_cluster:
+            ports["redis_cluster_port"] = self.redis_cluster_port
         return ports
 
     @staticmethod
@@ -243,6 +275,9 @@ class LocalStack:
                 deadline = time.monotonic() + timeout
                 for service, pid in waits:
                     service.wait_ready(pid, max(1.0, deadline - time.monotonic()))
+                nodes = [s for s in services if isinstance(s, ClusterNode)]
+                if nodes:
+                    form_cluster(nodes, max(5.0, deadline - time.monotonic()))
             except BaseException:
                 for service, pid in reversed(started):
                     with contextlib.suppress(InfraError):
@@ -252,6 +287,8 @@ class LocalStack:
             ports = self._ports()
             if any(service.name == "prometheus" for service in services):
                 ports["prometheus_port"] = self.prometheus_port
+            if any(isinstance(service, ClusterNode) for service in services):
+                ports["redis_cluster_port"] = self.redis_cluster_port
             self._record_file.write_text(json.dumps(ports) + "\n")
         status = self.status()
         log.info(

@@ -14,7 +14,6 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
-import redis
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -39,7 +38,7 @@ def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
 
 
-def redis_unavailable(exc: redis.RedisError) -> Response:
+def redis_unavailable(exc: Exception) -> Response:
     """503 while Redis cannot be reached (a restart, a failover): retry later."""
     log.warning("redis unavailable while answering a request: %r", exc)
     return json_response(

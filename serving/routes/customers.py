@@ -3,7 +3,8 @@
 ``/customers/{id}/risk`` evaluates the live features at request time (one HGETALL and a
 numpy dot product, via :func:`core.risk.assess`), so a silent customer's risk rises
 without waiting for the worker. The list and the distribution read the stored scores:
-the ``{p}:risk`` sorted set and each customer's hash (layout in :mod:`core.keys`).
+every shard's risk sorted sets, merged (:mod:`core.leaderboard`), and each customer's
+hash (layout in :mod:`core.keys`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Path, Query, Response
 
+from core import leaderboard
 from core.model import LinearModel
 from core.store import FeatureStore
 from core.targeting import Valuation, value_fields
@@ -22,7 +24,6 @@ from serving.schemas import AtRiskResponse, Band, RiskDistribution, RiskResponse
 
 router = APIRouter(tags=["customers"])
 
-SCAN_PAGE = 2000  # customers per round trip when filtering the risk index by band
 _ITEM_FIELDS = ("band", "model_version", "scored_at", "last_event_time")
 BINS = [round(i / 10, 1) for i in range(11)]
 
@@ -102,18 +103,13 @@ def customers_at_risk(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
-    """A page of the risk index (latest stored scores, descending). With ``band``, the
-    stored band of every indexed customer is checked on the server (2,000 per round trip)
-    to count ``total`` exactly: ~3 µs per scored customer (0.3 s per 100,000). Pages are
-    read while the worker writes, so a customer re-scored meanwhile can move."""
+    """A page of the ranking by latest stored score, highest first; with ``band``, only
+    the customers whose stored band is that one. Exactly ranked: each shard's top
+    ``offset + limit`` are merged (one round trip per Redis node), so a page costs
+    O(shards x (log n + offset + limit)), whatever the number of customers. Pages are read
+    while the worker writes, so a customer re-scored meanwhile can move."""
     store = state.store
-    if band is None:
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.zcard(store.keys.risk)
-        pipe.zrevrange(store.keys.risk, offset, offset + limit - 1, withscores=True)
-        total, page = pipe.execute()
-    else:
-        total, page = _band_page(store, band, offset, limit)
+    total, page = leaderboard.top_page(store.redis, store.keys, band, offset, limit)
     return json_response({"total": total, "items": _items(store, page), **scoring_times(state)})
 
 
@@ -126,51 +122,6 @@ def scoring_times(state: ApiState) -> dict[str, str | None]:
         "scoring_time": iso_utc(state.risk.clock()),
         "as_of": None if as_of is None else iso_utc(as_of.timestamp()),
     }
-
-
-# One page of the risk index filtered by stored band, on the server: pipelined HGETs
-# parsed by redis-py cost ~20 µs per customer; this ~3 µs (blocking Redis ~6 ms per
-# page). Matches numbered [ARGV[6], ARGV[7]) within the page are returned
-# with their scores. Customer keys are built from the layout's head and tail (core.keys).
-_BAND_PAGE_LUA = """
-local members = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
-local band, head, tail = ARGV[3], ARGV[4], ARGV[5]
-local lo, hi = tonumber(ARGV[6]), tonumber(ARGV[7])
-local matched, picked = 0, {}
-for i = 1, #members, 2 do
-  if redis.call('HGET', head .. members[i] .. tail, 'band') == band then
-    if matched >= lo and matched < hi then
-      picked[#picked + 1] = members[i]
-      picked[#picked + 1] = members[i + 1]
-    end
-    matched = matched + 1
-  end
-end
-return {#members / 2, matched, picked}
-"""
-
-
-def _band_page(
-    store: FeatureStore, band: str, offset: int, limit: int
-) -> tuple[int, list[tuple[bytes, float]]]:
-    """(customers whose stored band is ``band``, the page [offset, offset + limit) of them
-    by score), reading the index SCAN_PAGE customers per round trip."""
-    script = store.redis.register_script(_BAND_PAGE_LUA)
-    head, tail = store.keys.customer("\0").split("\0")
-    total = 0
-    page: list[tuple[bytes, float]] = []
-    start = 0
-    while True:
-        scanned, matched, picked = script(
-            keys=[store.keys.risk],
-            args=[start, start + SCAN_PAGE - 1, band, head, tail, offset - total,
-                  offset + limit - total],
-        )  # fmt: skip
-        page.extend((picked[i], float(picked[i + 1])) for i in range(0, len(picked), 2))
-        total += matched
-        if scanned < SCAN_PAGE:
-            return total, page
-        start += SCAN_PAGE
 
 
 def _items(store: FeatureStore, page: list[tuple[bytes, float]]) -> list[dict[str, Any]]:
@@ -208,16 +159,14 @@ def risk_distribution(state: StateDep) -> Response:
     champion: stored bands of earlier models may differ slightly). With the scoring time
     and ``CHURN_AS_OF`` (null when scoring follows the clock)."""
     store, model = state.store, state.watcher.model
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.zcard(store.keys.risk)
-    for lo, hi in itertools.pairwise(BINS):
-        pipe.zcount(store.keys.risk, lo, hi if hi == 1.0 else f"({hi}")
+    ranges: list[tuple[object, object]] = [
+        (lo, hi if hi == 1.0 else f"({hi}") for lo, hi in itertools.pairwise(BINS)
+    ]
     if model is not None:
         cut = model.bands
-        pipe.zcount(store.keys.risk, cut.high, "+inf")
-        pipe.zcount(store.keys.risk, cut.medium, f"({cut.high}")
-        pipe.zcount(store.keys.risk, "-inf", f"({cut.medium}")
-    results = pipe.execute()
+        ranges += [(cut.high, "+inf"), (cut.medium, f"({cut.high}"), ("-inf", f"({cut.medium}")]
+    counts = leaderboard.count_scores(store.redis, store.keys, ranges)
+    results = [leaderboard.scored_customers(store.redis, store.keys), *counts]
     bands = cutoffs = None
     if model is not None:
         bands = dict(zip(("high", "medium", "low"), results[11:], strict=True))

@@ -37,7 +37,7 @@ from offline.simulator import SimulationConfig, simulate
 from serving.config import ApiSettings
 from stream.batch import BatchProcessor
 from tests.integration.test_batch_processor import as_messages, batches
-from tests.support import free_ports
+from tests.support import every_shard, free_ports
 from tests.support_models import recency_model
 
 pytestmark = pytest.mark.integration
@@ -172,7 +172,7 @@ def test_dashboard_shows_live_risk(
     with EventProducer(settings) as producer:
         worker = BatchProcessor(
             settings,
-            FeatureStore(redis_client, Keys(settings.redis_key_prefix)),
+            FeatureStore(redis_client, Keys.of(settings)),
             producer,
             lambda: model,
         )
@@ -180,7 +180,7 @@ def test_dashboard_shows_live_risk(
         for batch in batches(as_messages(worker.topics, first, offsets), 1000):
             worker.process(batch)
         customers = len({e.customer_id for e in first})
-        assert redis_client.zcard(Keys(settings.redis_key_prefix).risk) == customers
+        assert len(every_shard(redis_client, Keys.of(settings), "risk")) == customers
 
         report_id = write_drift_report(tmp_path / "reports")
         from serving.main import create_app

@@ -38,6 +38,7 @@ from serving.config import ApiSettings
 from stream.batch import BatchProcessor
 from tests.browser.test_dashboard import click_row, driver, serving, table_rows, wait_for
 from tests.integration.test_batch_processor import as_messages, batches
+from tests.support import every_shard
 from tests.support_data import online_retail_file
 
 pytestmark = pytest.mark.integration
@@ -94,13 +95,13 @@ def test_dashboard_text_on_backfilled_online_retail(
     with EventProducer(settings) as producer:
         worker = BatchProcessor(
             settings,
-            FeatureStore(redis_client, Keys(settings.redis_key_prefix)),
+            FeatureStore(redis_client, Keys.of(settings)),
             producer,
             lambda: model,
         )
         for batch in batches(as_messages(worker.topics, events, {}), 2000):
             worker.process(batch)
-        customers = redis_client.zcard(Keys(settings.redis_key_prefix).risk)
+        customers = len(every_shard(redis_client, Keys.of(settings), "risk"))
         assert customers == report.customers
         outcome, decision = drift_job(settings, redis_client)
         assert outcome.report is not None and decision is not None

@@ -50,7 +50,7 @@ def test_drift_report_page_renders(
         metrics={"candidate_roc_auc": 0.81, "champion_roc_auc": 0.83},
         promoted=False,
     )
-    record_decision(redis_client, Keys(settings.redis_key_prefix), retrained)
+    record_decision(redis_client, Keys.of(settings), retrained)
     report_id = outcome.report.entry["id"]
     drifted = outcome.summary.drifted_features
     assert drifted, "the scenario's product change should move some features"

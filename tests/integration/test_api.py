@@ -51,10 +51,10 @@ from serving.main import create_app
 from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
 from tests.integration.test_batch_processor import as_messages, batches
-from tests.support import free_ports
+from tests.support import every_shard, free_ports
 from tests.support_models import engagement_model, recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 ADMIN_KEY = "test-admin-key-" + uuid.uuid4().hex
 FIRST, SECOND = "test-recency-1", "test-recency-2"
@@ -77,7 +77,7 @@ def fill_store(settings: Settings, client: redis.Redis, customers: int = 40) -> 
     )
     events = list(simulate(config))
     model = ModelRegistry(settings, client).load_champion()
-    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(settings))
     with EventProducer(settings) as producer:
         worker = BatchProcessor(settings, store, producer, lambda: model)
         for batch in batches(as_messages(worker.topics, events, {}), 1000):
@@ -119,7 +119,7 @@ def client(settings: Settings, customers: list[str], reports_dir: Path) -> Itera
 
 
 def stored_bands(client: redis.Redis, settings: Settings, ids: list[str]) -> dict[str, str]:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     return {cid: client.hget(keys.customer(cid), "band").decode() for cid in ids}
 
 
@@ -142,7 +142,7 @@ def test_risk_matches_assess_at_the_same_time(
     registry: ModelRegistry,
     customers: list[str],
 ) -> None:
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     model = registry.load_champion()
     actions = api_settings(Path()).retention_actions
     for customer_id in customers[:10]:
@@ -197,7 +197,7 @@ def test_a_hand_built_customer_scores_as_computed_by_hand(
                      payload=SessionStartPayload(session_id="s2")),
     ]  # fmt: skip
     model = registry.load_champion()
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     with EventProducer(settings) as producer:
         worker = BatchProcessor(settings, store, producer, lambda: model)
         # offsets past those the customers fixture used on every partition
@@ -276,8 +276,8 @@ def test_at_risk_lists_the_risk_index_in_order_and_pages(
     assert everyone["total"] == len(customers) == len(everyone["items"])
     scores = [item["score"] for item in everyone["items"]]
     assert scores == sorted(scores, reverse=True)
-    ranked = redis_client.zrevrange(Keys(settings.redis_key_prefix).risk, 0, -1)
-    assert [item["customer_id"] for item in everyone["items"]] == [m.decode() for m in ranked]
+    ranked = every_shard(redis_client, Keys.of(settings), "risk")
+    assert [item["customer_id"] for item in everyone["items"]] == [m.decode() for m, _ in ranked]
     bands = stored_bands(redis_client, settings, customers)
     for item in everyone["items"]:
         assert item["band"] == bands[item["customer_id"]]
@@ -339,12 +339,7 @@ def test_distribution_sums_to_the_customer_count(
     assert sum(body["counts"]) == body["customers"] == len(customers)
     assert sum(body["bands"].values()) == len(customers)
     assert body["band_cutoffs"] == {"medium": 0.4, "high": 0.7}
-    scores = [
-        s
-        for _, s in redis_client.zrange(
-            Keys(settings.redis_key_prefix).risk, 0, -1, withscores=True
-        )
-    ]
+    scores = [s for _, s in every_shard(redis_client, Keys.of(settings), "risk")]
     assert body["counts"] == [sum(1 for s in scores if lo <= s < lo + 0.1 or (i == 9 and s == 1.0)) for i, lo in enumerate(body["bins"][:-1])]  # fmt: skip
     assert body["bands"]["high"] == sum(1 for s in scores if s >= 0.7)
     assert body["bands"]["low"] == sum(1 for s in scores if s < 0.4)
@@ -973,6 +968,7 @@ def test_concurrent_risk_lookups_share_a_batch_and_match_one_by_one(
             ]
 
 
+@pytest.mark.single_redis  # it points the client's one connection pool elsewhere
 def test_an_unreachable_redis_is_a_503_not_a_500(client: TestClient, customers: list[str]) -> None:
     assert client.get(f"/customers/{customers[0]}/risk").status_code == 200
     state = client.app.state.services  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from churnstream.demo.backfill import backfill_online_retail, retail_settings
 from core.archive import EventArchive
 from core.keys import Keys
 from core.settings import Settings
+from tests.support import every_shard
 from tests.support_data import write_online_retail_csv
 
 pytestmark = pytest.mark.integration
@@ -35,9 +36,9 @@ def test_backfill_applies_every_event_and_scores_as_of_the_end(
     assert done.as_of.isoformat()[:10] > report["last_event"][:10]
     assert set(done.seconds) == {"import", "train", "replay", "worker_catch_up", "total"}
 
-    keys = Keys(retail.redis_key_prefix)
-    assert redis_client.zcard(keys.risk) == report["customers"]
-    scored_at = {float(s) for _, s in redis_client.zrange(keys.scored_at, 0, -1, withscores=True)}
+    keys = Keys.of(retail)
+    assert len(every_shard(redis_client, keys, "risk")) == report["customers"]
+    scored_at = {float(s) for _, s in every_shard(redis_client, keys, "scored_at")}
     assert scored_at == {done.as_of.timestamp()}
     archive = EventArchive(retail.archive_dir)
     assert archive.count() == report["events_written"]

@@ -103,7 +103,7 @@ def test_the_store_refuses_a_commit_whose_fence_moved(
     worker = processor(settings, redis_client, producer)
     messages = as_messages(worker.topics, events, {})
     worker.process(messages)
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     store = FeatureStore(redis_client, keys)
     m: RawMessage = messages[-1]
     tp = (m.topic, m.partition)
@@ -127,7 +127,7 @@ def test_each_band_change_is_published_once_and_no_other(
 ) -> None:
     events = simulated(customers=30, days=21, seed=9)
     model = recency_model()
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     store = FeatureStore(redis_client, keys)
     # Scores are taken as the stream goes (an hour after each batch's newest event), so
     # bands move with the customers' behaviour.

@@ -17,17 +17,18 @@ from core.aggregates import CustomerAggregates
 from core.archive import EventArchive
 from core.events import Event, encode_event
 from core.features import feature_matrix
-from core.keys import Keys
+from core.keys import Keys, partition_of
 from core.producer import EventProducer
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import BatchProcessor, RawMessage
+from tests.support import every_shard
 from tests.support_kafka import dead_letters
 from tests.support_models import recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 PARTITIONS = 3
 NOW = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
@@ -72,7 +73,7 @@ def offline(events: Iterable[Event], retention_days: int) -> dict[str, CustomerA
 def stored(
     settings: Settings, client: redis.Redis, customer_ids: Iterable[str]
 ) -> dict[str, CustomerAggregates]:
-    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(settings))
     return {cid: c.aggregates for cid, c in store.load_customers(sorted(customer_ids)).items()}
 
 
@@ -80,7 +81,7 @@ def processor(settings: Settings, client: redis.Redis, producer: EventProducer) 
     model = recency_model()
     return BatchProcessor(
         settings,
-        FeatureStore(client, Keys(settings.redis_key_prefix)),
+        FeatureStore(client, Keys.of(settings)),
         producer,
         lambda: model,
         clock=lambda: NOW,
@@ -113,10 +114,10 @@ def test_redis_state_equals_offline_computation(
     assert online_features.any()
     # every touched customer has a score, band and the model version
     for cid in expected:
-        fields = redis_client.hgetall(Keys(settings.redis_key_prefix).customer(cid))
+        fields = redis_client.hgetall(Keys.of(settings).customer(cid))
         assert fields[b"model_version"] == b"test-recency-1"
         assert fields[b"band"] in (b"low", b"medium", b"high")
-    assert redis_client.zcard(Keys(settings.redis_key_prefix).risk) == len(expected)
+    assert len(every_shard(redis_client, Keys.of(settings), "risk")) == len(expected)
 
 
 def test_events_shuffled_within_customers_give_the_same_state(
@@ -184,7 +185,7 @@ def test_redelivered_batches_and_replays_change_nothing(
     messages = as_messages(worker.topics, events, offsets)
     for batch in batches(messages, 400):
         worker.process(batch)
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     before = {
         k: redis_client.hgetall(k) for k in redis_client.scan_iter(match=keys.customer_pattern())
     }
@@ -289,14 +290,31 @@ def test_scores_are_taken_as_of_a_fixed_time_when_one_is_set(
     as_of = max(e.event_time for e in events) + timedelta(days=3)
     fixed = settings.model_copy(update={"as_of": as_of})
     model = recency_model()
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     worker = BatchProcessor(fixed, store, producer, lambda: model, clock=lambda: NOW)
     for batch in batches(as_messages(worker.topics, events, {}), 500):
         worker.process(batch)
     expected = offline(events, settings.retention_days)
     ids = sorted(expected)
     for cid, agg in zip(ids, [expected[c] for c in ids], strict=True):
-        fields = redis_client.hgetall(Keys(settings.redis_key_prefix).customer(cid))
+        fields = redis_client.hgetall(Keys.of(settings).customer(cid))
         assert float(fields[b"scored_at"]) == as_of.timestamp()
         features = feature_matrix([agg], int(as_of.timestamp()), model.feature_names)
         assert float(fields[b"score"]) == round(float(model.score_many(features)[0]), 6)
+
+
+def test_an_event_off_its_customers_partition_goes_to_the_dead_letter_topic(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    events = simulated(customers=5, days=2, seed=8)
+    worker = processor(settings, redis_client, producer)
+    event = next(e for e in events if partition_of(e.customer_id, settings.topic_partitions) != 0)
+    topic = worker.topics.for_kind(event.topic_kind)
+    message = RawMessage(topic, 0, 0, event.customer_id.encode(), encode_event(event))
+    report = worker.process([message])
+    assert (report.dead_letters, report.applied) == (1, 0)
+    [(letter, _)] = dead_letters(settings, worker.topics.dlq)
+    assert (letter.code, letter.field) == ("wrong_partition", "customer_id")
+    expected = partition_of(event.customer_id, settings.topic_partitions)
+    assert f"belongs to partition {expected}" in letter.reason
+    assert worker.store.load_customer(event.customer_id) is None

@@ -113,7 +113,7 @@ def crash_in_the_commit_window(settings: Settings, home: Path) -> Crashed:
     assert raw.flush(30) == 0
     produce(settings, events)
 
-    store = FeatureStore(client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(settings))
     partitions = sorted(input_end_offsets(settings))
     archive = EventArchive(settings.archive_dir)
     worker = WorkerProcess(settings, home / "worker.log")

@@ -29,7 +29,6 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import pytest
 import redis
@@ -42,6 +41,7 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from monitoring.jobs import drift_job
 from serving.config import ApiSettings
+from tests.support import every_shard
 from tests.support_worker import WorkerProcess, wait_drained
 
 pytestmark = pytest.mark.integration
@@ -120,7 +120,7 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     tmp_path: Path,
 ) -> None:
     settings = e2e_settings
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     registry = ModelRegistry(settings, redis_client)
 
     # 1. the champion, as a fresh install gets it
@@ -148,7 +148,7 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     worker.start()
     invoke(cli, "produce", str(before))
     wait_drained(settings, timeout=180)
-    assert redis_client.zcard(keys.risk) == len(seen_before)
+    assert len(every_shard(redis_client, keys, "risk")) == len(seen_before)
     quiet, decision = drift_job(settings, redis_client, as_of=change.timestamp())
     assert quiet.summary is not None, quiet.skipped
     assert not quiet.summary.dataset_drift, quiet.summary.drifted_features
@@ -186,7 +186,7 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
 
     # 5. the running worker scores with the new champion, without a restart
     def all_rescored() -> bool:
-        ids = [m.decode() for m in cast(list[bytes], redis_client.zrange(keys.risk, 0, -1))]
+        ids = [m.decode() for m, _ in every_shard(redis_client, keys, "risk")]
         pipe = redis_client.pipeline(transaction=False)
         for cid in ids:
             pipe.hget(keys.customer(cid), "model_version")

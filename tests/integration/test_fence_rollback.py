@@ -61,7 +61,7 @@ def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
     chunks = list(batches(messages, 300))
     assert len(chunks) >= 4
     worker.process(chunks[0])
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     after_first = snapshot(redis_client, settings.redis_key_prefix)
     partitions = sorted({(m.topic, m.partition) for m in messages})
     fences_after_first = worker.store.read_fences(partitions)

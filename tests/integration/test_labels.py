@@ -52,7 +52,7 @@ def test_realized_performance_matches_the_training_labels(
     events = list(simulate(SimulationConfig(customers=150, days=DAYS, seed=21, start=start)))
     before = [e for e in events if e.event_time < cutoff]
     after = [e for e in events if e.event_time >= cutoff]
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     log = ScoreLog(settings.score_log_dir)
     offsets: dict[tuple[str, int], int] = {}
     with EventProducer(settings) as producer:
@@ -93,7 +93,7 @@ def test_realized_performance_matches_the_training_labels(
     assert result.decision is not None
     assert (result.decision.decision, result.decision.trigger) == ("retrain_requested", "auc_drop")
     assert result.decision.metrics["realized_roc_auc"] == period.roc_auc
-    assert redis_client.llen(Keys(settings.redis_key_prefix).retrain_requests) == 1
+    assert redis_client.llen(Keys.of(settings).retrain_requests) == 1
     # a new snapshot was due (the last one is 20 days old); each period is evaluated once
     assert result.snapshot is not None and len(log.snapshots()) == 2
     assert labels_job(settings, redis_client).periods == []

@@ -39,7 +39,7 @@ DRIFT = Verdict(True, "drift", "dataset drift: 60% of the features drifted", {"d
 def test_a_trigger_requests_once_then_waits_for_the_cooldown(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     policy = TriggerPolicy(cooldown_seconds=600)
     first = act_on(redis_client, keys, DRIFT, policy, champion="v1")
     second = act_on(redis_client, keys, DRIFT, policy, champion="v1")
@@ -68,7 +68,7 @@ def test_after_the_cooldown_a_trigger_goes_through_and_manual_requests_never_wai
     from churnstream.cli import app
     from serving.main import create_app
 
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     policy = TriggerPolicy(cooldown_seconds=3)
     assert act_on(redis_client, keys, DRIFT, policy, "v1").decision == "retrain_requested"
     assert act_on(redis_client, keys, DRIFT, policy, "v1").decision == "cooldown"
@@ -103,7 +103,7 @@ def test_after_the_cooldown_a_trigger_goes_through_and_manual_requests_never_wai
 def test_requests_from_the_api_and_bad_requests_are_drained_and_recorded(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     from serving.main import create_app
 
     app = create_app(settings, ApiSettings(reports_dir=tmp_path, api_keys=SecretStr("k")))
@@ -147,7 +147,7 @@ def test_manual_retrain_from_the_cli_runs_the_gate(
     assert "does not beat" in decision["reason"]
     champion = ModelRegistry(settings, redis_client).champion()
     assert champion is not None and champion.version == scenario.champion.version
-    assert read_decisions(redis_client, Keys(settings.redis_key_prefix))[0] == decision
+    assert read_decisions(redis_client, Keys.of(settings))[0] == decision
 
 
 def test_a_retrain_is_not_blocked_by_a_champion_whose_artifact_is_gone(
@@ -166,13 +166,13 @@ def test_a_retrain_is_not_blocked_by_a_champion_whose_artifact_is_gone(
     assert f"champion {scenario.champion.version} cannot be loaded" in decision.reason
     assert "counts as no champion" in decision.reason
     assert registry.champion().version == decision.candidate  # type: ignore[union-attr]
-    assert read_decisions(redis_client, Keys(settings.redis_key_prefix))[0]["promoted"]
+    assert read_decisions(redis_client, Keys.of(settings))[0]["promoted"]
 
 
 def test_the_score_stream_and_the_band_gauges(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     store = FeatureStore(redis_client, keys)
     model = recency_model()  # bands: medium >= 0.4, high >= 0.7
     written = [(f"c{i}", s, t) for i, (s, t) in
@@ -209,7 +209,7 @@ def test_the_monitor_process_drains_requests_and_serves_its_metrics(
         "score_shift_bucket_seconds": 0.5,
     }.items():
         env[env_var_name(name)] = str(value)
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     log_path = tmp_path / "monitor.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -27,6 +27,7 @@ from core.events import (
     PurchasePayload,
     encode_event,
 )
+from core.keys import partition_of
 from core.producer import EventProducer
 from core.settings import Settings
 from core.topics import Topics
@@ -105,6 +106,9 @@ def test_events_are_read_back_intact_by_an_independent_client(settings: Settings
             by_customer.setdefault(key, set()).add(partition)
             order.setdefault(key, []).append(json.loads(value)["event_id"])
         assert all(len(partitions) == 1 for partitions in by_customer.values())
+        # ... the one the Redis key layout expects (core.keys: CRC32, librdkafka's default)
+        for key, partitions in by_customer.items():
+            assert partitions == {partition_of(key.decode(), settings.topic_partitions)}
         for key, ids in order.items():
             sent = [e.event_id for e in expected if e.customer_id == key.decode()]
             assert ids == sent

@@ -323,7 +323,7 @@ def test_every_dashboard_query_returns_data_from_live_processes(
             while archive.count() < len(traffic.history) and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert archive.count() >= len(traffic.history), worker.log_tail()
-            store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+            store = FeatureStore(redis_client, Keys.of(settings))
             back = datetime.now(UTC) - timedelta(days=horizon_days + 1)
             assert ScoreLog(settings.score_log_dir).snapshot(store, back) is not None
 

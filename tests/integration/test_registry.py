@@ -15,7 +15,6 @@ import redis
 import typer
 from typer.testing import CliRunner
 
-from core.keys import Keys
 from core.model import BandCutoffs, LinearModel
 from core.registry import (
     ArtifactIntegrityError,
@@ -90,7 +89,7 @@ def test_register_then_promote(registry: ModelRegistry, redis_client: redis.Redi
     pointer = registry.champion()
     assert pointer is not None
     assert (pointer.version, pointer.sha256, pointer.previous) == ("v1", manifest.sha256, None)
-    raw = json.loads(redis_client.get(Keys(registry.keys.prefix).champion))  # type: ignore[arg-type]
+    raw = json.loads(redis_client.get(registry.keys.champion))  # type: ignore[arg-type]
     assert {"version", "sha256", "promoted_at", "previous"} <= set(raw)
     assert registry.load_champion() == model == registry.load("v1")
     assert [(m.version, m.status) for m in registry.list()] == [("v1", "champion")]

@@ -35,7 +35,7 @@ from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_simulate_kafka import Record, read_topics
 from tests.integration.test_worker import offline_state, online_state
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, every_shard
 from tests.support_models import recency_model
 from tests.support_worker import WorkerProcess, settings_env, wait_drained
 
@@ -170,11 +170,11 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
 def redis_snapshot(
     client: redis.Redis, settings: Settings, customers: list[str]
 ) -> dict[str, object]:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     return {
         "customers": {c: client.hgetall(keys.customer(c)) for c in customers},
-        "risk": client.zrange(keys.risk, 0, -1, withscores=True),
-        "scored_at": client.zrange(keys.scored_at, 0, -1, withscores=True),
+        "risk": every_shard(client, keys, "risk"),
+        "scored_at": every_shard(client, keys, "scored_at"),
     }
 
 

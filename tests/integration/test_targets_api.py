@@ -47,7 +47,7 @@ def client(settings: Settings, customers: list[str], tmp_path: Path) -> Iterator
 
 
 def stored(client: redis.Redis, settings: Settings, ids: list[str]) -> dict[str, dict[str, Any]]:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     out = {}
     for cid in ids:
         score, value, band = client.hmget(keys.customer(cid), ["score", "value", "band"])
@@ -79,7 +79,7 @@ def test_the_list_is_every_positive_gain_ranked_by_gain(
     gains = [i["gain"] for i in body["items"]]
     assert gains == sorted(gains, reverse=True) and min(gains) > 0
     actions = api_settings(Path()).retention_actions
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     model = ModelRegistry(settings, redis_client).load_champion()
     for item, (cid, gain) in zip(body["items"], expected, strict=True):
         row = rows[cid]
@@ -147,7 +147,7 @@ def test_bad_parameters_get_a_422_naming_them(
 def test_the_risk_answer_carries_value_and_expected_loss(
     client: TestClient, settings: Settings, redis_client: redis.Redis, customers: list[str]
 ) -> None:
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     model = ModelRegistry(settings, redis_client).load_champion()
     valuation = Valuation.from_settings(settings, model.metadata)
     paid_seen = False

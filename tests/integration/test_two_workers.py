@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.archive import EventArchive
 from core.kafka_client import client_config, ensure_topics
 from core.keys import Keys
+from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
@@ -142,9 +143,7 @@ def test_a_stopped_workers_partitions_move_to_the_other_and_verify_is_exact(
     assert list(alone.values()) == [every_partition]
     assert staying.process is not None and staying.process.poll() is None, staying.log_tail()
 
-    store = FeatureStore(
-        redis.Redis.from_url(group_settings.redis_url), Keys(group_settings.redis_key_prefix)
-    )
+    store = FeatureStore(connect_redis(group_settings), Keys.of(group_settings))
     report = verify(
         store, EventArchive(group_settings.archive_dir), topics, group_settings.retention_days
     )

@@ -38,7 +38,7 @@ from tests.support import REPO_ROOT
 from tests.support_models import recency_model
 from tests.support_worker import WorkerProcess, settings_env, wait_drained
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=25)
 
@@ -94,7 +94,7 @@ def test_verify_passes_after_a_run_and_names_a_tampered_customer(
     ).isoformat().replace("+00:00", "Z")
 
     # The same answer when customers are read in many small ranges and chunks.
-    store = FeatureStore(redis_client, Keys(settings.redis_key_prefix))
+    store = FeatureStore(redis_client, Keys.of(settings))
     small = verify(
         store, EventArchive(settings.archive_dir), Topics.from_settings(settings),
         settings.retention_days, max_events_in_memory=500, chunk_customers=3, chunk_events=200,
@@ -107,7 +107,7 @@ def test_verify_passes_after_a_run_and_names_a_tampered_customer(
 
     # One more play counted in one of the victim's day tiles, as a bug would.
     victim = customers[len(customers) // 2]
-    key = Keys(settings.redis_key_prefix).customer(victim)
+    key = Keys.of(settings).customer(victim)
     field = max(f for f in redis_client.hkeys(key) if f.startswith(b"d:"))
     counters, *hashes = msgspec.msgpack.decode(redis_client.hget(key, field))
     counters = counters + [0] * (C["page_view"] + 1 - len(counters))
@@ -135,7 +135,7 @@ def test_verify_passes_after_a_run_and_names_a_tampered_customer(
 def test_missing_and_extra_customers_are_named(
     settings: Settings, drained: list[Event], redis_client: redis.Redis
 ) -> None:
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     customers = sorted({e.customer_id for e in drained})
     gone = customers[0]
     redis_client.copy(keys.customer(gone), keys.customer("ghost-customer"))
@@ -153,7 +153,7 @@ def test_archived_rows_beyond_the_fence_are_left_out_until_the_fence_covers_them
     settings: Settings, drained: list[Event], redis_client: redis.Redis
 ) -> None:
     topics = Topics.from_settings(settings)
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     fence_key = keys.fence(topics.activity, 0)
     fence = int(redis_client.get(fence_key) or -1)
     assert fence >= 0

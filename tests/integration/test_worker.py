@@ -36,11 +36,12 @@ from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_batch_processor import malformed_cases
+from tests.support import every_shard
 from tests.support_kafka import dead_letters
 from tests.support_models import engagement_model, linear_model, recency_model
 from tests.support_worker import WorkerProcess, wait_drained
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 TopicPartition = tuple[str, int]
 
@@ -102,7 +103,7 @@ def offline_state(events: Sequence[Event], settings: Settings) -> dict[str, dict
 
 
 def online_state(settings: Settings, customer_ids: Sequence[str]) -> dict[str, dict[str, object]]:
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     loaded = store.load_customers(sorted(customer_ids))
     return {cid: customer.aggregates.snapshot() for cid, customer in loaded.items()}
 
@@ -114,7 +115,7 @@ def kill_mid_stream(
     past ``since`` (so the worker holds partitions and applies events) and still lies a few
     batches short of its partition's end. Asserts that the fences it left lie strictly
     between ``since`` and the end on some partition, and returns them."""
-    store = FeatureStore(connect_redis(settings), Keys(settings.redis_key_prefix))
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
     ends = input_end_offsets(settings)
     partitions = sorted(ends)
     margin = 3 * settings.batch_size
@@ -137,12 +138,13 @@ def assert_scores_are_the_models(
 ) -> None:
     """Every stored score and band (and the risk index) is ``model``'s own computation on
     the customer's stored state at the time the score was taken."""
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     loaded = FeatureStore(client, keys).load_customers(sorted(customers))
     for cid, customer in loaded.items():
         # the hash and the risk index in one snapshot (the timer may re-score in between)
         pipe = client.pipeline(transaction=True)
-        fields, indexed = pipe.hgetall(keys.customer(cid)).zscore(keys.risk, cid).execute()
+        risk = keys.risk(keys.shard_of(cid))
+        fields, indexed = pipe.hgetall(keys.customer(cid)).zscore(risk, cid).execute()
         assert fields[b"model_version"] == model.version.encode()
         at = int(float(fields[b"scored_at"]))
         features = feature_matrix([customer.aggregates], at, model.feature_names)
@@ -158,7 +160,7 @@ def wait_for_versions(
     client: redis.Redis, settings: Settings, customers: Sequence[str], version: str,
     worker: WorkerProcess, timeout: float = 30,
 ) -> None:  # fmt: skip
-    keys = Keys(settings.redis_key_prefix)
+    keys = Keys.of(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         versions = {client.hget(keys.customer(c), "model_version") for c in customers}
@@ -181,10 +183,14 @@ def test_every_customer_is_scored_and_features_equal_the_offline_computation(
     sent_at = time.monotonic()
     produce(worker_settings, events)
     customers = {e.customer_id for e in events}
-    keys = Keys(worker_settings.redis_key_prefix)
-    while redis_client.zcard(keys.risk) < len(customers) and time.monotonic() - sent_at < 30:
+    keys = Keys.of(worker_settings)
+
+    def scored() -> int:
+        return len(every_shard(redis_client, keys, "risk"))
+
+    while scored() < len(customers) and time.monotonic() - sent_at < 30:
         time.sleep(0.1)
-    assert redis_client.zcard(keys.risk) == len(customers), worker.log_tail()
+    assert scored() == len(customers), worker.log_tail()
     wait_drained(worker_settings)
     assert online_state(worker_settings, sorted(customers)) == offline_state(
         events, worker_settings
@@ -312,7 +318,7 @@ def test_silent_customers_are_rescored_on_the_timer_and_their_risk_rises(
     produce(worker_settings, events)
     wait_drained(worker_settings)
     wait_for_versions(redis_client, worker_settings, customers, model.version, worker)
-    keys = Keys(worker_settings.redis_key_prefix)
+    keys = Keys.of(worker_settings)
 
     def scores() -> dict[str, tuple[float, float]]:
         return {

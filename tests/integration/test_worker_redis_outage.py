@@ -73,7 +73,7 @@ def test_the_worker_rides_out_a_redis_restart(
         assert worker.process.poll() is None, worker.log_tail()
     finally:
         worker.stop()
-    store = FeatureStore(client, Keys(worker_settings.redis_key_prefix))
+    store = FeatureStore(client, Keys.of(worker_settings))
     expected = offline(events, worker_settings.retention_days)
     got = {c: s.aggregates.snapshot() for c, s in store.load_customers(sorted(expected)).items()}
     assert got == {c: a.snapshot() for c, a in expected.items()}
