@@ -14,6 +14,7 @@ import redis
 from typer.testing import CliRunner
 
 from churnstream.cli import app
+from core.keys import Keys
 from core.registry import ModelRegistry
 from core.settings import Settings
 from tests.integration.test_api import fill_store, register_and_promote
@@ -35,7 +36,7 @@ def run(*args: str) -> Any:
 def test_json_csv_and_table_list_the_same_ranking(
     customers: list[str], settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    keys_prefix = settings.redis_key_prefix
+    keys = Keys.of(settings)
     result = run("targets", "--json", "--max-contacts", "1000")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -44,8 +45,7 @@ def test_json_csv_and_table_list_the_same_ranking(
     # the ranking is by gain, positive only, and each gain follows from the stored hash
     assert [i["gain"] for i in items] == sorted((i["gain"] for i in items), reverse=True)
     for item in items:
-        score, value = redis_client.hmget(f"{keys_prefix}:c:{{{item['customer_id']}}}",
-                                          ["score", "value"])  # fmt: skip
+        score, value = redis_client.hmget(keys.customer(item["customer_id"]), ["score", "value"])
         gain = float(score) * 0.3 * (float(value) - 10.0) - 1.0
         assert gain > 0 and item["gain"] == pytest.approx(gain, abs=0.006)
 
