@@ -228,7 +228,6 @@ def run(
     model = champion_model()
     uniform = uniform_input(events)
     skewed = skewed_input(events)
-    details: dict[str, Any] = {}
     with services() as svc, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         base = svc.settings
         root = Path(tmp)
@@ -285,10 +284,13 @@ def run(
             faust_run.worker.stop()
         # 1d: 1, 2 and 4 workers in one group on a Redis Cluster of three masters.
         cluster_figures: dict[str, int] = {}
+        cluster_details: dict[str, Any] = {}
         if with_cluster:
             from bench.worker_cluster_bench import run_cluster
 
-            cluster_figures, details["cluster"] = run_cluster(base, root, stack, uniform, model)
+            cluster_figures, cluster_details = run_cluster(
+                base, root, stack, uniform, model, rounds=rounds
+            )
 
         # 3: the BatchProcessor alone on the uniform run's messages (the topics now also
         # hold the latency phase's events: only offsets below the first run's ends count).
@@ -349,7 +351,7 @@ def run(
         "worker_floor_eps": int(np.median(floor_rounds)),
         "redis_bytes_per_customer": memory["redis_bytes_per_customer"],
     }
-    details = {
+    details: dict[str, Any] = {
         "command": "make bench BENCH_ARGS='--only worker'",
         "exact_command": (
             ".venv/bin/python -m bench.run --only worker "
@@ -371,6 +373,7 @@ def run(
             "median of the rounds",
         },
         "worker_share_of_floor": round(worker_eps / max(np.median(floor_rounds), 1), 3),
+        **({"cluster": cluster_details} if cluster_details else {}),
         "services": {
             "kafka": base.kafka_bootstrap_servers,
             "redis": base.redis_url,
