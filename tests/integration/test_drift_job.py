@@ -21,7 +21,7 @@ from monitoring.drift import run_drift
 from serving.config import ApiSettings
 from tests.support_drift import make_scenario, process, streaming
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 ACTIVITY_MOVED_BY_THE_CHANGE = {"plays_7d", "error_pages_7d", "error_rate_30d", "sessions_7d"}
 

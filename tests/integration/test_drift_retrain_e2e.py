@@ -44,7 +44,7 @@ from serving.config import ApiSettings
 from tests.support import every_shard
 from tests.support_worker import WorkerProcess, wait_drained
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 CUSTOMERS = 400
 DAYS = 84

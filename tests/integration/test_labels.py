@@ -31,7 +31,7 @@ from stream.batch import BatchProcessor
 from tests.integration.test_batch_processor import as_messages, batches
 from tests.support_models import recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 DAYS, CUTOFF_DAY, HORIZON = 60, 40, 14
 

@@ -17,7 +17,7 @@ from core.registry import ModelRegistry
 from core.settings import Settings, get_settings
 from tests.support_data import write_online_retail_csv
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from serving.config import ApiSettings
 from tests.support_drift import make_scenario, process, streaming
 from tests.support_models import recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 DRIFT = Verdict(True, "drift", "dataset drift: 60% of the features drifted", {"drift_share": 0.6})
 

@@ -26,7 +26,7 @@ from core.registry import (
 )
 from core.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 
 def make_model(version: str, weight: float = 1.0) -> LinearModel:

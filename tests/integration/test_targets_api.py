@@ -31,7 +31,7 @@ from tests.integration.test_api import (
 )
 from tests.support_models import recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from core.settings import Settings
 from tests.integration.test_api import fill_store, register_and_promote
 from tests.support_models import recency_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 
 @pytest.fixture
