@@ -58,6 +58,12 @@ def demo(
         max=65535,
         help="Port of the API and dashboard (default: CHURN_API_PORT, 8000).",
     ),
+    redis_cluster: bool = typer.Option(
+        False,
+        "--redis-cluster",
+        help="Keep the online state on a local Redis Cluster of three masters (ports "
+        "CHURN_REDIS_CLUSTER_PORT and the next two) instead of one Redis server.",
+    ),
     drift_every: float = typer.Option(
         60.0,
         min=10,
@@ -94,9 +100,10 @@ def demo(
     console = Console()
     settings = get_settings()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo as Ctrl-C does
-    stack = LocalStack.from_settings(settings)
+    stack = LocalStack.from_settings(settings, with_redis_cluster=redis_cluster)
     already_running = stack.status().all_running
-    console.print("[bold]churnstream demo[/] — starting local Kafka and Redis…")
+    redis_kind = "a Redis Cluster" if redis_cluster else "Redis"
+    console.print(f"[bold]churnstream demo[/] — starting local Kafka and {redis_kind}…")
     try:
         stack.up()
     except InfraError as exc:
@@ -105,7 +112,7 @@ def demo(
     local = settings.model_copy(
         update={
             "kafka_bootstrap_servers": stack.bootstrap_servers,
-            "redis_url": stack.redis_url,
+            "redis_url": stack.redis_cluster_url if redis_cluster else stack.redis_url,
             "redis_password": None,
             "run_dir": stack.run_dir,
         }

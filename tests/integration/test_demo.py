@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from churnstream.infra.redis_cluster import free_cluster_port
 from offline.train import HIGH_QUANTILE
 from tests.support import (
     REPO_ROOT,
@@ -47,6 +48,7 @@ DRIFT_REPORT_SECONDS = 60.0
 def demo_env(run_dir: Path) -> tuple[dict[str, str], int]:
     """The demo's environment (everything under ``run_dir``'s parent) and its API port."""
     kafka, controller, redis, web, api, monitor = free_ports(6)
+    cluster = free_cluster_port()
     base = run_dir.parent
     env = cli_env()
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"):
@@ -56,6 +58,7 @@ def demo_env(run_dir: Path) -> tuple[dict[str, str], int]:
         CHURN_KAFKA_PORT=str(kafka),
         CHURN_KAFKA_CONTROLLER_PORT=str(controller),
         CHURN_REDIS_PORT=str(redis),
+        CHURN_REDIS_CLUSTER_PORT=str(cluster),
         CHURN_WORKER_WEB_PORT=str(web),
         CHURN_API_PORT=str(api),
         CHURN_MONITOR_METRICS_PORT=str(monitor),
@@ -221,9 +224,15 @@ def test_ctrl_c_after_backfill_live_dashboard_and_drift_report(tmp_path: Path) -
         demo.kill()
 
 
-def test_duration_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("redis_kind", ["single", "cluster"])
+def test_duration_stops_everything(tmp_path: Path, redis_kind: str) -> None:
+    """On one Redis server, and with ``--redis-cluster`` on a local cluster of three
+    masters that the demo starts and stops."""
     run_dir = tmp_path / "run"
-    demo = DemoRun([*SMALL, "--rate", "400", "--duration", "5"], run_dir)
+    args = [*SMALL, "--rate", "400", "--duration", "5"]
+    if redis_kind == "cluster":
+        args.append("--redis-cluster")
+    demo = DemoRun(args, run_dir)
     try:
         output = demo.finish(timeout=300)
         assert demo.process.returncode == 0, output
@@ -247,6 +256,9 @@ def test_duration_stops_everything(tmp_path: Path) -> None:
         assert high <= 2 * POLICY_HIGH_SHARE * total
         assert_high_share_bounded(demo.samples)
         assert "at-risk now" in output
+        if redis_kind == "cluster":
+            assert "starting local Kafka and a Redis Cluster" in output
+            assert len(list((run_dir / "redis-cluster").iterdir())) == 3  # its three masters
         assert_everything_stopped(output, run_dir)
     finally:
         demo.kill()
