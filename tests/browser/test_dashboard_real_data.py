@@ -176,6 +176,24 @@ def test_dashboard_text_on_backfilled_online_retail(
             assert ("passed" if metrics["gate"]["passed"] else "refused") in gate.lower()
             assert metrics["gate"]["reason"] in gate
 
+            # whom to contact: the campaign's profit by expected gain, and the budgets
+            targeting = metrics["targeting"]
+            money = lambda x: f"{x:,.2f}"  # noqa: E731
+            contact = shown("#model-targeting")
+            assert money(targeting["profit_at_positive_gain"]) in contact, contact
+            assert money(targeting["best_profit"]) in contact, contact
+            assert money(targeting["best_profit_by_p_churn"]) in contact, contact
+            assert f"{100 * targeting['positive_gain_share']:.1f}%" in contact, contact
+            budgets = shown("#model-targeting-budgets")
+            for share, reached in targeting["budgets"].items():
+                assert f"{100 * float(share):.0f}%" in budgets, (share, budgets)
+                for ranking in ("expected_loss", "p_churn", "value"):
+                    value = reached["share_of_churned_value"][ranking]
+                    assert f"{100 * value:.1f}%" in budgets, (share, ranking, budgets)
+            accuracy = shown("#model-targeting-accuracy")
+            for name, measured in targeting["value_accuracy"]["estimates"].items():
+                assert name in accuracy and f"{measured['spearman']:.3f}" in accuracy, accuracy
+
             # times are relative to the scoring time, which the page names
             assert "2011-12-10" in shown("#scoring-time")
             scored = driver.execute_script(
