@@ -250,7 +250,7 @@ def test_the_worker_stores_the_scorers_own_score_and_band(
     customers = [StoredCustomer(s, None) for s in states]
     stored, changes = score_customers(scorer, customers, SCORED_AT, valuation=Valuation())
     scores = scorer.score_many(inputs(scorer, feature_matrix(states, int(SCORED_AT))))
-    assert [s.score for s in stored] == [round(v, 6) for v in scores.tolist()]
+    np.testing.assert_allclose([s.score for s in stored], scores, rtol=0, atol=5e-7 + 1e-12)
     assert [s.band for s in stored] == scorer.bands.bands_of(scores)
     assert {s.model_version for s in stored} == {scorer.version}
     assert len(changes) == len(customers)  # none had a band before
