@@ -8,7 +8,7 @@ Three groups, each with the retention the store would apply to it:
 * a shop's customers (purchases with order lines, refunds) over 300 days with a retention
   of 400 days, so the 180- and 365-day windows fill;
 * edge cases: a customer seen once, one with a refund and nothing else, one whose only
-  purchase has no lines.
+  purchase has no lines, one who only saw an error page.
 
 Everything is deterministic (seeded), pure and in memory.
 """
@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from core.aggregates import CustomerAggregates
 from core.events import (
+    Error,
+    ErrorPayload,
     Event,
     LineItem,
     Purchase,
@@ -129,7 +131,11 @@ def edge_cases() -> list[History]:
         event_id="bare-p", customer_id="edge-bare", event_time=when,
         payload=PurchasePayload(order_id="p1", amount=0.0),
     )  # fmt: skip
-    return [History(e.customer_id, (e,), 120) for e in (once, refund_only, bare)]
+    error = Error(
+        event_id="error-e", customer_id="edge-error", event_time=when,
+        payload=ErrorPayload(session_id="s1", code=500),
+    )  # fmt: skip
+    return [History(e.customer_id, (e,), 120) for e in (once, refund_only, bare, error)]
 
 
 def all_histories() -> list[History]:

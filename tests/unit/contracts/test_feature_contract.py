@@ -3,9 +3,9 @@ feature, on the customer histories of :mod:`tests.unit.contracts.histories`:
 
 * its values are finite, at times before, during and long after a customer's events;
 * it moves as its ``silence`` declares while time passes without events (``1`` never
-  falls, ``-1`` never rises), over the silence during which every kept day tile stays
-  inside the longest window (365 days): the range the declarations speak of (a feature
-  such as ``purchases_missed`` turns when a purchase leaves that window);
+  falls, ``-1`` never rises), over 400 days of silence (every window empties); a feature
+  that says it turns when an event leaves the longest window (365 days) is held to its
+  direction until then;
 * its values do not depend on the order in which a customer's events arrive.
 """
 
@@ -22,19 +22,23 @@ from core.features import FEATURE_NAMES, FEATURES, FeatureDef, feature_matrix
 from tests.unit.contracts.histories import DAY, History, all_histories
 
 SILENCE_STEP_S = 31 * 3600  # not a whole day: steps land at every time of day
-MAX_SILENCE_DAYS = 240
+SILENCE_DAYS = 400
+# Features whose description says they turn when an event leaves the longest window.
+TURN_WHEN_AN_EVENT_LEAVES_THE_LONGEST_WINDOW = {"purchases_missed"}
 
 
 @dataclass(frozen=True)
 class Evaluated:
     """Feature rows of every history: at fixed times (``times``), in three arrival orders,
-    and along each customer's silence (``silence``, with the history of each row)."""
+    and along each customer's silence (``silence``; ``silence_owner`` is the history of
+    each row, ``inside_longest_window`` whether every kept day tile still counts in it)."""
 
     in_order: np.ndarray
     reversed_order: np.ndarray
     shuffled: np.ndarray
     silence: np.ndarray
     silence_owner: np.ndarray
+    inside_longest_window: np.ndarray
 
 
 def _times(history: History) -> list[int]:
@@ -48,12 +52,12 @@ def _times(history: History) -> list[int]:
     ]
 
 
-def _silence_times(history: History) -> list[int]:
-    oldest_tile_day = int(history.state().tile_days().min())
-    end = min(
-        history.last_time + MAX_SILENCE_DAYS * DAY, (oldest_tile_day + max(WINDOW_DAYS)) * DAY
-    )
-    return list(range(history.last_time + 1, end + 1, SILENCE_STEP_S))
+def _silence(history: History) -> tuple[np.ndarray, np.ndarray]:
+    """Features along ``SILENCE_DAYS`` of silence, and which rows are inside the window."""
+    state = history.state()
+    times = np.arange(history.last_time + 1, history.last_time + SILENCE_DAYS * DAY, SILENCE_STEP_S)
+    window_end = (int(state.tile_days().min()) + max(WINDOW_DAYS)) * DAY
+    return feature_matrix([state] * len(times), times), times <= window_end
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +75,16 @@ def evaluated() -> Evaluated:
 
     backwards = {i: list(range(len(h.events)))[::-1] for i, h in enumerate(histories)}
     shuffled = {i: rng.sample(range(len(h.events)), len(h.events)) for i, h in enumerate(histories)}
-    silence_states, silence_times, owner = [], [], []
-    for i, history in enumerate(histories):
-        state, grid = history.state(), _silence_times(history)
-        silence_states += [state] * len(grid)
-        silence_times += grid
-        owner += [i] * len(grid)
+    silences = [_silence(history) for history in histories]
     return Evaluated(
         in_order=at_times(None),
         reversed_order=at_times(backwards),
         shuffled=at_times(shuffled),
-        silence=feature_matrix(silence_states, silence_times),
-        silence_owner=np.asarray(owner),
+        silence=np.vstack([rows for rows, _ in silences]),
+        silence_owner=np.concatenate(
+            [np.full(len(rows), i) for i, (rows, _) in enumerate(silences)]
+        ),
+        inside_longest_window=np.concatenate([inside for _, inside in silences]),
     )
 
 
@@ -102,8 +104,11 @@ def test_values_are_finite(feature: FeatureDef, evaluated: Evaluated) -> None:
 
 @pytest.mark.parametrize("feature", [f for f in FEATURES if f.silence != 0], ids=lambda f: f.name)
 def test_silence_moves_the_declared_way(feature: FeatureDef, evaluated: Evaluated) -> None:
-    values = evaluated.silence[:, _column(feature)]
-    owner = evaluated.silence_owner
+    rows = np.ones(len(evaluated.silence), dtype=bool)
+    if feature.name in TURN_WHEN_AN_EVENT_LEAVES_THE_LONGEST_WINDOW:
+        rows = evaluated.inside_longest_window
+    values = evaluated.silence[rows, _column(feature)]
+    owner = evaluated.silence_owner[rows]
     same_customer = owner[1:] == owner[:-1]
     steps = np.diff(values)[same_customer] * feature.silence  # >= 0 when it moves as declared
     tolerance = 1e-9 * np.maximum(1.0, np.abs(values[1:][same_customer]))
