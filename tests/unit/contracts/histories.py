@@ -19,19 +19,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from core import events as ev
 from core.aggregates import CustomerAggregates
-from core.events import (
-    Error,
-    ErrorPayload,
-    Event,
-    LineItem,
-    Purchase,
-    PurchasePayload,
-    Refund,
-    RefundPayload,
-    SessionStart,
-    SessionStartPayload,
-)
 from offline.simulator import SimulationConfig, simulate
 
 DAY = 86_400
@@ -42,7 +31,7 @@ class History:
     """One customer's events (in event-time order) and the store's retention for them."""
 
     customer_id: str
-    events: tuple[Event, ...]
+    events: tuple[ev.Event, ...]
     retention_days: int
 
     def state(self, order: list[int] | None = None) -> CustomerAggregates:
@@ -62,8 +51,8 @@ class History:
         return int(self.events[-1].event_time.timestamp())
 
 
-def _by_customer(events: list[Event], retention_days: int) -> list[History]:
-    grouped: dict[str, list[Event]] = {}
+def _by_customer(events: list[ev.Event], retention_days: int) -> list[History]:
+    grouped: dict[str, list[ev.Event]] = {}
     for event in events:
         grouped.setdefault(event.customer_id, []).append(event)
     return [
@@ -79,25 +68,25 @@ def simulated(customers: int = 30, days: int = 150, seed: int = 11) -> list[Hist
     return _by_customer(list(simulate(config)), retention_days=120)
 
 
-def _purchase(customer: str, when: datetime, eid: str, rng: random.Random) -> Purchase:
+def _purchase(customer: str, when: datetime, eid: str, rng: random.Random) -> ev.Purchase:
     lines = [
-        LineItem(sku=f"sku-{rng.randrange(30)}", quantity=rng.randrange(1, 12),
+        ev.LineItem(sku=f"sku-{rng.randrange(30)}", quantity=rng.randrange(1, 12),
                  unit_price=round(rng.uniform(0.5, 20.0), 2))
         for _ in range(rng.randrange(1, 5))
     ]  # fmt: skip
-    payload = PurchasePayload(
+    payload = ev.PurchasePayload(
         order_id=eid,
         amount=round(sum(line.quantity * line.unit_price for line in lines), 2),
         quantity=sum(line.quantity for line in lines),
         lines=lines,
     )
-    return Purchase(event_id=eid, customer_id=customer, event_time=when, payload=payload)
+    return ev.Purchase(event_id=eid, customer_id=customer, event_time=when, payload=payload)
 
 
 def shop(customers: int = 12, days: int = 300, seed: int = 5) -> list[History]:
     rng = random.Random(seed)
     start = datetime(2025, 3, 1, tzinfo=UTC)
-    events: list[Event] = []
+    events: list[ev.Event] = []
     for c in range(customers):
         name = f"shop-{c}"
         t = rng.uniform(0, days * 0.5)
@@ -107,9 +96,9 @@ def shop(customers: int = 12, days: int = 300, seed: int = 5) -> list[History]:
             when = start + timedelta(days=t)
             events.append(_purchase(name, when, f"{name}-p{n}", rng))
             if rng.random() < 0.15:
-                refund = RefundPayload(order_id=f"{name}-r{n}", amount=7.5, quantity=1)
+                refund = ev.RefundPayload(order_id=f"{name}-r{n}", amount=7.5, quantity=1)
                 events.append(
-                    Refund(event_id=f"{name}-r{n}", customer_id=name,
+                    ev.Refund(event_id=f"{name}-r{n}", customer_id=name,
                            event_time=when + timedelta(hours=rng.uniform(1, 90)), payload=refund)
                 )  # fmt: skip
             t += rng.expovariate(1 / gap)
@@ -119,21 +108,21 @@ def shop(customers: int = 12, days: int = 300, seed: int = 5) -> list[History]:
 
 def edge_cases() -> list[History]:
     when = datetime(2026, 2, 10, 17, 30, tzinfo=UTC)
-    once = SessionStart(
+    once = ev.SessionStart(
         event_id="once-s", customer_id="edge-once", event_time=when,
-        payload=SessionStartPayload(session_id="s1", level="paid"),
+        payload=ev.SessionStartPayload(session_id="s1", level="paid"),
     )  # fmt: skip
-    refund_only = Refund(
+    refund_only = ev.Refund(
         event_id="refund-only-r", customer_id="edge-refund", event_time=when,
-        payload=RefundPayload(order_id="r1", amount=12.0, quantity=2),
+        payload=ev.RefundPayload(order_id="r1", amount=12.0, quantity=2),
     )  # fmt: skip
-    bare = Purchase(
+    bare = ev.Purchase(
         event_id="bare-p", customer_id="edge-bare", event_time=when,
-        payload=PurchasePayload(order_id="p1", amount=0.0),
+        payload=ev.PurchasePayload(order_id="p1", amount=0.0),
     )  # fmt: skip
-    error = Error(
+    error = ev.Error(
         event_id="error-e", customer_id="edge-error", event_time=when,
-        payload=ErrorPayload(session_id="s1", code=500),
+        payload=ev.ErrorPayload(session_id="s1", code=500),
     )  # fmt: skip
     return [History(e.customer_id, (e,), 120) for e in (once, refund_only, bare, error)]
 
