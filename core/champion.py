@@ -13,7 +13,7 @@ import logging
 
 from prometheus_client import Gauge
 
-from core.model import LinearModel
+from core.model import Scorer
 from core.registry import ModelRegistry, RegistryError, unloadable_champion
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class ChampionFollower:
     def __init__(self, registry: ModelRegistry, model_info: Gauge) -> None:
         self.registry = registry
         self.model_info = model_info
-        self.model: LinearModel | None = None
+        self.model: Scorer | None = None
         self.last_error: str | None = None
         self._warned_missing = False
 
@@ -79,7 +79,7 @@ class _Unloadable(Exception):
     """The champion the pointer names cannot be loaded (the message says what to do)."""
 
 
-def retention_needed(model: LinearModel) -> int:
+def retention_needed(model: Scorer) -> int:
     """Days of history the model's features were computed over when it was trained (0
     when its metadata does not say)."""
     value = model.metadata.get("retention_days", 0)

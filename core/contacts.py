@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from core.model import LinearModel
+from core.model import Scorer
 from core.risk import assess_many
 from core.store import FeatureStore
 from core.targeting import Campaign, expected_gain, expected_loss, expected_spend, rank_contacts
@@ -147,7 +147,7 @@ def contact_list(
     *,
     budget: float | None = None,
     max_contacts: int | None = None,
-    model: LinearModel | None = None,
+    model: Scorer | None = None,
     now: float | None = None,
     top_reasons: int = 3,
 ) -> ContactList:
@@ -186,7 +186,7 @@ def contact_list(
 
 def _reasons(
     store: FeatureStore,
-    model: LinearModel | None,
+    model: Scorer | None,
     customer_ids: Sequence[str],
     now: float | None,
     top: int,

@@ -234,20 +234,10 @@ def _transaction_features() -> list[FeatureDef]:
 
     return [
         *(
-            FeatureDef(
-                f"orders_{d}d",
-                f"purchases, last {d} days",
-                _counter_in_window("purchase", d),
-                silence=-1,
-            )
-            for d in (180, 365)
-        ),
-        *(
-            FeatureDef(
-                f"revenue_{d}d",
-                f"amount spent in the last {d} days",
-                _money_in_window("revenue_cents", d),
-                silence=-1,
+            FeatureDef(f"{name}_{d}d", describe.format(d=d), window(counter, d), silence=-1)
+            for name, describe, window, counter in (
+                ("orders", "purchases, last {d} days", _counter_in_window, "purchase"),
+                ("revenue", "amount spent in the last {d} days", _money_in_window, "revenue_cents"),
             )
             for d in (180, 365)
         ),

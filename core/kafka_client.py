@@ -8,11 +8,16 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from pydantic import SecretStr
 
 from core.settings import Settings
 from core.topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
@@ -31,19 +36,11 @@ def client_config(settings: Settings) -> dict[str, Any]:
     optional = {
         "sasl.mechanism": settings.kafka_sasl_mechanism,
         "sasl.username": settings.kafka_sasl_username,
-        "sasl.password": (
-            settings.kafka_sasl_password.get_secret_value()
-            if settings.kafka_sasl_password
-            else None
-        ),
+        "sasl.password": _secret(settings.kafka_sasl_password),
         "ssl.ca.location": settings.kafka_ssl_ca_location,
         "ssl.certificate.location": settings.kafka_ssl_certificate_location,
         "ssl.key.location": settings.kafka_ssl_key_location,
-        "ssl.key.password": (
-            settings.kafka_ssl_key_password.get_secret_value()
-            if settings.kafka_ssl_key_password
-            else None
-        ),
+        "ssl.key.password": _secret(settings.kafka_ssl_key_password),
     }
     config.update({key: value for key, value in optional.items() if value is not None})
     return config

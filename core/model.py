@@ -1,10 +1,22 @@
 """The scoring protocol and the models that implement it.
 
-Every model is used the same way by the worker, the API and the trainer:
-``score_many(X)`` for a matrix whose columns follow ``feature_names``, ``score_one(features)``
-for a mapping, and ``band_of(score)`` for the risk band. A model is stored as JSON (no
-pickles): its parameters, feature order and band cut-offs, so an artifact can be read,
-diffed and checked by hash.
+Every model is used the same way by the worker, the API and the trainer, through
+:class:`Scorer`: ``score_many(X)`` for a matrix whose columns follow ``feature_names``,
+``score_one(features)`` for a mapping, ``band_of(score)`` (or ``bands.bands_of(scores)``)
+for the risk band, and ``contributions`` / ``contributions_many`` for the reasons. A model
+is stored as JSON (no pickles): its parameters, feature order and band cut-offs, so an
+artifact can be read, diffed and checked by hash.
+
+:class:`Scorer` is what the worker (``stream``), the API (``serving``), :mod:`core.risk`
+and the trainer's promotion gate type against; they use nothing else of a model.
+:class:`LinearModel` is its one implementation. The other models in the project are not
+scorers: the river challenger (``offline.challenger``) becomes a :class:`LinearModel`
+before it can serve, the trainer's ``LinearFit`` scores through one, and the gradient
+boosting in ``offline.transactions`` is a comparison that is never registered. The
+protocol stays so that another model family can serve without touching the worker or the
+API; ``tests/unit/contracts/test_scorer_contract.py`` is the suite every implementation
+(and every way of making one) must pass. The registry stores :class:`LinearModel`
+artifacts (``to_json`` / :func:`load_model`).
 """
 
 from __future__ import annotations
@@ -38,29 +50,6 @@ def apply_transform(name: str, values: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown feature transform {name!r} (known: {', '.join(TRANSFORMS)})")
 
 
-class Scorer(Protocol):
-    """What the worker and the API need from a model (frozen models satisfy it: the
-    version and the feature names are read-only)."""
-
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def feature_names(self) -> tuple[str, ...]: ...
-
-    def score_many(self, features: np.ndarray) -> np.ndarray:
-        """Churn probabilities for rows of features in ``feature_names`` order."""
-        ...
-
-    def score_one(self, features: Mapping[str, float]) -> float: ...
-
-    def band_of(self, score: float) -> str: ...
-
-    def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
-        """Signed contribution of each feature to the score's log-odds."""
-        ...
-
-
 @dataclass(frozen=True)
 class BandCutoffs:
     """Scores at or above ``high`` are High risk, at or above ``medium`` Medium, else Low.
@@ -82,6 +71,48 @@ class BandCutoffs:
     def bands_of(self, scores: np.ndarray) -> list[str]:
         codes = (scores >= self.medium).astype(np.int8) + (scores >= self.high).astype(np.int8)
         return [BANDS[c] for c in codes.tolist()]
+
+
+class Scorer(Protocol):
+    """What the worker and the API need from a model. Every member is read-only (frozen
+    models satisfy it); features are float64, scores churn probabilities in ``[0, 1]``,
+    contributions signed log-odds terms in ``feature_names`` order."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The model's inputs, in the column order of ``score_many``."""
+        ...
+
+    @property
+    def bands(self) -> BandCutoffs:
+        """The risk band cut-offs (``bands.bands_of(scores)`` bands many scores)."""
+        ...
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Training facts (label horizon, retention days...), read by the valuation."""
+        ...
+
+    def score_many(self, features: np.ndarray) -> np.ndarray:
+        """Churn probabilities for rows of features in ``feature_names`` order."""
+        ...
+
+    def score_one(self, features: Mapping[str, float]) -> float:
+        """The churn probability of one row of named features (every feature required)."""
+        ...
+
+    def band_of(self, score: float) -> str: ...
+
+    def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
+        """Signed contribution of each feature to the score's log-odds."""
+        ...
+
+    def contributions_many(self, features: np.ndarray) -> np.ndarray:
+        """:meth:`contributions` of each row of ``features``, one column per feature."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.features import FEATURE_NAMES, feature_matrix
-from core.model import LinearModel
+from core.model import Scorer
 from core.scores import Score
 from core.store import FeatureStore, StoredCustomer
 
@@ -45,7 +45,7 @@ def top_contributions(contributions: Mapping[str, float], top: int = 5) -> list[
 
 def assess(
     store: FeatureStore,
-    model: LinearModel | None,
+    model: Scorer | None,
     customer_id: str,
     now: float,
     top: int = 5,
@@ -56,7 +56,7 @@ def assess(
 
 def assess_many(
     store: FeatureStore,
-    model: LinearModel | None,
+    model: Scorer | None,
     customer_ids: Sequence[str],
     now: float,
     top: int = 5,
@@ -67,7 +67,7 @@ def assess_many(
 
 
 def assess_stored(
-    model: LinearModel | None,
+    model: Scorer | None,
     stored: Sequence[StoredCustomer | None],
     now: float,
     top: int = 5,

@@ -39,7 +39,7 @@ from sklearn.metrics import roc_auc_score
 from core import metrics as prom
 from core.archive import EventArchive
 from core.features import FEATURE_NAMES
-from core.model import BandCutoffs, LinearModel
+from core.model import BandCutoffs, LinearModel, Scorer
 from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.dataset import LABEL_KINDS, Dataset, LabelKind, build_dataset
@@ -94,7 +94,7 @@ class OnlineChallenger:
         return np.array([self.pipeline.predict_proba_one(self._row(x)).get(True, 0.0) for x in X])
 
     def update(
-        self, dataset: Dataset, champion: LinearModel | None, seed: int = 0
+        self, dataset: Dataset, champion: Scorer | None, seed: int = 0
     ) -> list[CutoffResult]:
         """Score then learn every cutoff of ``dataset`` not learned yet, oldest first.
 
@@ -214,7 +214,7 @@ class OnlineChallenger:
 
 
 def _champion_scores(
-    champion: LinearModel | None, names: tuple[str, ...], X: np.ndarray
+    champion: Scorer | None, names: tuple[str, ...], X: np.ndarray
 ) -> np.ndarray | None:
     if champion is None:
         return None

@@ -18,7 +18,7 @@ SMAPE (symmetric mean absolute percentage error) of one value pair ``a``, ``b`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -75,13 +75,7 @@ class FeatureDiff:
     smape_percent: float
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "customers": self.customers,
-            "mismatched": self.mismatched,
-            "max_abs_diff": self.max_abs_diff,
-            "smape_percent": self.smape_percent,
-        }
+        return asdict(self)
 
 
 class FeatureComparison:

@@ -14,7 +14,7 @@
    :data:`HISTORY_DAYS` before the first cutoff (the longest feature window) up to ``now``;
 3. **split** — the last third of the cutoffs (at least one) validate, the earlier ones
    train, purged so that no training label window reaches into the validation period
-   (:func:`offline.train.split_by_cutoff`);
+   (:func:`offline.train.split_latest_cutoffs`);
 4. **train** — :func:`offline.train.train_bootstrap` on the training rows;
 5. **gate** — the champion and the candidate score the *same* validation rows; the
    candidate is promoted only when its ROC AUC is higher by more than
@@ -44,12 +44,12 @@ from core.archive import EventArchive, read_segment
 from core.decisions import Decision, RetrainRequest, record_decision
 from core.features import FEATURE_NAMES, WINDOW_DAYS
 from core.keys import Keys
-from core.model import LinearModel
+from core.model import LinearModel, Scorer
 from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.dataset import LABEL_KINDS, Dataset, LabelKind, build_dataset
 from offline.gate import GateResult, gate_on_window, without_unloadable_champion
-from offline.train import reference_sample, split_by_cutoff, train_bootstrap
+from offline.train import reference_sample, split_latest_cutoffs, train_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def archive_start(archive: EventArchive) -> datetime | None:
 
 
 def gate(
-    champion: LinearModel | None,
+    champion: Scorer | None,
     candidate: LinearModel,
     valid: Dataset,
     min_gain: float = 0.0,
@@ -250,11 +250,7 @@ def _retrain(
             f"the archive gave rows at {len(kept)} cutoff(s) in the window "
             f"{window_start:%Y-%m-%d}..{now:%Y-%m-%d}; at least 2 are needed"
         )
-    n_valid = max(1, round(len(kept) / 3))
-    valid_from = datetime.fromtimestamp(int(kept[-n_valid]), UTC)
-    train_set, valid_set = split_by_cutoff(dataset, valid_from)
-    if len(train_set) == 0:
-        train_set, valid_set = split_by_cutoff(dataset, valid_from, purge=False)
+    train_set, valid_set = split_latest_cutoffs(dataset)
     say(f"training on {len(train_set):,} rows, validating on {len(valid_set):,}")
     try:
         candidate, metrics = train_bootstrap(train_set, valid_set)

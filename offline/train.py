@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ REFERENCE_ROWS = 5_000  # rows of the drift reference sample stored with a model
 CLIP_PERCENTILES = (0.1, 99.9)
 
 Progress = Callable[[str], None]
+P = ParamSpec("P")
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -76,41 +77,33 @@ def split_by_cutoff(
     return dataset.select(train), dataset.select(valid)
 
 
-@dataclass(frozen=True)
-class LinearFit:
-    """A fitted, standardised logistic regression, ready to become a :class:`LinearModel`
-    once its band cut-offs are known."""
+def split_latest_cutoffs(dataset: Dataset) -> tuple[Dataset, Dataset]:
+    """(train, valid): the latest third of the dataset's cutoffs (at least one) validate,
+    the earlier ones train (:func:`split_by_cutoff`, purged; a plain split when purging
+    would leave no training rows)."""
+    kept = np.unique(dataset.cutoffs)
+    n_valid = max(1, round(len(kept) / 3))
+    valid_from = datetime.fromtimestamp(int(kept[-n_valid]), UTC)
+    train_set, valid_set = split_by_cutoff(dataset, valid_from)
+    if len(train_set) == 0:  # too few cutoffs for a purged split: fall back to a plain one
+        train_set, valid_set = split_by_cutoff(dataset, valid_from, purge=False)
+    return train_set, valid_set
 
-    feature_names: tuple[str, ...]
-    coef: tuple[float, ...]
-    intercept: float
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-    transform: str
-    train_base_rate: float
+
+@dataclass(frozen=True)
+class LinearFit(LinearModel):
+    """A fitted, standardised logistic regression: a :class:`LinearModel` whose version and
+    band cut-offs are provisional until :meth:`model` names them (it scores the same)."""
+
+    train_base_rate: float = 0.0
 
     def model(
         self, version: str, bands: BandCutoffs, metadata: dict[str, Any] | None = None
     ) -> LinearModel:
-        return LinearModel(
-            version=version,
-            feature_names=self.feature_names,
-            coef=self.coef,
-            intercept=self.intercept,
-            mean=self.mean,
-            scale=self.scale,
-            lower=self.lower,
-            upper=self.upper,
-            bands=bands,
-            metadata=dict(metadata or {}),
-            transform=self.transform,
-        )
-
-    def score_many(self, X: np.ndarray) -> np.ndarray:
-        """Scores before band cut-offs exist (the same arithmetic as the model)."""
-        return self.model("provisional", BandCutoffs(medium=0.5, high=0.5)).score_many(X)
+        """The registrable model: these parameters under ``version`` and ``bands``."""
+        parameters = {f.name: getattr(self, f.name) for f in fields(LinearModel)}
+        parameters.update(version=version, bands=bands, metadata=dict(metadata or {}))
+        return LinearModel(**parameters)
 
 
 def fit_linear(
@@ -147,6 +140,8 @@ def fit_linear(
         coef, intercept = estimator.coef_[0], float(estimator.intercept_[0])
     prior = float(np.mean(y))
     return LinearFit(
+        version="provisional",
+        bands=BandCutoffs(medium=0.5, high=0.5),
         feature_names=tuple(feature_names),
         coef=tuple(float(c) for c in coef),
         intercept=intercept + float(np.log(prior / (1.0 - prior))),
@@ -315,11 +310,7 @@ def simulation_run(
             f"only {len(kept)} uncensored weekly cutoff(s) between day {first_cutoff_day} and "
             f"day {days} with a {horizon_days}-day horizon: simulate more days"
         )
-    n_valid = max(1, round(len(kept) / 3))
-    valid_from = datetime.fromtimestamp(int(kept[-n_valid]), UTC)
-    train_set, valid_set = split_by_cutoff(dataset, valid_from)
-    if len(train_set) == 0:  # too few cutoffs for a purged split: fall back to a plain one
-        train_set, valid_set = split_by_cutoff(dataset, valid_from, purge=False)
+    train_set, valid_set = split_latest_cutoffs(dataset)
     say(f"training on {len(train_set):,} rows, validating on {len(valid_set):,}")
     model, metrics = train_bootstrap(train_set, valid_set, version=version)
     say("measuring retention targeting on the validation cutoffs")
@@ -358,27 +349,18 @@ def simulation_run(
     )
 
 
-def bootstrap_from_simulation(
-    customers: int = 2000,
-    days: int = 90,
-    seed: int = 7,
-    horizon_days: int = 14,
-    *,
-    label: LabelKind = "cancellation_or_inactivity",
-    first_cutoff_day: int = 28,
-    version: str | None = None,
-    progress: Progress | None = None,
-) -> tuple[LinearModel, dict[str, Any], pd.DataFrame]:
-    """:func:`simulation_run`, returning the model, its validation metrics and its drift
-    reference sample."""
-    run = simulation_run(
-        customers,
-        days,
-        seed,
-        horizon_days,
-        label=label,
-        first_cutoff_day=first_cutoff_day,
-        version=version,
-        progress=progress,
-    )
-    return run.model, run.metrics, run.reference
+def _model_metrics_reference(
+    make_run: Callable[P, TrainingRun],
+) -> Callable[P, tuple[LinearModel, dict[str, Any], pd.DataFrame]]:
+    def model_metrics_reference(
+        *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[LinearModel, dict[str, Any], pd.DataFrame]:
+        run = make_run(*args, **kwargs)
+        return run.model, run.metrics, run.reference
+
+    return model_metrics_reference
+
+
+bootstrap_from_simulation = _model_metrics_reference(simulation_run)
+bootstrap_from_simulation.__doc__ = """:func:`simulation_run` (same arguments), returning the
+model, its validation metrics and its drift reference sample."""

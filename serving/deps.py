@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from core.keys import Keys
-from core.model import LinearModel
+from core.model import Scorer
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
@@ -55,7 +55,7 @@ async def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-async def get_champion(state: StateDep) -> LinearModel:
+async def get_champion(state: StateDep) -> Scorer:
     """The champion model, or 503 when none is loaded."""
     model = state.watcher.model
     if model is None:
@@ -65,7 +65,7 @@ async def get_champion(state: StateDep) -> LinearModel:
     return model
 
 
-ChampionDep = Annotated[LinearModel, Depends(get_champion)]
+ChampionDep = Annotated[Scorer, Depends(get_champion)]
 
 # auto_error=False: a missing key is answered by _check_key (401) with our own wording.
 _api_key_header = APIKeyHeader(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from core import metrics
-from core.model import LinearModel
+from core.model import Scorer
 from core.risk import RiskAssessment, assess_stored
 from core.store import FeatureStore, decode_for_reading
 
@@ -44,13 +44,13 @@ class RiskBatcher:
         self.max_batch = max_batch
         self.threaded_from = threaded_from
         self.clock = clock
-        self._pending: dict[int, tuple[LinearModel | None, list[_Pending]]] = {}
+        self._pending: dict[int, tuple[Scorer | None, list[_Pending]]] = {}
         self._running: asyncio.Task[None] | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="risk-reads")
         self.batches = 0  # batches run, for tests and metrics
         self.largest_batch = 0
 
-    async def assess(self, customer_id: str, model: LinearModel | None) -> RiskAssessment | None:
+    async def assess(self, customer_id: str, model: Scorer | None) -> RiskAssessment | None:
         """The customer's live assessment (None when never seen), computed with ``model``
         at the time its batch is answered."""
         loop = asyncio.get_running_loop()
@@ -76,7 +76,7 @@ class RiskBatcher:
         finally:
             self._running = None
 
-    async def _answer(self, model: LinearModel | None, waiting: list[_Pending]) -> None:
+    async def _answer(self, model: Scorer | None, waiting: list[_Pending]) -> None:
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(waiting))
         metrics.API_RISK_BATCH_SIZE.observe(len(waiting))

@@ -32,7 +32,7 @@ from core.archive import ArchivedEvent, SegmentLog
 from core.dlq import DeadLetter
 from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
-from core.model import LinearModel
+from core.model import Scorer
 from core.producer import EventProducer
 from core.redis_client import REDIS_ERRORS
 from core.scores import BandChange, Score, encode_band_change
@@ -44,7 +44,7 @@ from core.topics import Topics
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
-ModelSource = Callable[[], LinearModel | None]
+ModelSource = Callable[[], Scorer | None]
 
 
 class FencesWentBack(RuntimeError):
@@ -387,7 +387,7 @@ class BatchProcessor:
 
 
 def score_customers(
-    model: LinearModel,
+    model: Scorer,
     customers: Sequence[StoredCustomer],
     now: float,
     trigger: str = "event",
@@ -425,7 +425,7 @@ def score_customers(
     return scores, changes
 
 
-def _valuation(model: LinearModel, settings: Settings | None = None) -> Valuation:
+def _valuation(model: Scorer, settings: Settings | None = None) -> Valuation:
     return Valuation.from_settings(settings or get_settings(), model.metadata)
 
 

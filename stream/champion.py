@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from core import metrics
 from core.champion import ChampionFollower
-from core.model import LinearModel
+from core.model import Scorer
 from core.registry import ModelRegistry
 
 
@@ -26,7 +26,7 @@ class ChampionWatcher(ChampionFollower):
         self.clock = clock
         self._checked_at = float("-inf")
 
-    def __call__(self) -> LinearModel | None:
+    def __call__(self) -> Scorer | None:
         if self.clock() - self._checked_at >= self.check_seconds:
             self._checked_at = self.clock()
             self.refresh()

@@ -6,7 +6,7 @@ import logging
 
 from confluent_kafka import KafkaException
 
-from core.model import LinearModel
+from core.model import Scorer
 from core.producer import EventProducer
 from core.scores import encode_band_change
 from core.store import FeatureStore
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def rescore_stale_customers(
     store: FeatureStore,
-    model: LinearModel,
+    model: Scorer,
     producer: EventProducer,
     topics: Topics,
     now: float,

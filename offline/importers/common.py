@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import numpy as np
@@ -138,12 +137,7 @@ class RejectWriter:
     def __enter__(self) -> RejectWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self._open()  # a clean run leaves a reject file, empty when nothing was rejected
         if self._handle is not None:
@@ -168,19 +162,13 @@ class RejectWriter:
         records: Iterable[Mapping[str, Any]],
     ) -> None:
         """Write many rejects at once (the fast path for vectorised importers)."""
-        handle = self._open()
-        if handle is None:
+        if self._open() is None:
             return
-        chunk = bytearray()
-        for line, reason, detail, record in zip(lines, reasons, details, records, strict=False):
-            chunk += orjson.dumps(
-                {"line": int(line), "reason": reason, "detail": detail, "record": record},
-                default=_json_default,
-                option=orjson.OPT_SERIALIZE_NUMPY,
-            )
-            chunk += b"\n"
-            self.written += 1
-        handle.write(chunk)
+        encoded = [
+            orjson.dumps(record, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+            for record in records
+        ]
+        self.write_encoded(lines, reasons, details, encoded)
 
     def write_encoded(
         self,

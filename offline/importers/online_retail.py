@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from core.events import (
     EARLIEST_EVENT_TIME,
@@ -65,12 +64,11 @@ from core.events import (
     RefundPayload,
 )
 from offline.importers.common import ImportFormatError, ImportReport, RejectWriter
+from offline.importers.online_retail_columns import ARROW_TEXT, normalise, text_column
 
 FORMAT = "online-retail"
 DEFAULT_TIMEZONE = "Europe/London"
 MAX_IDENTIFIER = 128
-MAX_DESCRIPTION = 1024
-ARROW_TEXT = "string[pyarrow]"  # text columns use pyarrow's vectorised string functions
 
 # Canonical column -> the name in each layout.
 LAYOUTS: dict[str, dict[str, str]] = {
@@ -196,7 +194,7 @@ def import_online_retail(
     layout = LAYOUTS[layout_name]
     # 1-based line numbers: a CSV's header is line 1; a Parquet file's rows count from 1.
     lines = np.arange(len(raw), dtype=np.int64) + (2 if kind == "csv" else 1)
-    rows = _normalise(raw, layout, timezone)
+    rows = normalise(raw, layout, timezone)
 
     reason = _reasons(rows)
     report = ImportReport(source=str(path), format=FORMAT, rows_read=len(raw))
@@ -216,111 +214,6 @@ def import_online_retail(
         report.first_event, report.last_event = events[0].event_time, events[-1].event_time
     report.seconds = time.perf_counter() - started
     return events, report
-
-
-# --- normalisation -------------------------------------------------------------------------
-
-
-def _as_text(column: pd.Series) -> pd.Series:
-    """The column as pyarrow-backed text (a cheap cast for Arrow strings)."""
-    dtype = column.dtype
-    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_large_string(dtype.pyarrow_dtype):
-        array = column.array.__arrow_array__().cast(pa.string())
-        return pd.Series(pd.arrays.ArrowStringArray(array), index=column.index)
-    return column.astype(ARROW_TEXT)
-
-
-def _text(column: pd.Series) -> pd.Series:
-    """Stripped text (pyarrow-backed), missing (``<NA>``) where absent or empty."""
-    text = _as_text(column).str.strip()
-    return text.where(text != "")
-
-
-def _numbers(column: pd.Series) -> pd.Series:
-    """The column as float64, NaN where missing or not a number."""
-    return pd.to_numeric(column, errors="coerce").astype(np.float64)
-
-
-def _customer_ids(column: pd.Series) -> pd.Series:
-    """Customer ids as text: whole numbers lose their ``.0`` (``17850.0`` -> ``17850``)."""
-    numbers = _numbers(column)
-    whole = numbers.notna() & np.isfinite(numbers) & (numbers == np.floor(numbers))
-    as_int = numbers[whole].astype(np.int64).astype(str).astype(ARROW_TEXT)
-    if whole.all():
-        return as_int
-    text = _text(column)
-    text[whole] = as_int
-    return text
-
-
-def _dates(column: pd.Series, timezone: str) -> pd.Series:
-    """Naive UTC timestamps (NaT where unreadable). Text is ISO or US style, local to
-    ``timezone``; typed times without a zone are local to it too."""
-    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_timestamp(
-        column.dtype.pyarrow_dtype
-    ):
-        column = pd.Series(pd.to_datetime(column.to_numpy()), index=column.index)
-    if pd.api.types.is_datetime64_any_dtype(column):
-        local = pd.Series(column)
-    else:
-        text = _as_text(column).str.strip()
-        local = pd.to_datetime(text, format="ISO8601", errors="coerce")
-        retry = local.isna() & text.notna()
-        if retry.any():
-            local[retry] = pd.to_datetime(text[retry], format="%m/%d/%Y %H:%M", errors="coerce")
-    if local.dt.tz is None:
-        # An hour that happens twice (autumn clock change) is read as the first one.
-        local = local.dt.tz_localize(
-            timezone, ambiguous=np.ones(len(local), dtype=bool), nonexistent="shift_forward"
-        )
-    return local.dt.tz_convert("UTC").dt.tz_localize(None)
-
-
-def _descriptions(column: pd.Series | None, n: int) -> tuple[pd.Series, int]:
-    """Trimmed descriptions with mojibake repaired ('Â£' -> '£'), '' where missing, and how
-    many were repaired."""
-    if column is None:
-        return pd.Series([""] * n, dtype=ARROW_TEXT), 0
-    text = _as_text(column).fillna("").str.strip()
-    broken = text.str.contains("Ã|Â", regex=True)
-    repaired = 0
-    if broken.any():
-        fixed = text[broken].map(_repair_mojibake).astype(ARROW_TEXT)
-        repaired = int((fixed != text[broken]).sum())
-        text[broken] = fixed
-    return text.str.slice(0, MAX_DESCRIPTION), repaired
-
-
-def _repair_mojibake(text: str) -> str:
-    """UTF-8 read as Latin-1, undone; text that is not such a case is returned unchanged.
-
-    >>> _repair_mojibake("Gift Voucher Â£40.00"), _repair_mojibake("Â plain")
-    ('Gift Voucher £40.00', 'Â plain')
-    """
-    try:
-        return text.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return text
-
-
-def _normalise(raw: pd.DataFrame, layout: dict[str, str], timezone: str) -> pd.DataFrame:
-    """The columns the importer uses, typed: text (pyarrow), quantity and price (float64,
-    NaN where unreadable), time (naive UTC)."""
-    n = len(raw)
-    description, repaired = _descriptions(raw.get(layout["description"]), n)
-    rows = pd.DataFrame(
-        {
-            "invoice": _text(raw[layout["invoice"]]),
-            "stock_code": _text(raw[layout["stock_code"]]),
-            "customer": _customer_ids(raw[layout["customer"]]),
-            "time": _dates(raw[layout["invoice_date"]], timezone),
-            "quantity": _numbers(raw[layout["quantity"]]),
-            "price": _numbers(raw[layout["unit_price"]]),
-            "description": description,
-        }
-    )
-    rows.attrs["descriptions_repaired"] = repaired
-    return rows
 
 
 # --- cleaning ------------------------------------------------------------------------------
@@ -390,7 +283,9 @@ def _facts(raw: pd.DataFrame, rows: pd.DataFrame, layout_name: str) -> dict[str,
     description_column = LAYOUTS[layout_name]["description"]
     country_column = LAYOUTS[layout_name]["country"]
     missing_description = (
-        int(_text(raw[description_column]).isna().sum()) if description_column in raw else len(raw)
+        int(text_column(raw[description_column]).isna().sum())
+        if description_column in raw
+        else len(raw)
     )
     quantity = rows["quantity"]
     facts: dict[str, Any] = {
@@ -405,7 +300,7 @@ def _facts(raw: pd.DataFrame, rows: pd.DataFrame, layout_name: str) -> dict[str,
         "quantity_sum": int(quantity[np.isfinite(quantity)].sum()),
     }
     if country_column in raw:
-        facts["countries"] = int(_text(raw[country_column]).nunique())
+        facts["countries"] = int(text_column(raw[country_column]).nunique())
     return facts
 
 
@@ -462,26 +357,15 @@ def _events(kept: pd.DataFrame) -> list[Event]:
         ]  # fmt: skip
         event_id = f"online-retail:{number}:{who}"
         total = round(float(amount[group]), 2)
-        if bool(negative[start]):  # the sign rule left refunds all negative, sales all positive
-            events.append(
-                Refund(
-                    event_id=event_id,
-                    customer_id=who,
-                    event_time=when[group],
-                    payload=RefundPayload(
-                        order_id=number, amount=total, quantity=int(items[group]), lines=lines
-                    ),
-                )
-            )
-        else:
-            events.append(
-                Purchase(
-                    event_id=event_id,
-                    customer_id=who,
-                    event_time=when[group],
-                    payload=PurchasePayload(
-                        order_id=number, amount=total, quantity=int(items[group]), lines=lines
-                    ),
-                )
-            )
+        # the sign rule left refunds all negative, sales all positive
+        refund = bool(negative[start])
+        event_type, payload_type = (
+            (Refund, RefundPayload) if refund else (Purchase, PurchasePayload)
+        )
+        payload = payload_type(
+            order_id=number, amount=total, quantity=int(items[group]), lines=lines
+        )
+        events.append(
+            event_type(event_id=event_id, customer_id=who, event_time=when[group], payload=payload)
+        )
     return events

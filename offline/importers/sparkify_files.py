@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,20 +39,13 @@ class Reject:
 
     file: str
     line: int
-    reason: str
     code: str
     field: str | None
+    reason: str
     raw: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "code": self.code,
-            "field": self.field,
-            "reason": self.reason,
-            "raw": self.raw,
-        }
+        return asdict(self)
 
     def __str__(self) -> str:
         what = f"field '{self.field}': " if self.field else ""
@@ -156,7 +149,7 @@ def import_sparkify(
                 except RowRejected as exc:
                     report.rejects_by_code[exc.code] += 1
                     text = line[:_MAX_RAW_IN_REJECT].decode("utf-8", errors="replace")
-                    reject(Reject(str(path), number, exc.reason, exc.code, exc.field, text))
+                    reject(Reject(str(path), number, exc.code, exc.field, exc.reason, text))
                     continue
                 flush(converter.ready())
                 if on_progress is not None and number % 4096 == 0:

@@ -102,17 +102,30 @@ class InvalidLog:
 
 
 @dataclass
-class ReplayStats:
-    """This session's counts. ``read`` events came out of the sources; each was ``sent``,
-    ``filtered`` out, or skipped as ``already_delivered`` (found in Kafka on resume)."""
+class EventTally:
+    """Events counted by type, and the earliest and latest event time (UTC; ``None``
+    before the first event)."""
+
+    by_type: Counter[str] = field(default_factory=Counter)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def count(self, event_type: str, at: datetime) -> None:
+        self.by_type[event_type] += 1
+        self.first = at if self.first is None or at < self.first else self.first
+        self.last = at if self.last is None or at > self.last else self.last
+
+
+@dataclass
+class ReplayStats(EventTally):
+    """This session's counts. ``read`` events came out of the sources; each was ``sent``
+    (tallied by type and time), ``filtered`` out, or skipped as ``already_delivered``
+    (found in Kafka on resume)."""
 
     read: int = 0
     sent: int = 0
     filtered: int = 0
     already_delivered: int = 0
-    by_type: Counter[str] = field(default_factory=Counter)
-    first: datetime | None = None
-    last: datetime | None = None
     interrupted: bool = False
     seconds: float = 0.0
 

@@ -13,13 +13,21 @@ from rich.console import Console
 from rich.table import Table
 
 from offline.replay.checkpoint import Checkpoint
-from offline.replay.engine import ArchiveSink, InvalidLog, KafkaSink, ReplayStats
+from offline.replay.engine import ArchiveSink, EventTally, InvalidLog, KafkaSink, ReplayStats
 from offline.replay.ordering import Plan
 from offline.replay.validate import DryRunReport
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _tally_fields(tally: EventTally) -> dict[str, Any]:
+    return {
+        "events_by_type": dict(tally.by_type.most_common()),
+        "first_event_time": _iso(tally.first),
+        "last_event_time": _iso(tally.last),
+    }
 
 
 def _span(first: datetime | None, last: datetime | None) -> str:
@@ -77,9 +85,7 @@ def print_replay(
         "already_delivered": stats.already_delivered,
         "invalid": invalid.count,
         "invalid_by_code": dict(invalid.by_code),
-        "events_by_type": dict(stats.by_type.most_common()),
-        "first_event_time": _iso(stats.first),
-        "last_event_time": _iso(stats.last),
+        **_tally_fields(stats),
         "seconds": round(stats.seconds, 3),
         "events_per_second": round(rate),
         "delivered_total": state.delivered,
@@ -156,9 +162,7 @@ def print_dry_run(
                     "invalid": invalid.count,
                     "invalid_by_code": dict(invalid.by_code),
                     "invalid_examples": invalid.shown,
-                    "events_by_type": dict(report.by_type.most_common()),
-                    "first_event_time": _iso(report.first),
-                    "last_event_time": _iso(report.last),
+                    **_tally_fields(report),
                     "out_of_order": {str(k): v for k, v in report.out_of_order.items()},
                     "skipped_files": [str(p) for p in skipped],
                 }

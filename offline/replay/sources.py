@@ -155,13 +155,10 @@ def read_jsonl(
     validator: EventValidator,
     on_invalid: InvalidHandler,
     start: Position = START,
-    ordered: bool = False,
 ) -> Iterator[Item]:
-    """Valid events of a JSON-lines file from ``start``, with their positions. With
-    ``ordered``, an event earlier than the one before raises :class:`ReplayInputError`."""
+    """Valid events of a JSON-lines file from ``start``, with their positions."""
     offset, number = start
     name = str(file.path)
-    latest = _NEVER
     with _open_jsonl(file.path) as stream:
         if offset:
             stream.seek(offset)
@@ -178,10 +175,6 @@ def read_jsonl(
                 if line.strip():
                     on_invalid(name, exc.at_line(number))
                 continue
-            if ordered:
-                if event.event_time < latest:
-                    raise _out_of_order(file, number)
-                latest = event.event_time
             yield (event.event_time, source, offset, number, event)
 
 
@@ -247,11 +240,9 @@ def read_parquet(
     validator: EventValidator,
     on_invalid: InvalidHandler,
     start: Position = START,
-    ordered: bool = False,
 ) -> Iterator[Item]:
     """Valid events of an archive-layout Parquet file (or segment) from row ``start[0]``."""
     name = str(file.path)
-    latest = _NEVER
     first_row = start[0]
     for row, values in _event_batches(file, first_row):
         now = datetime.now(UTC)
@@ -265,10 +256,6 @@ def read_parquet(
             except EventValidationError as exc:
                 on_invalid(name, exc.at_line(number))
                 continue
-            if ordered:
-                if event.event_time < latest:
-                    raise _out_of_order(file, number)
-                latest = event.event_time
             yield (event.event_time, source, number, number, event)
 
 
@@ -280,8 +267,20 @@ def read_events(
     start: Position = START,
     ordered: bool = False,
 ) -> Iterator[Item]:
+    """Valid events of ``file`` (any format) from ``start``, with their positions. With
+    ``ordered``, an event earlier than the one before raises :class:`ReplayInputError`."""
     reader = read_jsonl if file.format == "jsonl" else read_parquet
-    return reader(file, source, validator, on_invalid, start, ordered)
+    items = reader(file, source, validator, on_invalid, start)
+    return _in_order(file, items) if ordered else items
+
+
+def _in_order(file: InputFile, items: Iterator[Item]) -> Iterator[Item]:
+    latest = _NEVER
+    for item in items:
+        if item[0] < latest:
+            raise _out_of_order(file, item[3])
+        latest = item[0]
+        yield item
 
 
 # --- the quick scan --------------------------------------------------------------------------

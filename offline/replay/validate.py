@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from core.events import EventValidator
-from offline.replay.engine import InvalidLog, ReplayFilters
+from offline.replay.engine import EventTally, InvalidLog, ReplayFilters
 from offline.replay.sources import InputFile, read_events
 
 
 @dataclass
-class DryRunReport:
-    """What a replay of these inputs would send. ``out_of_order`` maps each file whose
-    times go backwards to the first line (or row) where they do: replay sorts those."""
+class DryRunReport(EventTally):
+    """What a replay of these inputs would send (the ``matching`` events tallied by type
+    and time). ``out_of_order`` maps each file whose times go backwards to the first line
+    (or row) where they do: replay sorts those."""
 
     files: int = 0
     events: int = 0
     matching: int = 0
-    by_type: Counter[str] = field(default_factory=Counter)
-    first: datetime | None = None
-    last: datetime | None = None
     out_of_order: dict[Path, int] = field(default_factory=dict)
 
 
@@ -46,9 +43,7 @@ def dry_run(
             if filters.active and not filters.accepts(event):
                 continue
             report.matching += 1
-            report.by_type[event.type] += 1
-            report.first = at if report.first is None or at < report.first else report.first
-            report.last = at if report.last is None or at > report.last else report.last
+            report.count(event.type, at)
             if on_progress is not None and not report.events % 4096:
                 on_progress(report.events)
     if on_progress is not None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Path, Query, Response
 
 from core import leaderboard
-from core.model import LinearModel
+from core.model import Scorer
 from core.store import FeatureStore
 from core.targeting import Valuation, value_fields
 from serving.deps import ApiState, ChampionDep, StateDep
@@ -51,7 +51,7 @@ async def customer_risk(
 
 
 async def risk_answer(
-    state: ApiState, customer_id: str, model: LinearModel
+    state: ApiState, customer_id: str, model: Scorer
 ) -> tuple[int, dict[str, Any]]:
     """The status and JSON content of ``GET /customers/{id}/risk``: 200 with the
     assessment, or 404.

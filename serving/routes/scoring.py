@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Response
 
-from core.model import LinearModel
+from core.model import Scorer
 from core.risk import top_contributions
 from serving.deps import ChampionDep, StateDep
 from serving.routes import (
@@ -48,7 +48,7 @@ def _quoted(names: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def feature_problems(model: LinearModel, features: Mapping[str, float]) -> list[tuple[str, str]]:
+def feature_problems(model: Scorer, features: Mapping[str, float]) -> list[tuple[str, str]]:
     """(message, type) for each way ``features`` differs from the model's feature names."""
     problems = []
     missing = [name for name in model.feature_names if name not in features]
