@@ -179,7 +179,7 @@ def challenger_command(
     """
     from core.registry import RegistryError
     from core.settings import get_settings
-    from offline.challenger import update_from_archive
+    from offline.challenger import register_challenger, update_from_archive
 
     registry = _registry()
     try:
@@ -192,16 +192,10 @@ def challenger_command(
     summary = state.summary()
     summary["learned_now"] = len(results)
     if register:
-        pointer = registry.champion()
-        champion = registry.load(pointer.version)
-        from offline.train import new_version
-
-        model = state.to_linear_model(new_version(), champion.bands)
-        metrics = {"roc_auc": summary["challenger_roc_auc"], "prequential": True}
-        manifest = registry.register(
-            model, metrics, {"source": "online challenger", **model.metadata}
-        )
-        summary["registered"] = manifest.version
+        try:
+            summary["registered"] = register_challenger(registry, state)
+        except (RegistryError, ValueError) as exc:
+            raise fail(str(exc)) from None
     if json_output:
         typer.echo(json.dumps(summary, sort_keys=True))
         return
