@@ -45,10 +45,11 @@ FAULTS_SIZE ?= full
 faults: setup  ## Fault suite: worker kills, Redis/Kafka restarts, bad events; asserts exactness (FAULTS_SIZE=full|reduced)
 	$(BIN)/python -m bench.faults --size $(FAULTS_SIZE) $(FAULTS_ARGS)
 
-lint: python-env  ## ruff (lint + format check) and mypy
+lint: python-env  ## ruff (lint + format check), mypy and the layering contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: python-env  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -155,11 +155,12 @@ class ApiServer:
 
 
 def api_command(port: int) -> list[str]:
-    """``churnstream api`` (its ``serving.cli.api`` directly while the top-level CLI does
-    not list it yet), else uvicorn with the options ``churnstream api`` uses."""
+    """``churnstream api`` (the ``serving.cli.api`` of older trees directly while their
+    top-level CLI does not list it yet), else uvicorn with the options ``churnstream api``
+    uses."""
     where = ["--host", "127.0.0.1", "--port", str(port)]
     cli = REPO_ROOT / "churnstream" / "cli.py"
-    if cli.exists() and "serving" in cli.read_text():
+    if cli.exists() and '"api"' in cli.read_text():
         return [sys.executable, "-c", "from churnstream.cli import main; main()", "api", *where]
     if (REPO_ROOT / "serving" / "cli.py").exists():
         run_api = "import typer; from serving.cli import api; typer.run(api)"

@@ -5,7 +5,7 @@ topic on the same broker, with the same client settings (idempotent, acks=all, l
 
 * ``producer_raw_eps`` — a bare ``Producer.produce(topic, line)`` loop: no parsing, no
   validation, no key. The ceiling for a Python producer on this machine.
-* ``producer_eps`` — :func:`churnstream.produce.produce_lines` with an
+* ``producer_eps`` — :func:`core.jsonl_producer.produce_lines` with an
   :class:`~core.producer.EventProducer`: each line validated against the contract,
   re-encoded canonically, routed by type and keyed by customer id, delivery reports counted.
 
@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from bench.common import DATA_DIR, services, write_result
-from churnstream.produce import produce_lines
+from core.jsonl_producer import produce_lines
 from core.kafka_client import client_config, ensure_topics
 from core.producer import PRODUCER_DEFAULTS, EventProducer
 from core.settings import Settings

@@ -1,27 +1,32 @@
-"""The ``churnstream`` command: one root app on which every sub-command is mounted."""
+"""The ``churnstream`` command: one root app on which every sub-command is mounted.
+
+The commands live in :mod:`churnstream.commands` (one module each); the local stack's in
+:mod:`churnstream.infra.cli` and :mod:`churnstream.demo`.
+"""
 
 from __future__ import annotations
 
 import typer
 
-from churnstream.archive import archive_app
+from churnstream.commands.api_command import api_command
+from churnstream.commands.archive_command import archive_app
+from churnstream.commands.drift_command import drift_command
+from churnstream.commands.import_command import import_app
+from churnstream.commands.models_command import models_app
+from churnstream.commands.monitor_command import monitor_command
+from churnstream.commands.produce_command import produce_command
+from churnstream.commands.replay_command import replay_command
+from churnstream.commands.retrain_command import retrain_command
+from churnstream.commands.risk_command import risk_command
+from churnstream.commands.schema_command import schema_app
+from churnstream.commands.simulate_command import simulate_command
+from churnstream.commands.targets_command import targets_command
+from churnstream.commands.train_command import train_command
+from churnstream.commands.verify_command import verify_command
+from churnstream.commands.worker_command import worker_command
 from churnstream.demo import demo
-from churnstream.drift import drift
 from churnstream.help_text import ParagraphHelpGroup
 from churnstream.infra.cli import infra_app
-from churnstream.monitor import monitor, retrain_command
-from churnstream.produce import produce
-from churnstream.risk import risk
-from churnstream.schema import schema_app
-from churnstream.targets import targets
-from churnstream.verify import verify_command
-from offline.cli import simulate
-from offline.import_cli import import_app
-from offline.models_cli import models_app
-from offline.replay.cli import replay
-from offline.train_cli import train
-from serving.cli import api
-from stream.cli import worker
 
 app = typer.Typer(
     name="churnstream",
@@ -46,25 +51,25 @@ def _configure() -> None:
     configure_logging(get_settings())
 
 
-app.add_typer(infra_app, name="infra", help="Start, stop and inspect the local Kafka + Redis.")
-app.add_typer(schema_app, name="schema", help="The published JSON Schema of the events.")
-app.add_typer(import_app, name="import", help="Import your own data files as canonical events.")
-app.add_typer(models_app, name="models", help="The model registry: list, show, promote, roll back.")
-app.command("produce")(produce)
-app.command("simulate")(simulate)
-app.command("demo")(demo)
-app.command("worker")(worker)
-app.command("risk")(risk)
-app.command("targets")(targets)
-app.command("train")(train)
-app.command("api")(api)
-app.command("drift")(drift)
-app.command("monitor")(monitor)
-app.command("retrain")(retrain_command)
-app.command("replay")(replay)
-
-app.command("verify")(verify_command)
-app.add_typer(archive_app, name="archive", help="Look into the event archive and compact it.")
+# In the order `churnstream --help` lists them: commands, then groups.
+COMMANDS = {
+    "produce": produce_command, "simulate": simulate_command, "demo": demo,
+    "worker": worker_command, "risk": risk_command, "targets": targets_command,
+    "train": train_command, "api": api_command, "drift": drift_command,
+    "monitor": monitor_command, "retrain": retrain_command, "replay": replay_command,
+    "verify": verify_command,
+}  # fmt: skip
+GROUPS = {
+    "infra": (infra_app, "Start, stop and inspect the local Kafka + Redis."),
+    "schema": (schema_app, "The published JSON Schema of the events."),
+    "import": (import_app, "Import your own data files as canonical events."),
+    "models": (models_app, "The model registry: list, show, promote, roll back."),
+    "archive": (archive_app, "Look into the event archive and compact it."),
+}
+for name, command in COMMANDS.items():
+    app.command(name)(command)
+for name, (group, summary) in GROUPS.items():
+    app.add_typer(group, name=name, help=summary)
 
 
 def main() -> None:

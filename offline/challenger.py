@@ -313,3 +313,19 @@ def update_from_archive(
             prom.MONITOR_CHALLENGER_ROC_AUC.labels(model).set(value)
     prom.MONITOR_CHALLENGER_ROWS.set(summary["rows_learned"])
     return state, results
+
+
+def register_challenger(registry: ModelRegistry, state: OnlineChallenger) -> str:
+    """Register the challenger as a candidate model (the champion's bands, its running
+    ROC AUC as the metric, marked prequential); return the new version. It serves only once
+    promoted."""
+    from offline.train import new_version
+
+    pointer = registry.champion()
+    if pointer is None:
+        raise ValueError("there is no champion to take the risk bands from")
+    champion = registry.load(pointer.version)
+    model = state.to_linear_model(new_version(), champion.bands)
+    metrics = {"roc_auc": state.summary()["challenger_roc_auc"], "prequential": True}
+    manifest = registry.register(model, metrics, {"source": "online challenger", **model.metadata})
+    return manifest.version

@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     """The API for ``settings`` and ``api`` (default: read from the environment)."""
     settings = settings or get_settings()
     api = api or get_api_settings()
-    skip_unused_record_fields()  # uvicorn configures logging itself (serving.cli)
+    skip_unused_record_fields()  # uvicorn configures logging itself (churnstream api)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

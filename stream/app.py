@@ -187,29 +187,29 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     else:
         app.service(_batch_ingest_service(settings, runtime))
 
-    @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)
+    @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def rescore_silent_customers() -> None:
         try:
             runtime().rescore()
-        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # e.g. Redis restarting
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]  # e.g. Redis restarting
             log.warning("re-scoring silent customers failed; next tick retries error=%r", exc)
 
     if settings.archive_enabled:
 
-        @app.timer(interval=settings.archive_compact_seconds)
+        @app.timer(interval=settings.archive_compact_seconds)  # type: ignore[untyped-decorator]
         async def compact_archive() -> None:
             await runtime().compact_archive()
 
-    @app.timer(interval=settings.model_check_seconds)
+    @app.timer(interval=settings.model_check_seconds)  # type: ignore[untyped-decorator]
     async def check_champion_model() -> None:
         runtime().models.refresh()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
         if "runtime" in state:
             state["runtime"].processor.forget_partitions(tp.partition for tp in revoked)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget_assigned(sender: faust.App, assigned: set[TP], **_: Any) -> None:
         if "runtime" in state:  # state from an earlier assignment may be stale
             state["runtime"].processor.forget_partitions(tp.partition for tp in assigned)
@@ -245,7 +245,7 @@ def _add_faust_agent(
     async def apply_events(stream: faust.StreamT[bytes]) -> None:
         """Apply each micro-batch to Redis before its events are acknowledged."""
         within = settings.batch_within_ms / 1000
-        async for events in stream.take_events(settings.batch_size, within=within):
+        async for events in stream.take_events(settings.batch_size, within=within):  # type: ignore[attr-defined]
             messages = [
                 RawMessage(
                     topic=e.message.topic,

@@ -198,7 +198,7 @@ class BatchProcessor:
             try:
                 report = self._process_once(messages)
                 break
-            except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:
+            except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:  # type: ignore[misc]
                 retries += 1
                 metrics.WORKER_COMMIT_RETRIES.inc()
                 # Our in-memory state may be ahead of Redis now: reload on the next try.
@@ -249,8 +249,8 @@ class BatchProcessor:
         report.dead_letter_reasons = _count_codes(letters)
         report.scored = len(scores)
         report.band_changes = len(changes)
-        newest = [c.aggregates.last_event for c in touched]
-        report.newest_event_time = max(newest) if newest else None
+        event_times = [c.aggregates.last_event for c in touched]
+        report.newest_event_time = max(event_times) if event_times else None
         return report
 
     def _current_fences(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:

@@ -136,8 +136,8 @@ class BatchConsumer:
                     topic=m.topic(),  # type: ignore[arg-type]
                     partition=m.partition(),  # type: ignore[arg-type]
                     offset=m.offset(),  # type: ignore[arg-type]
-                    key=m.key(),  # type: ignore[arg-type]
-                    value=value if value is not None else b"",  # type: ignore[arg-type]
+                    key=m.key(),
+                    value=value if value is not None else b"",
                 )
             )
         return batch

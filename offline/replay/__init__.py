@@ -5,5 +5,6 @@
 * :mod:`.ordering`: the order guarantee, external sorting and the k-way merge;
 * :mod:`.checkpoint`: what was delivered, saved for ``--resume``;
 * :mod:`.engine`: the loop (filters, pacing, sinks, checkpoints);
-* :mod:`.validate`: ``--dry-run``; :mod:`.report`: the summaries; :mod:`.cli`: the command.
+* :mod:`.resume`: starting or continuing a replay; :mod:`.validate`: ``--dry-run``;
+  :mod:`.report`: the summaries. The command is :mod:`churnstream.commands.replay_command`.
 """

@@ -260,10 +260,10 @@ def test_subscribers_hear_about_promotions(
 
 
 def train_app() -> typer.Typer:
-    from offline.train_cli import train
+    from churnstream.commands.train_command import train_command
 
     app = typer.Typer()
-    app.command("train")(train)
+    app.command("train")(train_command)
     app.command("noop")(lambda: None)  # a second command keeps `train` a sub-command
     return app
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+import churnstream.commands
 from churnstream.cli import app
 from churnstream.help_text import as_paragraphs
 
@@ -89,3 +93,33 @@ def test_a_docstring_wrapped_in_the_source_would_be_caught() -> None:
 def test_list_items_and_no_rewrap_blocks_keep_their_lines() -> None:
     assert as_paragraphs("Modes:\n- fast\n- safe") == "Modes:\n- fast\n- safe"
     assert as_paragraphs("\b\nkeep\nthese") == "\b\nkeep\nthese"
+
+
+COMMANDS_DIR = Path(churnstream.commands.__file__).parent
+ROOT = COMMANDS_DIR.parents[1]
+APPS = ("core", "stream", "serving", "offline", "monitoring")
+
+
+def test_each_command_module_holds_the_mounted_command_it_is_named_for() -> None:
+    mounted = {info.callback for info in app.registered_commands}
+    groups = {info.typer_instance for info in app.registered_groups}
+    stems = sorted(path.stem for path in COMMANDS_DIR.glob("*_command.py"))
+    assert len(stems) >= 16
+    for stem in stems:
+        module = importlib.import_module(f"churnstream.commands.{stem}")
+        command = getattr(module, stem, None)
+        group = getattr(module, f"{stem.removesuffix('_command')}_app", None)
+        assert command in mounted or group in groups, stem
+
+
+def test_command_modules_share_no_name_with_another_module() -> None:
+    names = Counter(
+        path.stem for package in (*APPS, "churnstream") for path in (ROOT / package).rglob("*.py")
+    )
+    assert [p.stem for p in COMMANDS_DIR.glob("*.py") if names[p.stem] > 1] == ["__init__"]
+
+
+def test_the_apps_hold_no_command_modules() -> None:
+    modules = [path for package in APPS for path in (ROOT / package).rglob("*.py")]
+    assert any(path.name == "redis_client.py" for path in modules)
+    assert [path for path in modules if path.stem == "cli" or path.stem.endswith("_cli")] == []

@@ -15,8 +15,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from churnstream.commands.simulate_command import simulate_command
 from core.events import EVENT_CLASSES, Event, EventValidator
-from offline.cli import simulate as simulate_command
 from offline.simulator import (
     CustomerTruth,
     SimulationConfig,

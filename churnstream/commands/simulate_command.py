@@ -1,7 +1,6 @@
 """``churnstream simulate``: generate the simulator's events into a JSONL file, stdout or Kafka.
 
-The root CLI mounts :func:`simulate` with ``app.command("simulate")(simulate)``. Progress and
-the closing summary go to stderr, so stdout carries nothing but events.
+Progress and the closing summary go to stderr, so stdout carries nothing but events.
 """
 
 from __future__ import annotations
@@ -22,45 +21,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from churnstream.commands.shared import QuietOption, beside_output, flag, parse_time
+
 if TYPE_CHECKING:
     from core.events import Event
     from core.producer import EventProducer
     from offline import simulator as sim
 
 _PROGRESS_EVERY = 2048  # events between progress-bar refreshes
-
-
-def parse_start(text: str) -> datetime:
-    """An ISO 8601 date or datetime (``2026-01-01``, ``2026-01-01T06:00:00Z``, ``...+02:00``)
-    as an aware UTC datetime; without an offset it is taken as UTC.
-
-    >>> parse_start("2026-01-01").isoformat(), parse_start("2026-01-01T02:00+02:00").isoformat()
-    ('2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')
-    """
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO date or datetime (e.g. 2026-01-01 or 2026-01-01T00:00:00Z)"
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def default_truth_path(out: str | None) -> Path | None:
-    """``<out>.truth.csv`` when ``out`` is a regular file; ``None`` for stdout, no file, or a
-    special file such as ``/dev/null``.
-
-    >>> str(default_truth_path("data/events.jsonl")), default_truth_path("-")
-    ('data/events.jsonl.truth.csv', None)
-    """
-    if out is None or out == "-":
-        return None
-    path = Path(out)
-    if path.exists() and not path.is_file():
-        return None
-    return Path(f"{out}.truth.csv")
 
 
 @dataclass
@@ -76,7 +44,7 @@ class _Tally:
         return sum(self.by_type.values())
 
 
-def simulate(
+def simulate_command(
     customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 1000,
     days: Annotated[int, typer.Option(min=1, help="Number of simulated days.")] = 60,
     start: Annotated[
@@ -121,16 +89,10 @@ def simulate(
             help="Pace emission to this many events per second (default: as fast as possible).",
         ),
     ] = None,
-    kafka: Annotated[
-        bool,
-        typer.Option(
-            "--kafka",
-            help="Send the events to Kafka (settings from env), and to --out if given.",
-        ),
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
-    ] = False,
+    kafka: bool = flag(
+        "--kafka", help="Send the events to Kafka (settings from env), and to --out if given."
+    ),
+    quiet: QuietOption = False,
 ) -> None:
     """Simulate a music-streaming service whose customers churn: events plus ground truth.
 
@@ -140,14 +102,14 @@ def simulate(
 
     try:
         config = sim.SimulationConfig(
-            customers=customers, days=days, start=parse_start(start), seed=seed, drift_at=drift_at
+            customers=customers, days=days, start=parse_time(start), seed=seed, drift_at=drift_at
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if out is None and not kafka:
         out = "-"
     to_stdout = out == "-"
-    truth = truth or default_truth_path(out)
+    truth = truth or beside_output(out, ".truth.csv")
     err = Console(stderr=True)
 
     truths = sim.ground_truth(config)

@@ -26,8 +26,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from churnstream.commands.shared import QuietOption, fail, flag, parse_time
 from core.events import EventValidator
-from offline.cli import parse_start
 from offline.replay import report as summary
 from offline.replay.checkpoint import (
     Checkpoint,
@@ -46,8 +46,9 @@ from offline.replay.engine import (
     ReplayStats,
     run_replay,
 )
-from offline.replay.ordering import DEFAULT_SORT_BUFFER, merged, plan_replay
-from offline.replay.sources import START, ReplayInputError, discover
+from offline.replay.ordering import DEFAULT_SORT_BUFFER, Plan, merged
+from offline.replay.resume import discard_previous, new_replay, resumed_checkpoint
+from offline.replay.sources import InputFile, ReplayInputError, discover
 from offline.replay.validate import dry_run
 
 
@@ -86,7 +87,7 @@ def parse_customers(text: str | None) -> frozenset[str] | None:
     return customers
 
 
-def replay(
+def replay_command(
     paths: Annotated[
         list[Path],
         typer.Argument(
@@ -109,16 +110,10 @@ def replay(
         str | None,
         typer.Option(metavar="IDS|@FILE", help="Only these customers: c1,c2 or @file."),
     ] = None,
-    dry_run_only: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Validate every event and report; send nothing."),
-    ] = False,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Continue an interrupted replay of the same inputs and options."
-        ),
-    ] = False,
+    dry_run_only: bool = flag("--dry-run", help="Validate every event and report; send nothing."),
+    resume: bool = flag(
+        "--resume", help="Continue an interrupted replay of the same inputs and options."
+    ),
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -150,12 +145,8 @@ def replay(
             help="How often delivery is confirmed and the checkpoint written.",
         ),
     ] = 2.0,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
-    ] = False,
+    json_output: bool = flag("--json", help="Print the summary as one JSON object on stdout."),
+    quiet: QuietOption = False,
 ) -> None:
     """Replay recorded events into Kafka in event-time order (per customer, guaranteed).
 
@@ -171,8 +162,8 @@ def replay(
     err = Console(stderr=True, soft_wrap=True)
     show = not quiet and not json_output
     filters = ReplayFilters(
-        parse_start(from_) if from_ else None,
-        parse_start(to) if to else None,
+        parse_time(from_) if from_ else None,
+        parse_time(to) if to else None,
         parse_customers(customers),
     )
     if filters.start is not None and filters.end is not None and filters.start >= filters.end:
@@ -183,8 +174,7 @@ def replay(
     try:
         inputs, skipped = discover(paths)
     except ReplayInputError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     settings = get_settings()
     validator = EventValidator(
         settings.max_event_bytes, timedelta(seconds=settings.max_future_skew_seconds)
@@ -221,8 +211,7 @@ def replay(
                 path, pid, resume, inputs, skipped, validator, invalid, sort_buffer, err, show
             )
         except (CheckpointError, ReplayInputError) as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(exc, 2) from None
         if state.complete:
             err.print(
                 f"this replay completed at {state.updated_at}: {state.delivered:,} events "
@@ -237,12 +226,8 @@ def replay(
             try:
                 sink = _kafka_sink(settings)
             except KafkaException as exc:
-                err.print(
-                    f"[red]error:[/red] cannot use Kafka at {settings.kafka_bootstrap_servers}: "
-                    f"{exc}",
-                    highlight=False,
-                )
-                raise typer.Exit(2) from None
+                where = settings.kafka_bootstrap_servers
+                raise fail(f"cannot use Kafka at {where}: {exc}", 2) from None
             sinks.append(sink)
             if resume:
                 from core.kafka_client import client_config
@@ -278,16 +263,13 @@ def replay(
                 )
         except ReplayDeliveryError as exc:
             progress.stop()
-            err.print(
-                f"[red]error:[/red] {exc}. The checkpoint ({path}) stays before them; "
-                "run the same command with --resume to send what is missing.",
-                highlight=False,
-            )
-            raise typer.Exit(1) from None
+            raise fail(
+                f"{exc}. The checkpoint ({path}) stays before them; "
+                "run the same command with --resume to send what is missing."
+            ) from None
         except ReplayInputError as exc:
             progress.stop()
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(exc, 2) from None
         progress.stop()
         if state.complete and state.spill_dir:
             shutil.rmtree(state.spill_dir, ignore_errors=True)
@@ -304,57 +286,37 @@ def _start(
     path: Path,
     pid: str,
     resume: bool,
-    inputs: list[Any],
+    inputs: list[InputFile],
     skipped: list[Path],
     validator: EventValidator,
     invalid: InvalidLog,
     sort_buffer: int,
     err: Console,
     show: bool,
-) -> tuple[Checkpoint, list[Any], Any]:
+) -> tuple[Checkpoint, list[InputFile], Plan | None]:
     """The checkpoint to continue from, the sources to merge, and the plan (new runs)."""
     if resume:
-        if not path.exists():
-            raise CheckpointError(
-                f"no interrupted replay of these inputs and options ({path} does not "
-                "exist); run without --resume to start one"
-            )
-        state = Checkpoint.load(path)
-        if state.plan != pid:
-            raise CheckpointError(f"{path} belongs to a replay of other inputs or options")
+        state = resumed_checkpoint(path, pid)
         return state, state.source_files(), None
-    if path.exists():
-        try:
-            previous = Checkpoint.load(path)
-        except CheckpointError:
-            previous = None
-        if previous is not None and not previous.complete:
-            err.print(
-                f"an interrupted replay of these inputs was found ({previous.delivered:,} of "
-                f"{previous.total:,} events delivered); starting over. Use --resume to "
-                "continue it instead.",
-                highlight=False,
-            )
-        if previous is not None and previous.spill_dir:
-            shutil.rmtree(previous.spill_dir, ignore_errors=True)
-    spill_dir = path.with_name(f"{path.stem}.runs")
+    previous = discard_previous(path)
+    if previous is not None and not previous.complete:
+        err.print(
+            f"an interrupted replay of these inputs was found ({previous.delivered:,} of "
+            f"{previous.total:,} events delivered); starting over. Use --resume to "
+            "continue it instead.",
+            highlight=False,
+        )
     with err.status("planning") if show else nullcontext() as status:
-        plan = plan_replay(
+        state, plan = new_replay(
+            path,
+            pid,
             inputs,
-            spill_dir,
+            skipped,
             validator,
             invalid,
             sort_buffer=sort_buffer,
             on_status=status.update if status is not None else None,
-            skipped=skipped,
         )
-    state = Checkpoint(
-        plan=pid,
-        sources=[source.identity() for source in plan.sources],
-        positions=[START] * len(plan.sources),
-        total=plan.total,
-        spill_dir=str(spill_dir) if plan.sorted_inputs else None,
-    )
     return state, plan.sources, plan
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from churnstream.commands.shared import flag, parse_time
 
 if TYPE_CHECKING:
     from monitoring.drift import DriftOutcome
@@ -20,33 +21,9 @@ log = logging.getLogger(__name__)
 EXIT_SKIPPED = 3
 
 
-def parse_as_of(text: str | None) -> float | None:
-    """An ISO 8601 date or datetime (UTC unless it has an offset) as epoch seconds.
-
-    >>> parse_as_of("2026-03-01"), parse_as_of("2026-03-01T01:00:00+01:00"), parse_as_of(None)
-    (1772323200.0, 1772323200.0, None)
-    """
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO date or datetime (e.g. 2026-03-01T00:00:00Z)",
-            param_hint="--as-of",
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def drift(
-    once: Annotated[
-        bool, typer.Option("--once", help="Run one report and exit (default: keep running).")
-    ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print each result as one JSON object on stdout.")
-    ] = False,
+def drift_command(
+    once: bool = flag("--once", help="Run one report and exit (default: keep running)."),
+    json_output: bool = flag("--json", help="Print each result as one JSON object on stdout."),
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -70,7 +47,7 @@ def drift(
     from monitoring.drift import run_drift
 
     settings = get_settings()
-    as_of_s = parse_as_of(as_of)
+    as_of_s = parse_time(as_of, "--as-of").timestamp() if as_of is not None else None
     client = connect_redis(settings)
     err = Console(stderr=True)
     while True:

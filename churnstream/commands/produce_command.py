@@ -1,12 +1,9 @@
-"""``churnstream produce``: send JSON-lines events from a file or stdin to Kafka."""
+"""``churnstream produce``: send JSON-lines events from a file or stdin to Kafka (the
+sending is :func:`core.jsonl_producer.produce_lines`)."""
 
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -15,14 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from core.dlq import DeadLetter
-
 if TYPE_CHECKING:
-    from core.events import EventValidationError, TopicKind
+    from core.events import TopicKind
+    from core.jsonl_producer import ProduceReport
     from core.producer import EventProducer
-
-_SHOW_INVALID = 20  # invalid lines listed one by one; the rest are counted
-_CLOCK_EVERY = 10_000  # re-read the clock for the future-time check every N lines
 
 
 class TopicChoice(StrEnum):
@@ -30,71 +23,7 @@ class TopicChoice(StrEnum):
     transactions = "transactions"
 
 
-@dataclass
-class ProduceReport:
-    """What happened to each input line."""
-
-    lines: int = 0
-    sent: int = 0
-    invalid: list[EventValidationError] = field(default_factory=list)
-    invalid_by_code: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def invalid_count(self) -> int:
-        return sum(self.invalid_by_code.values())
-
-
-def produce_lines(
-    stream: BinaryIO,
-    producer: EventProducer,
-    kind: TopicKind | None,
-    *,
-    to_dlq: bool = False,
-    source_name: str = "",
-    on_progress: Callable[[int], object] | None = None,
-) -> ProduceReport:
-    """Validate and send every non-blank line; report invalid lines with their numbers.
-
-    An invalid line is skipped (or, with ``to_dlq``, written to the dead-letter topic with
-    its reason) and producing goes on with the next line.
-    """
-    from core.events import EventValidationError
-
-    report = ProduceReport()
-    now = datetime.now(UTC)
-    send_json = producer.send_json
-    for number, line in enumerate(stream, start=1):
-        if number % _CLOCK_EVERY == 0:
-            now = datetime.now(UTC)
-            if on_progress is not None:
-                on_progress(stream.tell() if stream.seekable() else number)
-        line = line.rstrip(b"\r\n")
-        if not line.strip():
-            continue
-        report.lines += 1
-        try:
-            send_json(line, kind, now)
-            report.sent += 1
-        except EventValidationError as exc:
-            error = exc.at_line(number)
-            report.invalid_by_code[error.code] += 1
-            if len(report.invalid) < _SHOW_INVALID:
-                report.invalid.append(error)
-            if to_dlq:
-                producer.send_dead_letter(
-                    DeadLetter(
-                        value=line,
-                        reason=error.reason,
-                        code=error.code,
-                        field=error.field,
-                        source_file=source_name,
-                        source_offset=number,
-                    )
-                )
-    return report
-
-
-def produce(
+def produce_command(
     file: str = typer.Argument(
         "-", help="JSON-lines file of events, one per line; '-' reads standard input."
     ),
@@ -119,6 +48,7 @@ def produce(
     (or dead-lettered with --to-dlq); every valid line is still sent. Exits 1 when any
     line was invalid or any event failed delivery.
     """
+    from core.jsonl_producer import produce_lines
     from core.producer import EventProducer
     from core.settings import get_settings
 

@@ -29,7 +29,7 @@ def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
     }
 
 
-def api(
+def api_command(
     host: str | None = typer.Option(None, "--host", help="Bind address (default: CHURN_API_HOST)."),
     port: int | None = typer.Option(None, "--port", help="Port (default: CHURN_API_PORT)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),

@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from churnstream.commands.shared import fail, flag, print_error
+
 models_app = typer.Typer(no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -28,24 +30,19 @@ def _registry() -> Any:
     return ModelRegistry(settings, connect_redis(settings))
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _auc(metrics: dict[str, Any]) -> str:
     value = metrics.get("roc_auc")
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
 @models_app.command("list")
-def list_models(json_output: JsonOption = False) -> None:
+def list_command(json_output: JsonOption = False) -> None:
     """Every registered model, oldest first, with its status and validation ROC AUC."""
     registry = _registry()
     manifests = registry.list()
     problem = registry.champion_state().problem
     if problem:  # on stderr: --json keeps its shape
-        Console(stderr=True).print(f"[red]error:[/red] {problem}", highlight=False)
+        print_error(problem)
     if json_output:
         typer.echo(json.dumps([asdict(m) for m in manifests], sort_keys=True, default=str))
         return
@@ -72,7 +69,7 @@ def list_models(json_output: JsonOption = False) -> None:
 
 
 @models_app.command("show")
-def show(
+def show_command(
     version: Annotated[
         str | None, typer.Argument(metavar="VERSION", help="Default: the champion.")
     ] = None,
@@ -85,14 +82,14 @@ def show(
     if version is None:
         pointer = registry.champion()
         if pointer is None:
-            raise _fail("there is no champion; name a version (see `churnstream models list`)")
+            raise fail("there is no champion; name a version (see `churnstream models list`)")
         version = pointer.version
     try:
         manifest = next((m for m in registry.list() if m.version == version), None)
         if manifest is None:
             manifest = registry.manifest(version)  # raises ModelNotFoundError
     except RegistryError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     card = registry.card_path(version)
     if json_output:
         document = asdict(manifest)
@@ -124,11 +121,9 @@ def show(
 
 
 @models_app.command("promote")
-def promote(
+def promote_command(
     version: Annotated[str, typer.Argument(help="The version to make champion.")],
-    force: Annotated[
-        bool, typer.Option("--force", help="Promote even if the gate refuses.")
-    ] = False,
+    force: bool = flag("--force", help="Promote even if the gate refuses."),
     min_gain: Annotated[
         float, typer.Option(min=0.0, help="ROC AUC the candidate must gain over the champion.")
     ] = 0.0,
@@ -146,16 +141,16 @@ def promote(
         if state.pointer is not None and state.problem is not None:
             decision = without_unloadable_champion(decision, state.pointer.version, state.problem)
         if not decision.passed and not force:
-            raise _fail(f"promotion refused: {decision.reason}")
+            raise fail(f"promotion refused: {decision.reason}")
         registry.promote(version)
     except RegistryError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     forced = " (forced)" if not decision.passed else ""
     typer.echo(f"champion    {version}{forced}\ngate        {decision.reason}")
 
 
 @models_app.command("rollback")
-def rollback() -> None:
+def rollback_command() -> None:
     """Restore the previous champion."""
     from core.registry import RegistryError
 
@@ -163,20 +158,17 @@ def rollback() -> None:
     try:
         restored = registry.rollback()
     except RegistryError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"champion    {restored} (rolled back)")
 
 
 @models_app.command("challenger")
-def challenger(
-    register: Annotated[
-        bool,
-        typer.Option(
-            "--register",
-            help="Also register the challenger as a candidate model (it serves only once "
-            "promoted: `churnstream models promote V`).",
-        ),
-    ] = False,
+def challenger_command(
+    register: bool = flag(
+        "--register",
+        help="Also register the challenger as a candidate model (it serves only once "
+        "promoted: `churnstream models promote V`).",
+    ),
     json_output: JsonOption = False,
 ) -> None:
     """The online (river) challenger: learn the archive's newly matured labels, in shadow.
@@ -187,29 +179,23 @@ def challenger(
     """
     from core.registry import RegistryError
     from core.settings import get_settings
-    from offline.challenger import update_from_archive
+    from offline.challenger import register_challenger, update_from_archive
 
     registry = _registry()
     try:
         updated = update_from_archive(get_settings(), registry)
     except (RegistryError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if updated is None:
-        raise _fail("nothing to learn from yet: it needs a champion and an event archive")
+        raise fail("nothing to learn from yet: it needs a champion and an event archive")
     state, results = updated
     summary = state.summary()
     summary["learned_now"] = len(results)
     if register:
-        pointer = registry.champion()
-        champion = registry.load(pointer.version)
-        from offline.train import new_version
-
-        model = state.to_linear_model(new_version(), champion.bands)
-        metrics = {"roc_auc": summary["challenger_roc_auc"], "prequential": True}
-        manifest = registry.register(
-            model, metrics, {"source": "online challenger", **model.metadata}
-        )
-        summary["registered"] = manifest.version
+        try:
+            summary["registered"] = register_challenger(registry, state)
+        except (RegistryError, ValueError) as exc:
+            raise fail(str(exc)) from None
     if json_output:
         typer.echo(json.dumps(summary, sort_keys=True))
         return

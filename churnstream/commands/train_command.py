@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from offline.cli import parse_start
+from churnstream.commands.shared import flag, parse_time
 
 if TYPE_CHECKING:  # the training stack (numpy, scikit-learn) loads only when training
     from collections.abc import Callable
@@ -33,10 +33,10 @@ DATA_SOURCES = ("online-retail",)
 def _valid_cutoffs(text: str | None) -> tuple[datetime, ...] | None:
     if not text:
         return None
-    return tuple(parse_start(part) for part in text.split(",") if part.strip())
+    return tuple(parse_time(part) for part in text.split(",") if part.strip())
 
 
-def train(
+def train_command(
     file: Annotated[
         Path | None,
         typer.Argument(metavar="FILE", help="With --data: the data file (CSV or Parquet)."),
@@ -47,10 +47,7 @@ def train(
             "--data", metavar="SOURCE", help="Train on real data: 'online-retail' (needs FILE)."
         ),
     ] = None,
-    bootstrap: Annotated[
-        bool,
-        typer.Option("--bootstrap", help="Fit a first model on simulator output instead."),
-    ] = False,
+    bootstrap: bool = flag("--bootstrap", help="Fit a first model on simulator output instead."),
     customers: Annotated[int, typer.Option(min=1, help="--bootstrap: simulated customers.")] = 2000,
     days: Annotated[int, typer.Option(min=1, help="--bootstrap: simulated days.")] = 90,
     seed: Annotated[int, typer.Option(help="--bootstrap: simulation seed.")] = 7,
@@ -93,19 +90,12 @@ def train(
             help="Promote the new model if it passes the gate (default) or leave it a candidate.",
         ),
     ] = True,
-    force: Annotated[
-        bool, typer.Option("--force", help="Promote even if the gate refuses.")
-    ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")
-    ] = False,
-    if_no_champion: Annotated[
-        bool,
-        typer.Option(
-            "--if-no-champion",
-            help="Do nothing when a champion model exists (for provisioning scripts).",
-        ),
-    ] = False,
+    force: bool = flag("--force", help="Promote even if the gate refuses."),
+    json_output: bool = flag("--json", help="Print the result as one JSON object on stdout."),
+    if_no_champion: bool = flag(
+        "--if-no-champion",
+        help="Do nothing when a champion model exists (for provisioning scripts).",
+    ),
 ) -> None:
     """Train a churn model, register it in CHURN_MODEL_DIR with its model card, and promote
     it if it beats the champion on the same validation window (or with --force).

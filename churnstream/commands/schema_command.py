@@ -12,7 +12,7 @@ schema_app = typer.Typer(no_args_is_help=True)
 
 
 @schema_app.command("export")
-def export(
+def export_command(
     out: Path = typer.Option(SCHEMA_DIR, "--out", help="Directory to write the schemas to."),
 ) -> None:
     """Write the JSON Schema of each input topic (customer-activity, customer-transactions)."""
@@ -21,7 +21,7 @@ def export(
 
 
 @schema_app.command("check")
-def check(
+def check_command(
     directory: Path = typer.Option(SCHEMA_DIR, "--dir", help="Directory holding the schemas."),
 ) -> None:
     """Exit 1 when the published schemas differ from the code's event contract."""

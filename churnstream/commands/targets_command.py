@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from churnstream.commands.shared import flag
+
 if TYPE_CHECKING:  # the scoring stack loads only when the command runs
     from core.contacts import ContactList
 
-CSV_COLUMNS = (
-    "rank",
-    "customer_id",
-    "score",
-    "band",
-    "action",
-    "value",
-    "expected_loss",
-    "gain",
-    "expected_spend",
-    "reasons",
-)
 
-
-def targets(
+def targets_command(
     budget: Annotated[
         float | None,
         typer.Option(
@@ -53,9 +41,7 @@ def targets(
         Path | None,
         typer.Option("--csv", metavar="PATH", help="Also write the list to this CSV file."),
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the list as one JSON object on stdout.")
-    ] = False,
+    json_output: bool = flag("--json", help="Print the list as one JSON object on stdout."),
 ) -> None:
     """List the customers to contact today: a positive expected net gain of contacting
     (score x save rate x (value - incentive) - contact cost), best first, within the budget.
@@ -63,6 +49,7 @@ def targets(
     Reads the scores and values the worker stored; the reasons are the champion's top
     contributions now. Exits 1 without a champion model.
     """
+    from core.contact_csv import write_csv
     from core.contacts import contact_list, contact_list_document
     from core.keys import Keys
     from core.redis_client import connect_redis
@@ -101,32 +88,11 @@ def targets(
     _print(found, document, csv_path)
 
 
-def csv_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of a contact list document as CSV records (reasons as
-    ``feature (+0.532); …``)."""
-    return [
-        {
-            "rank": rank,
-            **{name: item[name] for name in CSV_COLUMNS[1:-1]},
-            "reasons": "; ".join(
-                f"{r['feature']} ({r['contribution']:+.3f})" for r in item["reasons"]
-            ),
-        }
-        for rank, item in enumerate(document["items"], start=1)
-    ]
-
-
-def write_csv(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(csv_rows(document))
-
-
 def _print(found: ContactList, document: dict[str, Any], csv_path: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from core.contact_csv import csv_rows
 
     console = Console()
     c = found.campaign

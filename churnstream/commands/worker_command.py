@@ -7,7 +7,7 @@ import threading
 import typer
 
 
-def worker(
+def worker_command(
     web_port: int | None = typer.Option(
         None, "--web-port", help="Port for /metrics and /health (default: CHURN_WORKER_WEB_PORT)."
     ),

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from churnstream.commands.shared import JsonReportOption, parse_time
+
 if TYPE_CHECKING:
     from offline.verify import VerifyReport
 
@@ -38,9 +40,7 @@ def verify_command(
     examples: Annotated[
         int, typer.Option(min=0, help="Customers to name per kind of problem.")
     ] = 20,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")
-    ] = False,
+    json_output: JsonReportOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check that Redis holds exactly what the events the worker applied say.
@@ -51,18 +51,18 @@ def verify_command(
 
     Exit status: 0 consistent; 1 inconsistent (or the worker moved on); 2 nothing to verify.
     """
+
     from core.archive import EventArchive
     from core.keys import Keys
     from core.redis_client import connect_redis
     from core.settings import get_settings
     from core.store import FeatureStore
     from core.topics import Topics
-    from offline.cli import parse_start
     from offline.verify import NothingToVerify, verify
 
     settings = get_settings()
     err = Console(stderr=True)
-    reference = int(parse_start(at).timestamp()) if at is not None else None
+    reference = int(parse_time(at).timestamp()) if at is not None else None
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     archive = EventArchive(settings.archive_dir)
     progress = Progress(

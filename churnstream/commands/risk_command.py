@@ -11,13 +11,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from churnstream.commands.shared import JsonOneOption
+
 if TYPE_CHECKING:
     from core.risk import RiskAssessment
 
 
-def risk(
+def risk_command(
     customer_id: str = typer.Argument(..., help="The customer id, as in the events."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_output: JsonOneOption = False,
 ) -> None:
     """Show a customer's churn risk now: live features, score, band, model and top reasons.
 

@@ -3,47 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-if TYPE_CHECKING:
-    from core.archive import EventArchive
+from churnstream.commands.shared import JsonOneOption
 
 archive_app = typer.Typer(no_args_is_help=True)
 
 
-def archive_stats(archive: EventArchive) -> dict[str, Any]:
-    """Files, segments, distinct events, customers, types and the event-time range."""
-    import pyarrow.compute as pc
-
-    table = archive.frame(columns=("event_id", "customer_id", "type", "event_time"))
-    times = table.column("event_time")
-    by_type = pc.value_counts(table.column("type")).to_pylist() if table.num_rows else []
-    return {
-        "archive_dir": str(archive.root),
-        "parquet_files": len(archive.files()),
-        "segments": len(archive.segments()),
-        "events": table.num_rows,
-        "customers": len(pc.unique(table.column("customer_id"))) if table.num_rows else 0,
-        "first_event_time": _iso(pc.min(times).as_py()) if table.num_rows else None,
-        "last_event_time": _iso(pc.max(times).as_py()) if table.num_rows else None,
-        "events_by_type": {row["values"]: row["counts"] for row in by_type},
-    }
-
-
-def _iso(value: Any) -> str:
-    return str(value.isoformat().replace("+00:00", "Z"))
-
-
 @archive_app.command("stats")
-def stats(
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+def stats_command(
+    json_output: JsonOneOption = False,
 ) -> None:
     """What the archive (CHURN_ARCHIVE_DIR) holds: events, customers, time range, files."""
     from core.archive import EventArchive
     from core.settings import get_settings
+    from offline.archive_stats import archive_stats
 
     summary = archive_stats(EventArchive(get_settings().archive_dir))
     if json_output:
@@ -58,7 +34,7 @@ def stats(
 
 
 @archive_app.command("compact")
-def compact() -> None:
+def compact_command() -> None:
     """Turn closed archive segments (and those of stopped workers) into Parquet files.
 
     Running workers do this on their own every CHURN_ARCHIVE_COMPACT_SECONDS; use this

@@ -1,8 +1,10 @@
-"""``churnstream import sparkify``: Sparkify event logs to a JSON-lines file of events.
+"""``churnstream import online-retail|sparkify``: turn users' own data files into canonical
+events.
 
-Events go to ``--out`` (or stdout), rejected lines to ``--rejects`` (by default
-``<out>.rejects.jsonl``), progress and the summary to stderr (or, with ``--json``, the
-report as one JSON object to stdout).
+Each format is one command on :data:`import_app`. Events go to a JSON-lines file
+(``churnstream replay`` reads it) or, for Sparkify, stdout; rejected rows to a reject file
+with their line number and reason; the data-quality report to the terminal (stderr) or,
+with ``--json``, to stdout.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,27 +29,109 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from churnstream.commands.shared import (
+    JsonReportOption,
+    QuietOption,
+    beside_output,
+    fail,
+)
 from offline.importers.sparkify import DEFAULT_SESSION_GAP_S, SparkifyReport
 from offline.importers.sparkify_files import Reject, SparkifyFormatError, import_sparkify
 
-_SHOW_REJECTS = 10  # rejected lines listed one by one in the summary
+if TYPE_CHECKING:
+    from offline.importers.common import ImportReport
+
+_SHOW_REJECTS = 10  # rejected lines listed one by one in the Sparkify summary
+
+import_app = typer.Typer(no_args_is_help=True)
+
+OutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="Events as JSON lines ('-' for stdout). Default: <input name>.events.jsonl here.",
+    ),
+]
+RejectsOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Rejected rows as JSON lines (line, reason, record). Default: <out>.rejects.jsonl.",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the data-quality report as one JSON object.")
+]
 
 
-def default_rejects_path(out: str | None) -> Path | None:
-    """``<out>.rejects.jsonl`` for a regular output file; ``None`` for stdout.
+def default_paths(source: Path, out: str | None, rejects: Path | None) -> tuple[str, Path | None]:
+    """Where events and rejects go when not given: next to each other in the current
+    directory, named after the input; no reject file when events go to stdout.
 
-    >>> str(default_rejects_path("events.jsonl")), default_rejects_path("-")
-    ('events.jsonl.rejects.jsonl', None)
+    >>> default_paths(Path("data/online_retail.parquet"), None, None)
+    ('online_retail.events.jsonl', PosixPath('online_retail.events.jsonl.rejects.jsonl'))
+    >>> default_paths(Path("x.csv"), "-", None)
+    ('-', None)
     """
-    if out is None or out == "-":
-        return None
-    path = Path(out)
-    if path.exists() and not path.is_file():
-        return None
-    return Path(f"{out}.rejects.jsonl")
+    out = out or f"{source.name.split('.')[0]}.events.jsonl"
+    if rejects is None and out != "-":
+        rejects = Path(f"{out}.rejects.jsonl")
+    return out, rejects
 
 
-def import_sparkify_command(
+def _finish(report: ImportReport, out: str, rejects: Path | None, as_json: bool) -> None:
+    from offline.importers.common import report_json
+
+    err = Console(stderr=True)
+    if as_json:
+        typer.echo(report_json(report))
+        return
+    lines = report.summary_lines()
+    lines.append(f"events to   {'stdout' if out == '-' else out}")
+    if report.rows_rejected:
+        lines.append(f"rejects to  {rejects if rejects else '- (none; use --rejects FILE)'}")
+    err.print("\n".join(lines), highlight=False)
+
+
+@import_app.command("online-retail")
+def online_retail_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="Online Retail invoice lines: CSV or Parquet (UCI or II columns)."
+        ),
+    ],
+    out: OutOption = None,
+    rejects: RejectsOption = None,
+    timezone: Annotated[
+        str, typer.Option(help="Time zone of InvoiceDate (the shop's local time).")
+    ] = "Europe/London",
+    json_output: JsonOption = False,
+) -> None:
+    """Import Online Retail invoice lines: one purchase or refund event per invoice.
+
+    Rows without a customer, with a price <= 0 or otherwise unusable go to the reject file
+    with their line number and reason; the report lists them by reason.
+    """
+    from offline.importers.common import ImportFormatError, RejectWriter, write_events_jsonl
+    from offline.importers.online_retail import import_online_retail
+
+    err = Console(stderr=True)
+    out, rejects = default_paths(file, out, rejects)
+    try:
+        with err.status(f"importing {file}"), RejectWriter(rejects) as writer:
+            events, report = import_online_retail(file, writer, timezone=timezone)
+            write_events_jsonl(events, out)
+    # OSError, ValueError: e.g. an unknown time zone, an unwritable --out
+    except (ImportFormatError, OSError, ValueError) as exc:
+        raise fail(exc, 2) from None
+    _finish(report, out, rejects, json_output)
+
+
+@import_app.command("sparkify")
+def sparkify_command(
     files: Annotated[
         list[Path],
         typer.Argument(
@@ -78,12 +162,8 @@ def import_sparkify_command(
             help="A user's session also ends after this many minutes without a row.",
         ),
     ] = DEFAULT_SESSION_GAP_S // 60,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
-    ] = False,
+    json_output: JsonReportOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Convert Sparkify event logs into canonical activity events (JSON lines).
 
@@ -97,7 +177,7 @@ def import_sparkify_command(
     to_stdout = out == "-"
     if json_output and to_stdout:
         raise typer.BadParameter("--json prints the report on stdout; give --out FILE for events")
-    rejects = rejects or default_rejects_path(out)
+    rejects = rejects or beside_output(out, ".rejects.jsonl")
     err = Console(stderr=True, soft_wrap=True)
     total = sum(_size(path) for path in files)
     shown: list[Reject] = []
@@ -144,8 +224,7 @@ def import_sparkify_command(
             for leftover in (out_tmp, rejects):
                 if leftover is not None:
                     leftover.unlink(missing_ok=True)
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(exc, 2) from None
         except BrokenPipeError:  # e.g. `| head`: stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
@@ -162,7 +241,7 @@ def import_sparkify_command(
         }
         typer.echo(json.dumps(document))
     elif not quiet:
-        _print_summary(err, report, elapsed, out, rejects, shown)
+        _print_sparkify_summary(err, report, elapsed, out, rejects, shown)
 
 
 def _size(path: Path) -> int:
@@ -172,7 +251,7 @@ def _size(path: Path) -> int:
         return 0  # reported by the importer, with the file name
 
 
-def _print_summary(
+def _print_sparkify_summary(
     console: Console,
     report: SparkifyReport,
     elapsed: float,
