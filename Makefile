@@ -69,4 +69,4 @@ docs: python-env  ## Regenerate the README settings table, .env.example and docs
 
 clean:  ## Remove the Python env and local run data (stops the stack first)
 	-$(BIN)/churnstream infra down
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
