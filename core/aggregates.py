@@ -14,6 +14,15 @@ counters, plus 32-bit hashes of the ids of the events counted in it) and a few s
   (first seen, last activity or purchase, plan level), which keeps the state order-free
   at the retention edge too.
 
+**The dedup window.** Event hashes are kept only for the days within ``dedup_days`` of
+the customer's newest event (``CHURN_DEDUP_DAYS``); older tiles are **sealed**: their
+counters stay (until the retention drops them), their hashes go. An event of a sealed day
+could be a duplicate that can no longer be recognised, so it is refused whole: *too
+late* (:meth:`CustomerAggregates.is_too_late`), neither counted nor moving the scalars.
+So events arriving in any order give the same state as long as none arrives more than
+``dedup_days`` behind its customer's newest event, and a replay of events already
+applied changes nothing, whatever their age.
+
 Money is kept in minor units (cents) and durations in whole seconds, so sums are exact
 integers whatever the order. The worker, the API and the offline dataset builder all
 build state with :meth:`CustomerAggregates.apply`.
@@ -65,6 +74,7 @@ C = {name: index for index, name in enumerate(COUNTERS)}
 ACTIVITY_COUNTERS = tuple(C[event_type] for event_type in ACTIVITY_TYPES)
 
 NEVER = -1  # epoch-seconds marker for "no such event yet"
+NO_DAY = -1  # day-number marker for "no such day" (days since the epoch are >= 0)
 _NO_HASHES: frozenset[int] = frozenset()  # the event hashes of a tile loaded for reading only
 _NO_DAYS = np.zeros(0, dtype=np.int64)  # a new state's (shared, read-only) empty arrays
 _NO_COUNTS = np.zeros((0, N_COUNTERS), dtype=np.int64)
@@ -116,8 +126,11 @@ class CustomerAggregates:
 
     Tiles are rows of an int64 array (``counts``), one per day (``days``), in no
     particular order; ``event_hashes[row]`` holds the hashes of the events counted in row.
-    ``changed_days`` and ``dropped_days`` record what changed since the store last wrote
-    this customer (the store clears them).
+    Tiles of days up to ``sealed_through`` are sealed (no event hashes; see the module
+    docstring). ``changed_days`` (unsealed tiles), ``dropped_days`` (unsealed tiles gone:
+    dropped or sealed) and ``sealed_changed`` (the sealed tiles as a whole) record what
+    changed since the store last wrote this customer (the store clears them with
+    :meth:`mark_written`).
     """
 
     __slots__ = (
@@ -136,6 +149,8 @@ class CustomerAggregates:
         "level",
         "level_key",
         "n_rows",
+        "sealed_changed",
+        "sealed_through",
     )
 
     def __init__(self, customer_id: str) -> None:
@@ -154,13 +169,18 @@ class CustomerAggregates:
         self.level_key: tuple[int, str] = (NEVER, "")  # (time, event id) that set level
         self.changed_days: set[int] = set()
         self.dropped_days: set[int] = set()
+        self.sealed_through = NO_DAY
+        self.sealed_changed = False
 
-    def apply(self, event: Event, retention_days: int = 120) -> bool:
-        """Count ``event``; return False when it was already counted or is too old.
+    def apply(self, event: Event, retention_days: int = 120, dedup_days: int | None = None) -> bool:
+        """Count ``event``; return False when it was already counted, is too old or too
+        late. ``dedup_days`` is the dedup window (None: as long as ``retention_days``).
 
-        A too-old event is not counted, but its time still updates the scalars (a min,
-        maxima and a latest-by-(time, id), so this is idempotent): an event that arrived
-        before the newer ones would have set them too.
+        A too-old event (beyond ``retention_days``) is not counted, but its time still
+        updates the scalars (a min, maxima and a latest-by-(time, id), so this is
+        idempotent): an event that arrived before the newer ones would have set them too,
+        and its tile would have been dropped since. A too-late one (beyond the dedup
+        window, see :meth:`is_too_late`) changes nothing.
 
         >>> from datetime import UTC, datetime
         >>> from core.events import Play, PlayPayload
@@ -178,9 +198,15 @@ class CustomerAggregates:
         at = int(event.event_time.timestamp() // 1)
         day = at // DAY_SECONDS
         last_event = self.last_event
-        if last_event != NEVER and day <= last_event // DAY_SECONDS - retention_days:
-            self._update_scalars(event, at)  # older than any tile kept: scalars only
-            return False
+        if last_event != NEVER:
+            newest_day = last_event // DAY_SECONDS
+            if day <= newest_day - retention_days:
+                self._update_scalars(event, at)  # older than any tile kept: scalars only
+                return False
+            if day <= self.sealed_through or (
+                dedup_days is not None and day <= newest_day - dedup_days
+            ):
+                return False  # too late: a duplicate could not be recognised
         row = self._row_of_day.get(day)
         if row is None:
             row = self._add_row(day)
@@ -199,13 +225,39 @@ class CustomerAggregates:
             self.last_event = at
             if day > newest_day_before:
                 self._drop_tiles_up_to(day - retention_days)
+                if dedup_days is not None and dedup_days < retention_days:
+                    self._seal_up_to(day - dedup_days)
         return True
 
+    def is_too_late(self, day: int, dedup_days: int | None) -> bool:
+        """Whether :meth:`apply` refuses an event of ``day`` as too late: of a sealed day
+        or more than ``dedup_days`` before the newest event's day. (An event beyond the
+        retention is too old before it is too late: test that first.)"""
+        if self.last_event == NEVER:
+            return False
+        newest_day = self.last_event // DAY_SECONDS
+        return day <= self.sealed_through or (
+            dedup_days is not None and day <= newest_day - dedup_days
+        )
+
+    def mark_written(self) -> None:
+        """Forget the changes recorded since the last write (the store calls it)."""
+        self.changed_days.clear()
+        self.dropped_days.clear()
+        self.sealed_changed = False
+
     def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, set[int]]]:
-        """(day, counters, event hashes) of every tile changed since the last write."""
+        """(day, counters, event hashes) of every unsealed tile changed since the last
+        write."""
         for day in self.changed_days:
             row = self._row_of_day[day]
             yield day, self.counts[row], self.event_hashes[row]
+
+    def sealed_tiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sealed tiles: their days and their counters (one row per day)."""
+        days = self.days[: self.n_rows]
+        rows = np.flatnonzero(days <= self.sealed_through)
+        return days[rows], self.counts[rows]
 
     def tile(self, day: int) -> dict[str, int]:
         """The counters of one day by name (all zero for a day without events)."""
@@ -247,11 +299,16 @@ class CustomerAggregates:
         self.event_hashes[row] = set(hashes)
 
     def load_tiles(
-        self, days: np.ndarray, counts: np.ndarray, hashes: Sequence[Iterable[int]] | None
+        self,
+        days: np.ndarray,
+        counts: np.ndarray,
+        hashes: Sequence[Iterable[int]] | None,
+        sealed_through: int = NO_DAY,
     ) -> None:
         """Load stored tiles in bulk into an empty state. ``days`` and ``counts`` (shape
         (days, N_COUNTERS)) are used as they are, not copied: the first new day
-        reallocates them (see :meth:`_add_row`).
+        reallocates them (see :meth:`_add_row`). Tiles of days up to ``sealed_through``
+        are sealed (their ``hashes`` are empty).
 
         ``hashes=None`` loads a state for reading features only: applying an event to it
         raises (its tiles' event-hash sets are immutable and empty)."""
@@ -268,6 +325,7 @@ class CustomerAggregates:
             self.event_hashes = [set(h) for h in hashes]
         self._row_of_day = {day: row for row, day in enumerate(days.tolist())}
         self.n_rows = n
+        self.sealed_through = sealed_through
 
     def _add_row(self, day: int) -> int:
         if self.n_rows == self._capacity:
@@ -302,14 +360,33 @@ class CustomerAggregates:
         if keep.all():
             return
         for day in days[~keep].tolist():
-            self.dropped_days.add(day)
-            self.changed_days.discard(day)
+            if day <= self.sealed_through:
+                self.sealed_changed = True
+            else:
+                self.dropped_days.add(day)
+                self.changed_days.discard(day)
         kept_rows = np.flatnonzero(keep)
         self.days[: len(kept_rows)] = days[kept_rows]
         self.counts[: len(kept_rows)] = self.counts[kept_rows]
         self.event_hashes = [self.event_hashes[row] for row in kept_rows.tolist()]
         self.n_rows = len(kept_rows)
         self._row_of_day = {int(d): r for r, d in enumerate(self.days[: self.n_rows].tolist())}
+
+    def _seal_up_to(self, last_sealed: int) -> None:
+        """Seal the tiles of days up to ``last_sealed``: drop their event hashes, move
+        them from their own fields to the sealed field (at the next write)."""
+        if last_sealed <= self.sealed_through:
+            return
+        days = self.days[: self.n_rows]
+        rows = np.flatnonzero((days <= last_sealed) & (days > self.sealed_through)).tolist()
+        self.sealed_through = last_sealed
+        for row in rows:
+            day = int(days[row])
+            self.event_hashes[row] = cast(set[int], _NO_HASHES)
+            self.dropped_days.add(day)
+            self.changed_days.discard(day)
+        if rows:
+            self.sealed_changed = True
 
 
 def day_of_event(event: Event) -> int:

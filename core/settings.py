@@ -161,6 +161,16 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_RETENTION_DAYS"),
         description="Days of day tiles kept per customer, counted back from their newest event.",
     )
+    dedup_days: int = Field(
+        28,
+        ge=1,
+        le=3650,
+        validation_alias=_env("CHURN_DEDUP_DAYS"),
+        description="Days, counted back from a customer's newest event, within which a "
+        "duplicate event is recognised (event-id hashes are kept); an event further back "
+        "is refused as too late (dead-lettered, not counted). Values above "
+        "CHURN_RETENTION_DAYS act as CHURN_RETENTION_DAYS.",
+    )
     worker_engine: Literal["batch", "faust"] = Field(
         "batch",
         validation_alias=_env("CHURN_WORKER_ENGINE"),

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from core.aggregates import CustomerAggregates
+from core.customer_encoding import decode_customer, encode_scalars, encode_tile
 from core.events import (
     Event,
     ItemReactionPayload,
@@ -20,7 +21,6 @@ from core.events import (
     SessionStartPayload,
 )
 from core.features import FEATURE_NAMES, feature_matrix
-from core.store import decode_customer, encode_scalars, encode_tile
 from offline.consistency import FeatureComparison, differs, smape, state_differences
 from offline.verify import customer_ranges, watermark_mask
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from core.aggregates import N_COUNTERS, C, CustomerAggregates, event_hash
-from core.events import ItemReactionPayload, Like
-from core.keys import SCALARS_FIELD, TILE_PREFIX
-from core.store import (
+from core.customer_encoding import (
     decode_customer,
     decode_customers,
     decode_for_reading,
     encode_scalars,
     encode_tile,
 )
+from core.events import ItemReactionPayload, Like
+from core.keys import SCALARS_FIELD, TILE_PREFIX
 
 _ENCODE = msgspec.msgpack.Encoder()
 
