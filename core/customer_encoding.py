@@ -2,16 +2,17 @@
 
 Fields of a customer's hash:
 
-* ``d:<day>`` — a day tile inside the customer's dedup window (``CHURN_DEDUP_DAYS``):
-  msgpack ``[counters (trailing zeros trimmed), packed little-endian uint32 event hashes,
-  4]`` (the last item is the hash width in bytes; tiles written by older releases have two
-  items and 8-byte hashes, read as their low 32 bits: see
-  :func:`core.aggregates.event_hash`).
-* ``s`` — the **sealed** tiles: days older than the dedup window, counters only (their
-  event hashes are dropped, since no event is counted into them any more), all in one
-  field: msgpack ``[first day, day - first day, counters, day - first day, counters,
-  ...]``, days ascending, counters trimmed as above. It is rewritten only when a day
-  leaves the window or the retention.
+* ``d:<day>`` — a day tile inside the customer's dedup window (``CHURN_DEDUP_DAYS``, see
+  :mod:`core.aggregates`): msgpack ``[counters (trailing zeros trimmed), activity hashes,
+  4, transaction hashes]``, hashes packed as little-endian uint32 (4 is their width in
+  bytes); without transactions the last item is left out. Tiles written by older
+  releases hold the hashes of all their events in the second item, 8 bytes wide in
+  two-item tiles (read as their low 32 bits: see :func:`core.aggregates.event_hash`).
+* ``s`` — the **sealed** tiles: days older than the dedup window, without activity hashes
+  (no activity event is counted into them any more), all in one field: msgpack
+  ``[first day, day - first day, counters, transaction hashes or nil, ...]`` (a triple
+  per day, days ascending, counters trimmed as above). It is rewritten when a day leaves
+  the window or the retention, and when a late transaction lands in a sealed day.
 * ``m`` — the scalars: msgpack ``[first_seen, last_event, last_activity, last_purchase,
   level, [level time, level event id]]``.
 * ``score``, ``band``, ``model_version``, ``scored_at``, ``last_event_time``, ``value`` —
@@ -32,7 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from core.aggregates import N_COUNTERS, NO_DAY, CustomerAggregates
+from core.aggregates import N_COUNTERS, NO_DAY, CustomerAggregates, has_transactions
 from core.keys import SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX
 from core.scores import Score
 
@@ -71,29 +72,52 @@ def _trimmed(counts: np.ndarray) -> list[int]:
     return values
 
 
-def encode_tile(counts: np.ndarray, hashes: Iterable[int]) -> bytes:
-    """One ``d:<day>`` tile's stored value: ``[counters, uint32 hashes, 4]``."""
-    packed = np.fromiter(hashes, dtype="<u4").tobytes()
-    return _MSGPACK.encode([_trimmed(counts), packed, _HASH_WIDTH])
+def _packed(hashes: Iterable[int]) -> bytes:
+    return np.fromiter(hashes, dtype="<u4").tobytes()
+
+
+def encode_tile(
+    counts: np.ndarray, hashes: Iterable[int], transactions: Iterable[int] | None = None
+) -> bytes:
+    """One ``d:<day>`` tile's stored value: ``[counters, activity hashes, 4(, transaction
+    hashes)]`` (module docstring)."""
+    values = _trimmed(counts)
+    if transactions:
+        return _MSGPACK.encode([values, _packed(hashes), _HASH_WIDTH, _packed(transactions)])
+    return _MSGPACK.encode([values, _packed(hashes), _HASH_WIDTH])
 
 
 def decode_hashes(tile: Sequence[Any]) -> list[int]:
-    """The event hashes of a decoded tile (``[counters, packed hashes(, width)]``) as
-    32-bit ints; a two-item tile holds 8-byte hashes, of which the low half is kept."""
+    """The activity hashes of a decoded tile (``[counters, packed hashes(, width(,
+    transaction hashes))]``) as 32-bit ints; a two-item tile holds 8-byte hashes, of
+    which the low half is kept."""
     if len(tile) > 2 and tile[2] == _HASH_WIDTH:
         return np.frombuffer(tile[1], dtype="<u4").tolist()  # type: ignore[no-any-return]
     return np.frombuffer(tile[1], dtype="<u4")[::2].tolist()  # type: ignore[no-any-return]
 
 
-def encode_sealed(days: np.ndarray, counts: np.ndarray) -> bytes | None:
+def decode_transaction_hashes(tile: Sequence[Any], hashes: list[int]) -> list[int] | None:
+    """The transaction hashes of a decoded tile whose activity hashes are ``hashes``
+    (None: no transaction). A tile of an older release (two or three items) keeps the
+    hashes of all its events together: when it counts transactions, all of them are
+    kept as its transactions' hashes too."""
+    if len(tile) > 3:
+        return np.frombuffer(tile[3], dtype="<u4").tolist()  # type: ignore[no-any-return]
+    return list(hashes) if has_transactions(tile[0]) else None
+
+
+def encode_sealed(
+    days: np.ndarray, counts: np.ndarray, transactions: Sequence[Iterable[int] | None] = ()
+) -> bytes | None:
     """The ``s`` field's value for sealed tiles ``days`` (counters ``counts``, one row per
-    day), or None when there are none (the field is then deleted).
+    day; ``transactions``: each day's transaction hashes, default none), or None when
+    there are none (the field is then deleted).
 
     >>> days = np.array([20_003, 20_001])
     >>> counts = np.zeros((2, N_COUNTERS), dtype=np.int64)
     >>> counts[0, 3], counts[1, 0] = 7, 2
-    >>> _UNPACK.decode(encode_sealed(days, counts))
-    [20001, 0, [2], 2, [0, 0, 0, 7]]
+    >>> _UNPACK.decode(encode_sealed(days, counts, [None, {1}]))
+    [20001, 0, [2], b'\\x01\\x00\\x00\\x00', 2, [0, 0, 0, 7], None]
     """
     if not len(days):
         return None
@@ -101,7 +125,12 @@ def encode_sealed(days: np.ndarray, counts: np.ndarray) -> bytes | None:
     first = int(days[order[0]])
     items: list[Any] = [first]
     for row in order:
-        items += (int(days[row]) - first, _trimmed(counts[row]))
+        hashes = transactions[row] if row < len(transactions) else None
+        items += (
+            int(days[row]) - first,
+            _trimmed(counts[row]),
+            _packed(hashes) if hashes else None,
+        )
     return _MSGPACK.encode(items)
 
 
@@ -164,37 +193,48 @@ def decode_customers(
     # Every customer's rows, contiguous: their sealed tiles first, then their d: tiles.
     rows: list[Sequence[int]] = []
     row_days: list[int] = []
-    spans: list[tuple[int, int, int]] = []  # (first row, sealed rows, last sealed day)
+    spans: list[tuple[int, int, int, int]] = []  # first row, sealed rows, last one, index
     tile = 0
     for size, index in zip(sizes, sealed_of, strict=True):
         first = len(rows)
         n_sealed, last_sealed = 0, NO_DAY
         if index >= 0:
             packed_days = decoded[len(values) + index]
-            base, offsets = packed_days[0], packed_days[1::2]
+            base, offsets = packed_days[0], packed_days[1::3]
             row_days += [base + offset for offset in offsets]
-            rows += packed_days[2::2]
+            rows += packed_days[2::3]
             n_sealed = len(offsets)
             if offsets:
                 last_sealed = base + max(offsets)
         rows += [t[0] for t in tiles[tile : tile + size]]
         row_days += days[tile : tile + size]
-        spans.append((first, n_sealed, last_sealed))
+        spans.append((first, n_sealed, last_sealed, index))
         tile += size
     matrix = _counter_matrix(rows)
     day_array = np.array(row_days, dtype=np.int64)
     customers = []
     tile = 0
-    for customer_id, fields, size, (first, n_sealed, last_sealed) in zip(
+    for customer_id, fields, size, (first, n_sealed, last_sealed, index) in zip(
         customer_ids, hashes_fields, sizes, spans, strict=True
     ):
         agg = CustomerAggregates(customer_id)
         stop = first + n_sealed + size
-        hashes = None
+        hashes: list[Sequence[int]] | None = None
+        transactions: list[Sequence[int] | None] | None = None
         if with_event_hashes:
-            hashes = [_NOTHING] * n_sealed + [decode_hashes(t) for t in tiles[tile : tile + size]]
+            hashes = [_NOTHING] * n_sealed
+            transactions = []
+            if n_sealed:
+                transactions += [
+                    None if packed is None else np.frombuffer(packed, dtype="<u4").tolist()
+                    for packed in decoded[len(values) + index][3::3]
+                ]
+            for t in tiles[tile : tile + size]:
+                activity = decode_hashes(t)
+                hashes.append(activity)
+                transactions.append(decode_transaction_hashes(t, activity))
         tile += size
-        agg.load_tiles(day_array[first:stop], matrix[first:stop], hashes, last_sealed)
+        agg.load_tiles(day_array[first:stop], matrix[first:stop], hashes, last_sealed, transactions)
         scalars = fields.get(_SCALARS_FIELD_BYTES)
         if scalars is not None:
             first_seen, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)

@@ -303,8 +303,9 @@ class FeatureStore:
         for agg in customers:
             key = self.keys.customer(agg.customer_id)
             fields: list[Any] = [key, SCALARS_FIELD, _lua_string(encode_scalars(agg))]
-            for day, counts, hashes in agg.changed_tiles():
-                fields += (f"{TILE_PREFIX}{day}", _lua_string(encode_tile(counts, hashes)))
+            for day, counts, hashes, transactions in agg.changed_tiles():
+                value = encode_tile(counts, hashes, transactions)
+                fields += (f"{TILE_PREFIX}{day}", _lua_string(value))
             score = pending.pop(agg.customer_id, None)
             if score is not None:
                 fields += _score_args(score)

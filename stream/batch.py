@@ -341,7 +341,7 @@ class BatchProcessor:
             elif _is_expired(agg, event, retention):
                 report.expired += 1  # not counted; it may move the scalars (see apply)
                 touched[event.customer_id] = customer
-            elif agg.is_too_late(int(event.event_time.timestamp()) // DAY_SECONDS, dedup):
+            elif agg.is_too_late(event, dedup):
                 report.too_late += 1
                 late.append(_too_late(m, agg, dedup))
                 continue
@@ -448,12 +448,12 @@ def _is_expired(agg: CustomerAggregates, event: Event, retention_days: int) -> b
 
 
 def _too_late(m: RawMessage, agg: CustomerAggregates, dedup_days: int) -> DeadLetter:
-    newest = datetime.fromtimestamp(agg.last_event, UTC).date().isoformat()
+    newest = datetime.fromtimestamp(agg.last_activity, UTC).date().isoformat()
     return DeadLetter(
         value=m.value,
         reason=f"event_time is more than {dedup_days} days (CHURN_DEDUP_DAYS) before the "
-        f"newest event of its customer ({newest}): a duplicate could no longer be "
-        "recognised, so it is not counted",
+        f"newest activity event of its customer ({newest}): a duplicate could no longer "
+        "be recognised, so it is not counted",
         code="too_late",
         field="event_time",
         source_topic=m.topic,

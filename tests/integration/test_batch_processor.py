@@ -230,10 +230,10 @@ def test_redelivered_batches_and_replays_change_nothing(
 def test_days_beyond_the_dedup_window_are_sealed_and_their_late_events_dead_lettered(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    """Tiles older than CHURN_DEDUP_DAYS before a customer's newest event live in one
-    sealed field without event hashes; an event of such a day is refused as too late
-    (dead-lettered, not archived, nothing stored changes), one a day later is counted, and
-    a replay of every applied event changes nothing."""
+    """Tiles older than CHURN_DEDUP_DAYS before a customer's newest activity event live in
+    one sealed field without activity hashes; an activity event of such a day is refused
+    as too late (dead-lettered, not archived, nothing stored changes), one a day later is
+    counted, and a replay of every applied event changes nothing."""
     events = simulated(customers=8, days=60, seed=11, start=datetime(2025, 12, 1, tzinfo=UTC))
     window = settings.dedup_days
     assert window < 60
@@ -253,7 +253,7 @@ def test_days_beyond_the_dedup_window_are_sealed_and_their_late_events_dead_lett
 
     before = customer_hashes()
     for cid, fields in before.items():
-        newest_day = expected[cid].last_event // DAY_SECONDS
+        newest_day = expected[cid].last_activity // DAY_SECONDS
         open_days = [int(name[len(TILE_PREFIX) :]) for name in fields if name.startswith(b"d:")]
         assert all(day > newest_day - window for day in open_days), cid
     assert sum(SEALED_FIELD.encode() in fields for fields in before.values()) >= len(before) // 2
@@ -262,7 +262,7 @@ def test_days_beyond_the_dedup_window_are_sealed_and_their_late_events_dead_lett
     assert archived == len(events)
 
     customer = max(expected, key=lambda c: len(expected[c].tile_days()))
-    newest_day = expected[customer].last_event // DAY_SECONDS
+    newest_day = expected[customer].last_activity // DAY_SECONDS
 
     def like_on(day: int, event_id: str) -> Like:
         at = datetime(1970, 1, 1, 12, tzinfo=UTC) + timedelta(days=day)

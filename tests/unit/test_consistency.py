@@ -55,8 +55,8 @@ def state(events: list[Event], customer: str = "c1") -> CustomerAggregates:
 def round_trip(agg: CustomerAggregates) -> CustomerAggregates:
     """What the store writes and reads back for ``agg``."""
     fields = {b"m": encode_scalars(agg)}
-    for day, counts, hashes in agg.changed_tiles():
-        fields[f"d:{day}".encode()] = encode_tile(counts, hashes)
+    for day, counts, hashes, transactions in agg.changed_tiles():
+        fields[f"d:{day}".encode()] = encode_tile(counts, hashes, transactions)
     return decode_customer(agg.customer_id, fields).aggregates
 
 
