@@ -262,11 +262,13 @@ class CustomerAggregates:
         sealed day or more than ``dedup_days`` before the day of the customer's newest
         activity event. (An event beyond the retention is too old before it is too late:
         test that first.)"""
-        if event.topic_kind != "activity" or self.last_activity == NEVER:
+        if event.topic_kind != "activity":
             return False
         day = int(event.event_time.timestamp() // 1) // DAY_SECONDS
         return day <= self.sealed_through or (
-            dedup_days is not None and day <= self.last_activity // DAY_SECONDS - dedup_days
+            dedup_days is not None
+            and self.last_activity != NEVER
+            and day <= self.last_activity // DAY_SECONDS - dedup_days
         )
 
     def mark_written(self) -> None:

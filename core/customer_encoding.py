@@ -230,9 +230,9 @@ def decode_customers(
                     for packed in decoded[len(values) + index][3::3]
                 ]
             for t in tiles[tile : tile + size]:
-                activity = decode_hashes(t)
-                hashes.append(activity)
-                transactions.append(decode_transaction_hashes(t, activity))
+                own = decode_hashes(t)
+                hashes.append(own)
+                transactions.append(decode_transaction_hashes(t, own))
         tile += size
         agg.load_tiles(day_array[first:stop], matrix[first:stop], hashes, last_sealed, transactions)
         scalars = fields.get(_SCALARS_FIELD_BYTES)

@@ -166,8 +166,9 @@ class Settings(BaseSettings):
         ge=1,
         le=3650,
         validation_alias=_env("CHURN_DEDUP_DAYS"),
-        description="Days, counted back from a customer's newest event, within which a "
-        "duplicate event is recognised (event-id hashes are kept); an event further back "
+        description="Days, counted back from a customer's newest activity event, within "
+        "which a duplicate activity event is recognised (event-id hashes are kept; "
+        "transactions' are kept for the whole retention); an activity event further back "
         "is refused as too late (dead-lettered, not counted). Values above "
         "CHURN_RETENTION_DAYS act as CHURN_RETENTION_DAYS.",
     )
