@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         description="Days of day tiles kept per customer, counted back from their newest event.",
     )
     dedup_days: int = Field(
-        28,
+        21,
         ge=1,
         le=3650,
         validation_alias=_env("CHURN_DEDUP_DAYS"),
