@@ -280,17 +280,19 @@ def verify(
     retention_days: int,
     at: int | None = None,
     tolerance: float = 1e-9,
-    dedup_days: int | None = None,
     max_examples: int = 20,
     chunk_customers: int = 2000,
     chunk_events: int = 50_000,
     max_events_in_memory: int = 500_000,
     progress: Progress | None = None,
+    *,
+    dedup_days: int | None,
 ) -> VerifyReport:
     """Recompute every customer at the watermark and compare with Redis (see the module
     docstring). ``at`` is the reference time of the feature comparison (epoch seconds,
     UTC); ``retention_days`` and ``dedup_days`` are the worker's (``CHURN_RETENTION_DAYS``,
-    ``CHURN_DEDUP_DAYS``). Raises :class:`NothingToVerify` when Redis holds no fence of
+    ``CHURN_DEDUP_DAYS``; required, since a recomputation with another window keeps other
+    event hashes and differs). Raises :class:`NothingToVerify` when Redis holds no fence of
     the input topics."""
     started = time.perf_counter()
     fences = read_watermark(store, topics)
