@@ -12,10 +12,10 @@ AOF rewrites are suspended meanwhile: see :func:`suspend_aof_rewrites`). The pha
    and a member in its shard's ``risk``, ``risk:<band>`` and ``scored_at`` sorted sets
    (layout in :mod:`core.keys`). Tiles come from a pool of
    :data:`POOL_TILES` distinct tiles built with :class:`core.aggregates.CustomerAggregates`
-   (``set_tile``) and encoded with :func:`core.store.encode_tile`; each tile holds 1-80
+   (``set_tile``) and encoded with :func:`core.customer_encoding.encode_tile`; each tile holds 1-80
    events (mean ~10) split over the event types with consistent counters (sessions,
    seconds, cents) and one 64-bit hash per event. Scalars go through
-   :func:`core.store.encode_scalars` and scores through :func:`core.store.score_fields`.
+   :func:`core.customer_encoding.encode_scalars` and scores through :func:`core.store.score_fields`.
    Commands are written as raw RESP in chunks of :data:`CHUNK` customers (one ``HSET``
    each, one ``ZADD`` per sorted set per chunk) on one connection per Redis node, no
    transactions; a
@@ -94,12 +94,12 @@ from bench.api_measure import (
 )
 from bench.api_server import bench_model, server_phase
 from bench.common import services, write_result
+from core.customer_encoding import decode_customer
 from core.features import features_of
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
-from core.store import decode_customer
 
 log = logging.getLogger("bench.api")
 

@@ -20,11 +20,12 @@ import redis
 from redis.cluster import RedisCluster
 
 from core.aggregates import COUNTERS, DAY_SECONDS, HASH_BITS, NEVER, C, CustomerAggregates
+from core.customer_encoding import decode_customer, encode_scalars, encode_tile
 from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
 from core.model import BANDS, LinearModel
 from core.redis_client import client_is_cluster
 from core.scores import Score
-from core.store import FeatureStore, decode_customer, encode_scalars, encode_tile, score_fields
+from core.store import FeatureStore, score_fields
 
 log = logging.getLogger("bench.api")
 

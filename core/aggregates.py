@@ -14,6 +14,20 @@ counters, plus 32-bit hashes of the ids of the events counted in it) and a few s
   (first seen, last activity or purchase, plan level), which keeps the state order-free
   at the retention edge too.
 
+**The dedup window.** The hashes of activity events are kept only for the days within
+``dedup_days`` of the customer's newest activity event (``CHURN_DEDUP_DAYS``); older tiles
+are **sealed**: their counters stay (until the retention drops them), their activity
+hashes go. An activity event of a sealed day could be a duplicate that can no longer be
+recognised, so it is refused whole: *too late* (:meth:`CustomerAggregates.is_too_late`),
+neither counted nor moving the scalars. Transactions are few, so their hashes are kept
+for the whole retention and a transaction is never too late. The window is measured
+against the newest event *of the same topic* because each topic partition is read in
+order while the two topics may be read at different paces (a backfill can read
+transactions weeks ahead of activity). So events arriving in any order give the same
+state as long as no activity event arrives more than ``dedup_days`` behind its
+customer's newest activity event, and a replay of events already applied changes
+nothing, whatever their age.
+
 Money is kept in minor units (cents) and durations in whole seconds, so sums are exact
 integers whatever the order. The worker, the API and the offline dataset builder all
 build state with :meth:`CustomerAggregates.apply`.
@@ -63,8 +77,10 @@ C = {name: index for index, name in enumerate(COUNTERS)}
 
 # One counter per activity event type, named after the type: together, "activity events".
 ACTIVITY_COUNTERS = tuple(C[event_type] for event_type in ACTIVITY_TYPES)
+_TRANSACTION_COUNTERS = (C["purchase"], C["refund"])  # every transaction adds 1 to one
 
 NEVER = -1  # epoch-seconds marker for "no such event yet"
+NO_DAY = -1  # day-number marker for "no such day" (days since the epoch are >= 0)
 _NO_HASHES: frozenset[int] = frozenset()  # the event hashes of a tile loaded for reading only
 _NO_DAYS = np.zeros(0, dtype=np.int64)  # a new state's (shared, read-only) empty arrays
 _NO_COUNTS = np.zeros((0, N_COUNTERS), dtype=np.int64)
@@ -115,9 +131,13 @@ class CustomerAggregates:
     """Everything the store keeps about one customer. Times are epoch seconds (UTC).
 
     Tiles are rows of an int64 array (``counts``), one per day (``days``), in no
-    particular order; ``event_hashes[row]`` holds the hashes of the events counted in row.
-    ``changed_days`` and ``dropped_days`` record what changed since the store last wrote
-    this customer (the store clears them).
+    particular order; ``event_hashes[row]`` holds the hashes of the activity events
+    counted in row (of all its events for a tile stored by an older release) and
+    ``transaction_hashes[row]`` those of its transactions (None: none). Tiles of days up
+    to ``sealed_through`` are sealed (no activity hashes; see the module docstring).
+    ``changed_days`` (unsealed tiles), ``dropped_days`` (unsealed tiles gone: dropped or
+    sealed) and ``sealed_changed`` (the sealed tiles as a whole) record what changed since
+    the store last wrote this customer (the store clears them with :meth:`mark_written`).
     """
 
     __slots__ = (
@@ -136,6 +156,9 @@ class CustomerAggregates:
         "level",
         "level_key",
         "n_rows",
+        "sealed_changed",
+        "sealed_through",
+        "transaction_hashes",
     )
 
     def __init__(self, customer_id: str) -> None:
@@ -145,6 +168,7 @@ class CustomerAggregates:
         self.days = _NO_DAYS
         self.counts = _NO_COUNTS
         self.event_hashes: list[set[int]] = []
+        self.transaction_hashes: list[set[int] | None] = []
         self._row_of_day: dict[int, int] = {}
         self.first_seen = NEVER
         self.last_event = NEVER
@@ -154,13 +178,18 @@ class CustomerAggregates:
         self.level_key: tuple[int, str] = (NEVER, "")  # (time, event id) that set level
         self.changed_days: set[int] = set()
         self.dropped_days: set[int] = set()
+        self.sealed_through = NO_DAY
+        self.sealed_changed = False
 
-    def apply(self, event: Event, retention_days: int = 120) -> bool:
-        """Count ``event``; return False when it was already counted or is too old.
+    def apply(self, event: Event, retention_days: int = 120, dedup_days: int | None = None) -> bool:
+        """Count ``event``; return False when it was already counted, is too old or too
+        late. ``dedup_days`` is the dedup window (None: as long as ``retention_days``).
 
-        A too-old event is not counted, but its time still updates the scalars (a min,
-        maxima and a latest-by-(time, id), so this is idempotent): an event that arrived
-        before the newer ones would have set them too.
+        A too-old event (beyond ``retention_days``) is not counted, but its time still
+        updates the scalars (a min, maxima and a latest-by-(time, id), so this is
+        idempotent): an event that arrived before the newer ones would have set them too,
+        and its tile would have been dropped since. A too-late one (beyond the dedup
+        window, see :meth:`is_too_late`) changes nothing.
 
         >>> from datetime import UTC, datetime
         >>> from core.events import Play, PlayPayload
@@ -181,31 +210,86 @@ class CustomerAggregates:
         if last_event != NEVER and day <= last_event // DAY_SECONDS - retention_days:
             self._update_scalars(event, at)  # older than any tile kept: scalars only
             return False
+        activity = event.topic_kind == "activity"
+        last_activity = self.last_activity
+        if activity and (
+            day <= self.sealed_through
+            or (
+                dedup_days is not None
+                and last_activity != NEVER
+                and day <= last_activity // DAY_SECONDS - dedup_days
+            )
+        ):
+            return False  # too late: a duplicate could not be recognised
         row = self._row_of_day.get(day)
         if row is None:
             row = self._add_row(day)
         digest = int.from_bytes(
             _blake2b(event.event_id.encode(), digest_size=8).digest()[:4], "little"
         )
-        seen = self.event_hashes[row]
+        if activity:
+            seen = self.event_hashes[row]
+        else:
+            found = self.transaction_hashes[row]
+            seen = found if found is not None else set()
         if digest in seen:
             return False
         seen.add(digest)
+        if not activity:
+            self.transaction_hashes[row] = seen
         _COUNT[event.type](self.counts[row], event)
-        self.changed_days.add(day)
+        if day <= self.sealed_through:
+            self.sealed_changed = True  # a transaction of a sealed day
+        else:
+            self.changed_days.add(day)
         self._update_scalars(event, at)
         if at > last_event:
             newest_day_before = last_event // DAY_SECONDS if last_event != NEVER else day
             self.last_event = at
             if day > newest_day_before:
                 self._drop_tiles_up_to(day - retention_days)
+        if (
+            activity
+            and dedup_days is not None
+            and dedup_days < retention_days
+            and (last_activity == NEVER or day > last_activity // DAY_SECONDS)
+        ):
+            self._seal_up_to(day - dedup_days)
         return True
 
-    def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, set[int]]]:
-        """(day, counters, event hashes) of every tile changed since the last write."""
+    def is_too_late(self, event: Event, dedup_days: int | None) -> bool:
+        """Whether :meth:`apply` refuses ``event`` as too late: an activity event of a
+        sealed day or more than ``dedup_days`` before the day of the customer's newest
+        activity event. (An event beyond the retention is too old before it is too late:
+        test that first.)"""
+        if event.topic_kind != "activity":
+            return False
+        day = int(event.event_time.timestamp() // 1) // DAY_SECONDS
+        return day <= self.sealed_through or (
+            dedup_days is not None
+            and self.last_activity != NEVER
+            and day <= self.last_activity // DAY_SECONDS - dedup_days
+        )
+
+    def mark_written(self) -> None:
+        """Forget the changes recorded since the last write (the store calls it)."""
+        self.changed_days.clear()
+        self.dropped_days.clear()
+        self.sealed_changed = False
+
+    def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, set[int], set[int] | None]]:
+        """(day, counters, activity hashes, transaction hashes) of every unsealed tile
+        changed since the last write."""
         for day in self.changed_days:
             row = self._row_of_day[day]
-            yield day, self.counts[row], self.event_hashes[row]
+            yield day, self.counts[row], self.event_hashes[row], self.transaction_hashes[row]
+
+    def sealed_tiles(self) -> tuple[np.ndarray, np.ndarray, list[set[int] | None]]:
+        """The sealed tiles: their days, their counters (one row per day) and their
+        transaction hashes."""
+        days = self.days[: self.n_rows]
+        rows = np.flatnonzero(days <= self.sealed_through)
+        return days[rows], self.counts[rows], [self.transaction_hashes[r] for r in rows.tolist()]
 
     def tile(self, day: int) -> dict[str, int]:
         """The counters of one day by name (all zero for a day without events)."""
@@ -220,7 +304,10 @@ class CustomerAggregates:
         days = self.tile_days().tolist()
         return {
             "tiles": {d: tuple(self.counts[r].tolist()) for r, d in enumerate(days)},
-            "hashes": {d: frozenset(self.event_hashes[r]) for r, d in enumerate(days)},
+            "hashes": {
+                d: frozenset(self.event_hashes[r]).union(self.transaction_hashes[r] or ())
+                for r, d in enumerate(days)
+            },
             "first_seen": self.first_seen,
             "last_event": self.last_event,
             "last_activity": self.last_activity,
@@ -245,13 +332,21 @@ class CustomerAggregates:
         values = list(counts)[:N_COUNTERS]
         self.counts[row, : len(values)] = values
         self.event_hashes[row] = set(hashes)
+        self.transaction_hashes[row] = set(hashes) if has_transactions(values) else None
 
     def load_tiles(
-        self, days: np.ndarray, counts: np.ndarray, hashes: Sequence[Iterable[int]] | None
+        self,
+        days: np.ndarray,
+        counts: np.ndarray,
+        hashes: Sequence[Iterable[int]] | None,
+        sealed_through: int = NO_DAY,
+        transaction_hashes: Sequence[Iterable[int] | None] | None = None,
     ) -> None:
         """Load stored tiles in bulk into an empty state. ``days`` and ``counts`` (shape
         (days, N_COUNTERS)) are used as they are, not copied: the first new day
-        reallocates them (see :meth:`_add_row`).
+        reallocates them (see :meth:`_add_row`). ``hashes`` are the tiles' activity hashes
+        (those of days up to ``sealed_through``, the sealed tiles, are empty) and
+        ``transaction_hashes`` their transactions' (default: none).
 
         ``hashes=None`` loads a state for reading features only: applying an event to it
         raises (its tiles' event-hash sets are immutable and empty)."""
@@ -264,10 +359,17 @@ class CustomerAggregates:
         self.days, self.counts = days, counts
         if hashes is None:
             self.event_hashes = cast(list[set[int]], [_NO_HASHES] * n)
+            self.transaction_hashes = cast(list[set[int] | None], [_NO_HASHES] * n)
         else:
             self.event_hashes = [set(h) for h in hashes]
+            self.transaction_hashes = (
+                [None if h is None else set(h) for h in transaction_hashes]
+                if transaction_hashes is not None
+                else [None] * n
+            )
         self._row_of_day = {day: row for row, day in enumerate(days.tolist())}
         self.n_rows = n
+        self.sealed_through = sealed_through
 
     def _add_row(self, day: int) -> int:
         if self.n_rows == self._capacity:
@@ -281,6 +383,7 @@ class CustomerAggregates:
         self.days[row] = day
         self.counts[row] = 0
         self.event_hashes.append(set())
+        self.transaction_hashes.append(None)
         self._row_of_day[day] = row
         return row
 
@@ -302,14 +405,44 @@ class CustomerAggregates:
         if keep.all():
             return
         for day in days[~keep].tolist():
-            self.dropped_days.add(day)
-            self.changed_days.discard(day)
+            if day <= self.sealed_through:
+                self.sealed_changed = True
+            else:
+                self.dropped_days.add(day)
+                self.changed_days.discard(day)
         kept_rows = np.flatnonzero(keep)
         self.days[: len(kept_rows)] = days[kept_rows]
         self.counts[: len(kept_rows)] = self.counts[kept_rows]
-        self.event_hashes = [self.event_hashes[row] for row in kept_rows.tolist()]
+        kept = kept_rows.tolist()
+        self.event_hashes = [self.event_hashes[row] for row in kept]
+        self.transaction_hashes = [self.transaction_hashes[row] for row in kept]
         self.n_rows = len(kept_rows)
         self._row_of_day = {int(d): r for r, d in enumerate(self.days[: self.n_rows].tolist())}
+
+    def _seal_up_to(self, last_sealed: int) -> None:
+        """Seal the tiles of days up to ``last_sealed``: drop their activity hashes, move
+        them from their own fields to the sealed field (at the next write)."""
+        if last_sealed <= self.sealed_through:
+            return
+        days = self.days[: self.n_rows]
+        rows = np.flatnonzero((days <= last_sealed) & (days > self.sealed_through)).tolist()
+        self.sealed_through = last_sealed
+        for row in rows:
+            day = int(days[row])
+            self.event_hashes[row] = cast(set[int], _NO_HASHES)
+            self.dropped_days.add(day)
+            self.changed_days.discard(day)
+        if rows:
+            self.sealed_changed = True
+
+
+def has_transactions(counters: Sequence[int]) -> bool:
+    """Whether a tile's counters (trailing zeros possibly trimmed) count a transaction.
+
+    >>> has_transactions([1, 2]), has_transactions([0] * C["purchase"] + [1])
+    (False, True)
+    """
+    return any(counters[i] for i in _TRANSACTION_COUNTERS if i < len(counters))
 
 
 def day_of_event(event: Event) -> int:

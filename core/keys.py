@@ -12,8 +12,9 @@ in one transaction or Lua script, on a single server and on a cluster alike.
 =========================================  ==============================================
 key                                        holds
 =========================================  ==============================================
-``{p}:{<n>}:c:<customer>``                 hash: one customer — day tiles ``d:<day>``,
-                                           scalars ``m``, and the latest score fields
+``{p}:{<n>}:c:<customer>``                 hash: one customer — day tiles ``d:<day>``
+                                           (the dedup window), older tiles sealed into
+                                           ``s``, scalars ``m``, and the latest score fields
                                            ``score``, ``band``, ``model_version``,
                                            ``scored_at``, ``last_event_time``, ``value``
 ``{p}:{<n>}:risk``                         sorted set: shard ``n``'s customers by latest
@@ -139,5 +140,6 @@ class Keys:
 
 
 TILE_PREFIX = "d:"
+SEALED_FIELD = "s"
 SCALARS_FIELD = "m"
 SCORE_FIELDS = ("score", "band", "model_version", "scored_at", "last_event_time", "value")

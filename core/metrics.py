@@ -33,7 +33,8 @@ WORKER_EVENTS_APPLIED = Counter(
 WORKER_EVENTS_IGNORED = Counter(
     "churn_worker_events_ignored_total",
     "Valid events not counted: 'duplicate' (event id already counted), 'expired' "
-    "(older than the retention), 'fenced' (offset already applied).",
+    "(older than the retention), 'too_late' (beyond the dedup window, dead-lettered), "
+    "'fenced' (offset already applied).",
     ["reason"],
 )
 WORKER_DLQ = Counter(

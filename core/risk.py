@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.customer_encoding import StoredCustomer
 from core.features import FEATURE_NAMES, feature_matrix
 from core.model import Scorer
 from core.scores import Score
-from core.store import FeatureStore, StoredCustomer
+from core.store import FeatureStore
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 

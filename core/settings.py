@@ -161,6 +161,17 @@ class Settings(BaseSettings):
         validation_alias=_env("CHURN_RETENTION_DAYS"),
         description="Days of day tiles kept per customer, counted back from their newest event.",
     )
+    dedup_days: int = Field(
+        21,
+        ge=1,
+        le=3650,
+        validation_alias=_env("CHURN_DEDUP_DAYS"),
+        description="Days, counted back from a customer's newest activity event, within "
+        "which a duplicate activity event is recognised (event-id hashes are kept; "
+        "transactions' are kept for the whole retention); an activity event further back "
+        "is refused as too late (dead-lettered, not counted). Values above "
+        "CHURN_RETENTION_DAYS act as CHURN_RETENTION_DAYS.",
+    )
     worker_engine: Literal["batch", "faust"] = Field(
         "batch",
         validation_alias=_env("CHURN_WORKER_ENGINE"),

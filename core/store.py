@@ -1,53 +1,41 @@
 """The online store: customers' aggregates and scores in Redis (layout in :mod:`core.keys`).
 
-Conventions: times are epoch seconds (UTC); a tile is stored as msgpack
-``[counters (trailing zeros trimmed), packed little-endian uint32 event hashes, 4]`` (the
-last item is the hash width in bytes; tiles written by older releases have two items and
-8-byte hashes, read as their low 32 bits: see :func:`core.aggregates.event_hash`); writes
-of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, and the
-offset fences of the partitions the batch came from — happen in one Lua script that
-refuses them all when any of those fences is not where the batch expects it (another
-worker took over), so a batch is applied exactly once. On a Redis Cluster the script
-runs once per partition: a partition's customers, sorted sets and fences share a hash tag
-(:mod:`core.keys`), so each partition's part of a batch is all-or-nothing, which is what
-exactly-once needs (fences are per partition).
+Conventions: times are epoch seconds (UTC); a customer's hash fields are encoded as
+:mod:`core.customer_encoding` says; writes of one micro-batch — tiles, scalars, scores,
+the risk and staleness indexes, and the offset fences of the partitions the batch came
+from — happen in one Lua script that refuses them all when any of those fences is not
+where the batch expects it (another worker took over), so a batch is applied exactly
+once. On a Redis Cluster the script runs once per partition: a partition's customers,
+sorted sets and fences share a hash tag (:mod:`core.keys`), so each partition's part of
+a batch is all-or-nothing, which is what exactly-once needs (fences are per partition).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
-import numpy as np
 import redis
 
 from core import leaderboard
-from core.aggregates import N_COUNTERS, CustomerAggregates
-from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
+from core.aggregates import CustomerAggregates
+from core.customer_encoding import (
+    StoredCustomer,
+    decode_customer,
+    decode_customers,
+    decode_for_reading,
+    encode_scalars,
+    encode_sealed,
+    encode_tile,
+)
+from core.keys import SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX, Keys
 from core.model import BANDS
 from core.redis_client import client_is_cluster, get_many
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
-_TILE_PREFIX_BYTES = TILE_PREFIX.encode()
-_TILE_PREFIX_LENGTH = len(_TILE_PREFIX_BYTES)
-_SCALARS_FIELD_BYTES = SCALARS_FIELD.encode()
-_TILE_DAYS: dict[bytes, int] = {}  # field name -> its day, -1 for other fields (a cache)
-
-
-def _tile_day(name: bytes) -> int:
-    """The day of a tile's field name (-1 for other fields), remembered for next time:
-    the names a store holds are few (one per day of history, plus the scalars)."""
-    day = int(name[_TILE_PREFIX_LENGTH:]) if name.startswith(_TILE_PREFIX_BYTES) else -1
-    if len(_TILE_DAYS) < 100_000:
-        _TILE_DAYS[name] = day
-    return day
-
-
-_UNPACK = msgspec.msgpack.Decoder()
 
 
 @dataclass(frozen=True)
@@ -60,148 +48,6 @@ class PreparedCommit:
 
 class FenceMoved(RuntimeError):
     """A partition's fence changed under this batch: another writer applied events."""
-
-
-@dataclass
-class StoredCustomer:
-    """A customer read back from the store: aggregates plus the latest score (if any)."""
-
-    aggregates: CustomerAggregates
-    score: Score | None
-
-
-_HASH_WIDTH = 4  # bytes per stored event hash (HASH_BITS / 8)
-
-
-def encode_tile(counts: np.ndarray, hashes: Iterable[int]) -> bytes:
-    """One tile's stored value: ``[counters, uint32 hashes, 4]`` (module conventions)."""
-    values = counts.tolist()
-    while values and values[-1] == 0:
-        values.pop()
-    packed = np.fromiter(hashes, dtype="<u4").tobytes()
-    return _MSGPACK.encode([values, packed, _HASH_WIDTH])
-
-
-def decode_hashes(tile: Sequence[Any]) -> list[int]:
-    """The event hashes of a decoded tile (``[counters, packed hashes(, width)]``) as
-    32-bit ints; a two-item tile holds 8-byte hashes, of which the low half is kept."""
-    if len(tile) > 2 and tile[2] == _HASH_WIDTH:
-        return np.frombuffer(tile[1], dtype="<u4").tolist()  # type: ignore[no-any-return]
-    return np.frombuffer(tile[1], dtype="<u4")[::2].tolist()  # type: ignore[no-any-return]
-
-
-def encode_scalars(agg: CustomerAggregates) -> bytes:
-    return _MSGPACK.encode(
-        [
-            agg.first_seen,
-            agg.last_event,
-            agg.last_activity,
-            agg.last_purchase,
-            agg.level,
-            list(agg.level_key),
-        ]
-    )
-
-
-def decode_customer(
-    customer_id: str, fields: Mapping[bytes, bytes], with_event_hashes: bool = True
-) -> StoredCustomer:
-    """Rebuild a customer from the fields of their hash (empty mapping: a new customer).
-
-    Without event hashes (``with_event_hashes=False``) the result is for reading features
-    only — much cheaper — and must never be written back.
-    """
-    return decode_customers([customer_id], [fields], with_event_hashes)[0]
-
-
-def decode_customers(
-    customer_ids: Sequence[str],
-    hashes_fields: Sequence[Mapping[bytes, bytes]],
-    with_event_hashes: bool = True,
-) -> list[StoredCustomer]:
-    """:func:`decode_customer` for many customers at once: their tiles are decoded by one
-    msgpack call into one counter array (each customer's aggregates hold a slice of it)."""
-    days: list[int] = []
-    values: list[bytes] = []
-    sizes: list[int] = []
-    for fields in hashes_fields:
-        before = len(days)
-        for name, value in fields.items():
-            day = _TILE_DAYS.get(name)
-            if day is None:
-                day = _tile_day(name)
-            if day >= 0:
-                days.append(day)
-                values.append(value)
-        sizes.append(len(days) - before)
-    tiles: list[list[Any]] = _UNPACK.decode(_msgpack_array(values))  # [[counters, hashes]]
-    matrix = _counter_matrix([tile[0] for tile in tiles])
-    day_array = np.array(days, dtype=np.int64)
-    customers = []
-    row = 0
-    for customer_id, fields, size in zip(customer_ids, hashes_fields, sizes, strict=True):
-        agg = CustomerAggregates(customer_id)
-        end = row + size
-        hashes = None
-        if with_event_hashes:
-            hashes = [decode_hashes(tile) for tile in tiles[row:end]]
-        agg.load_tiles(day_array[row:end], matrix[row:end], hashes)
-        row = end
-        scalars = fields.get(_SCALARS_FIELD_BYTES)
-        if scalars is not None:
-            first, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)
-            agg.first_seen, agg.last_event = first, last
-            agg.last_activity, agg.last_purchase = activity, purchase
-            agg.level, agg.level_key = level, (level_key[0], level_key[1])
-        score = None
-        if b"score" in fields:
-            score = Score(
-                customer_id=customer_id,
-                score=float(fields[b"score"]),
-                band=fields[b"band"].decode(),
-                model_version=fields[b"model_version"].decode(),
-                scored_at=float(fields[b"scored_at"]),
-                last_event_time=int(fields[b"last_event_time"]),
-                value=float(fields[b"value"]) if b"value" in fields else None,
-            )
-        customers.append(StoredCustomer(agg, score))
-    return customers
-
-
-def _msgpack_array(items: Sequence[bytes]) -> bytes:
-    """A msgpack array (array 32 header) of already-encoded ``items``."""
-    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
-
-
-def _counter_matrix(rows: Sequence[Sequence[int]]) -> np.ndarray:
-    """Rows of counters as an array of shape (rows, N_COUNTERS): short rows (stored with
-    trailing zeros trimmed) are padded with zeros; counters beyond N_COUNTERS (written by
-    a version that counts more) are left out."""
-    n = len(rows)
-    widths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-    total = int(widths.sum())
-    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=total)
-    starts = np.cumsum(widths) - widths
-    row_of = np.repeat(np.arange(n), widths)
-    column_of = np.arange(total) - np.repeat(starts, widths)
-    known = column_of < N_COUNTERS
-    matrix = np.zeros((n, N_COUNTERS), dtype=np.int64)
-    matrix[row_of[known], column_of[known]] = flat[known]
-    return matrix
-
-
-def decode_for_reading(
-    customer_ids: Sequence[str], hashes_fields: Sequence[Mapping[bytes, bytes]]
-) -> list[StoredCustomer | None]:
-    """:func:`decode_customers` without event hashes, None where a hash is empty."""
-    decoded = iter(
-        decode_customers(
-            [c for c, fields in zip(customer_ids, hashes_fields, strict=True) if fields],
-            [fields for fields in hashes_fields if fields],
-            with_event_hashes=False,
-        )
-    )
-    return [next(decoded) if fields else None for fields in hashes_fields]
 
 
 def _score_args(score: Score) -> list[str]:
@@ -419,8 +265,7 @@ class FeatureStore:
                 writes = prepared.writes.get(shard, empty)
                 self._run_commit(shard, by_shard.get(shard, []), fences, writes)
         for agg in prepared.customers:
-            agg.changed_days.clear()
-            agg.dropped_days.clear()
+            agg.mark_written()
 
     def _run_commit(
         self,
@@ -458,14 +303,21 @@ class FeatureStore:
         for agg in customers:
             key = self.keys.customer(agg.customer_id)
             fields: list[Any] = [key, SCALARS_FIELD, _lua_string(encode_scalars(agg))]
-            for day, counts, hashes in agg.changed_tiles():
-                fields += (f"{TILE_PREFIX}{day}", _lua_string(encode_tile(counts, hashes)))
+            for day, counts, hashes, transactions in agg.changed_tiles():
+                value = encode_tile(counts, hashes, transactions)
+                fields += (f"{TILE_PREFIX}{day}", _lua_string(value))
             score = pending.pop(agg.customer_id, None)
             if score is not None:
                 fields += _score_args(score)
+            dropped: list[Any] = [key, *(f"{TILE_PREFIX}{day}" for day in agg.dropped_days)]
+            if agg.sealed_changed:
+                sealed = encode_sealed(*agg.sealed_tiles())
+                if sealed is None:
+                    dropped.append(SEALED_FIELD)
+                else:
+                    fields += (SEALED_FIELD, _lua_string(sealed))
             hsets.extend(_chunks(fields, 1))
-            if agg.dropped_days:
-                dropped = [key, *(f"{TILE_PREFIX}{day}" for day in agg.dropped_days)]
+            if len(dropped) > 1:
                 hdels.extend(_chunks(dropped, 1))
         for score in pending.values():
             hsets.append([self.keys.customer(score.customer_id), *_score_args(score)])

@@ -10,8 +10,9 @@ worker catches up. The fences are read from Redis, so no Kafka connection is nee
 
 **The recomputation** uses the worker's own code: each customer's archived events, in
 event-time order, go through :meth:`CustomerAggregates.apply` with the same retention
-rule; that rule ignores event ids already counted, so archive copies of one event count
-once. The result is compared with the customer's stored aggregates
+and dedup window; it ignores event ids already counted, so archive copies of one event
+count once (events the worker refused as too late, beyond the dedup window, went to the
+dead-letter topic, not to the archive). The result is compared with the customer's stored aggregates
 (:func:`offline.consistency.state_differences`: tiles, counted event ids, scalars) and with
 the features of both at one reference time ``t`` (default: one second after the newest
 event at the watermark, so every feature window holds data).
@@ -284,10 +285,15 @@ def verify(
     chunk_events: int = 50_000,
     max_events_in_memory: int = 500_000,
     progress: Progress | None = None,
+    *,
+    dedup_days: int | None,
 ) -> VerifyReport:
     """Recompute every customer at the watermark and compare with Redis (see the module
     docstring). ``at`` is the reference time of the feature comparison (epoch seconds,
-    UTC). Raises :class:`NothingToVerify` when Redis holds no fence of the input topics."""
+    UTC); ``retention_days`` and ``dedup_days`` are the worker's (``CHURN_RETENTION_DAYS``,
+    ``CHURN_DEDUP_DAYS``; required, since a recomputation with another window keeps other
+    event hashes and differs). Raises :class:`NothingToVerify` when Redis holds no fence of
+    the input topics."""
     started = time.perf_counter()
     fences = read_watermark(store, topics)
     if not fences:
@@ -337,6 +343,7 @@ def verify(
     report.extra, report.extra_ids = len(extra), extra[:max_examples]
 
     comparison = FeatureComparison(FEATURE_NAMES, tolerance)
+    windows = (retention_days, dedup_days)
     ids = sorted(archive_counts)
     done = 0
     if progress is not None:
@@ -356,7 +363,7 @@ def verify(
                 if part.ends[stop] > budget:
                     break
                 stop += 1
-            done += _compare_chunk(store, part, run, stop, redis_ids, retention_days, at,
+            done += _compare_chunk(store, part, run, stop, redis_ids, windows, at,
                                    comparison, report, max_examples)  # fmt: skip
             run = stop
             if progress is not None:
@@ -375,7 +382,7 @@ def _compare_chunk(
     first: int,
     stop: int,
     redis_ids: set[str],
-    retention_days: int,
+    windows: tuple[int, int | None],
     at: int | None,
     comparison: FeatureComparison,
     report: VerifyReport,
@@ -389,7 +396,7 @@ def _compare_chunk(
     for i in range(first, stop):
         agg = CustomerAggregates(part.customers[i])
         for data in raw[int(part.starts[i]) - begin : int(part.ends[i]) - begin]:
-            if agg.apply(decode_event(data), retention_days):
+            if agg.apply(decode_event(data), *windows):
                 report.events_counted += 1
             else:
                 report.events_ignored += 1

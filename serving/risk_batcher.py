@@ -23,9 +23,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from core import metrics
+from core.customer_encoding import decode_for_reading
 from core.model import Scorer
 from core.risk import RiskAssessment, assess_stored
-from core.store import FeatureStore, decode_for_reading
+from core.store import FeatureStore
 
 _Pending = tuple[str, asyncio.Future[RiskAssessment | None]]
 

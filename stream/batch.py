@@ -29,6 +29,7 @@ from confluent_kafka import KafkaException
 from core import metrics
 from core.aggregates import DAY_SECONDS, CustomerAggregates
 from core.archive import ArchivedEvent, SegmentLog
+from core.customer_encoding import StoredCustomer
 from core.dlq import DeadLetter
 from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
@@ -37,7 +38,7 @@ from core.producer import EventProducer
 from core.redis_client import REDIS_ERRORS
 from core.scores import BandChange, Score, encode_band_change
 from core.settings import Settings, get_settings, scoring_clock
-from core.store import FeatureStore, FenceMoved, StoredCustomer
+from core.store import FeatureStore, FenceMoved
 from core.targeting import Valuation, customer_values, with_value_inputs
 from core.topics import Topics
 
@@ -88,6 +89,7 @@ class BatchReport:
     applied: int = 0
     duplicates: int = 0
     expired: int = 0
+    too_late: int = 0
     dead_letters: int = 0
     scored: int = 0
     band_changes: int = 0
@@ -224,7 +226,8 @@ class BatchProcessor:
         report.fenced = len(messages) - len(fresh)
         now = self.clock()
         events, letters = self._decode(fresh, now)
-        touched, archived = self._apply(events, report)
+        touched, archived, late = self._apply(events, report)
+        letters += late
         scores, changes = self._score(touched, self.score_clock())
         # Kafka must have the dead letters and band changes before the fences move; the
         # archive append and the encoding of the writes overlap the wait for its answer.
@@ -310,9 +313,12 @@ class BatchProcessor:
 
     def _apply(
         self, events: Sequence[tuple[RawMessage, Event]], report: BatchReport
-    ) -> tuple[list[StoredCustomer], list[ArchivedEvent]]:
-        """Apply ``events``; return the customers they changed and the events to archive
-        (applied or expired — every valid event seen for the first time)."""
+    ) -> tuple[list[StoredCustomer], list[ArchivedEvent], list[DeadLetter]]:
+        """Apply ``events``; return the customers they changed, the events to archive
+        (applied or expired — every valid event seen for the first time) and dead letters
+        for the events refused as too late (beyond ``CHURN_DEDUP_DAYS``: they may be
+        duplicates that can no longer be recognised, so they are neither counted nor
+        archived)."""
         missing: dict[str, int] = {}
         for m, event in events:
             if event.customer_id not in self._customers[m.partition]:
@@ -323,22 +329,28 @@ class BatchProcessor:
                 self._customers[partition][customer_id] = loaded[customer_id]
         touched: dict[str, StoredCustomer] = {}
         archived: list[ArchivedEvent] = []
+        late: list[DeadLetter] = []
         retention = self.settings.retention_days
+        dedup = self.settings.dedup_days
         for m, event in events:
             customer = self._customers[m.partition][event.customer_id]
             agg = customer.aggregates
-            if agg.apply(event, retention):
+            if agg.apply(event, retention, dedup):
                 report.applied += 1
                 touched[event.customer_id] = customer
             elif _is_expired(agg, event, retention):
                 report.expired += 1  # not counted; it may move the scalars (see apply)
                 touched[event.customer_id] = customer
+            elif agg.is_too_late(event, dedup):
+                report.too_late += 1
+                late.append(_too_late(m, agg, dedup))
+                continue
             else:
                 report.duplicates += 1
                 continue
             archived.append(ArchivedEvent(event, m.value, m.topic, m.partition, m.offset))
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
-        return list(touched.values()), archived
+        return list(touched.values()), archived, late
 
     def _score(
         self, customers: Sequence[StoredCustomer], now: float
@@ -376,6 +388,7 @@ class BatchProcessor:
         metrics.WORKER_EVENTS_APPLIED.inc(report.applied)
         metrics.WORKER_EVENTS_IGNORED.labels("duplicate").inc(report.duplicates)
         metrics.WORKER_EVENTS_IGNORED.labels("expired").inc(report.expired)
+        metrics.WORKER_EVENTS_IGNORED.labels("too_late").inc(report.too_late)
         metrics.WORKER_EVENTS_IGNORED.labels("fenced").inc(report.fenced)
         for code, count in report.dead_letter_reasons.items():
             metrics.WORKER_DLQ.labels(code).inc(count)
@@ -432,6 +445,22 @@ def _valuation(model: Scorer, settings: Settings | None = None) -> Valuation:
 def _is_expired(agg: CustomerAggregates, event: Event, retention_days: int) -> bool:
     day = int(event.event_time.timestamp()) // DAY_SECONDS
     return day <= agg.last_event // DAY_SECONDS - retention_days
+
+
+def _too_late(m: RawMessage, agg: CustomerAggregates, dedup_days: int) -> DeadLetter:
+    newest = datetime.fromtimestamp(agg.last_activity, UTC).date().isoformat()
+    return DeadLetter(
+        value=m.value,
+        reason=f"event_time is more than {dedup_days} days (CHURN_DEDUP_DAYS) before the "
+        f"newest activity event of its customer ({newest}): a duplicate could no longer "
+        "be recognised, so it is not counted",
+        code="too_late",
+        field="event_time",
+        source_topic=m.topic,
+        source_partition=m.partition,
+        source_offset=m.offset,
+        key=m.key,
+    )
 
 
 def _count_codes(letters: Sequence[DeadLetter]) -> dict[str, int]:

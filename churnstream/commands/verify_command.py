@@ -88,6 +88,7 @@ def verify_command(
                 settings.retention_days,
                 at=reference,
                 tolerance=tolerance,
+                dedup_days=settings.dedup_days,
                 max_examples=examples,
                 progress=advance,
             )

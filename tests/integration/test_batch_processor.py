@@ -13,11 +13,11 @@ import msgspec
 import pytest
 import redis
 
-from core.aggregates import CustomerAggregates
+from core.aggregates import DAY_SECONDS, CustomerAggregates
 from core.archive import EventArchive
-from core.events import Event, encode_event
+from core.events import Event, ItemReactionPayload, Like, encode_event
 from core.features import feature_matrix
-from core.keys import Keys, partition_of
+from core.keys import SEALED_FIELD, TILE_PREFIX, Keys, partition_of
 from core.producer import EventProducer
 from core.settings import Settings
 from core.store import FeatureStore
@@ -34,10 +34,13 @@ PARTITIONS = 3
 NOW = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 
 
-def simulated(customers: int = 40, days: int = 21, seed: int = 3) -> list[Event]:
-    config = SimulationConfig(
-        customers=customers, days=days, seed=seed, start=datetime(2026, 2, 1, tzinfo=UTC)
-    )
+def simulated(
+    customers: int = 40,
+    days: int = 21,
+    seed: int = 3,
+    start: datetime = datetime(2026, 2, 1, tzinfo=UTC),
+) -> list[Event]:
+    config = SimulationConfig(customers=customers, days=days, seed=seed, start=start)
     return list(simulate(config))
 
 
@@ -61,11 +64,13 @@ def batches(messages: Sequence[RawMessage], size: int) -> Iterable[list[RawMessa
         yield list(messages[start : start + size])
 
 
-def offline(events: Iterable[Event], retention_days: int) -> dict[str, CustomerAggregates]:
+def offline(
+    events: Iterable[Event], retention_days: int, dedup_days: int | None = None
+) -> dict[str, CustomerAggregates]:
     states: dict[str, CustomerAggregates] = {}
     for event in events:
         states.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(
-            event, retention_days
+            event, retention_days, dedup_days
         )
     return states
 
@@ -220,6 +225,78 @@ def test_redelivered_batches_and_replays_change_nothing(
     assert {
         k: {f: v for f, v in h.items() if f.decode() not in strip} for k, h in after.items()
     } == {k: {f: v for f, v in h.items() if f.decode() not in strip} for k, h in before.items()}
+
+
+def test_days_beyond_the_dedup_window_are_sealed_and_their_late_events_dead_lettered(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    """Tiles older than CHURN_DEDUP_DAYS before a customer's newest activity event live in
+    one sealed field without activity hashes; an activity event of such a day is refused
+    as too late (dead-lettered, not archived, nothing stored changes), one a day later is
+    counted, and a replay of every applied event changes nothing."""
+    events = simulated(customers=8, days=60, seed=11, start=datetime(2025, 12, 1, tzinfo=UTC))
+    window = settings.dedup_days
+    assert window < 60
+    worker = processor(settings, redis_client, producer)
+    offsets: dict[tuple[str, int], int] = {}
+    for batch in batches(as_messages(worker.topics, events, offsets), 500):
+        worker.process(batch)
+    keys = Keys.of(settings)
+    expected = offline(events, settings.retention_days, window)
+    got = stored(settings, redis_client, expected)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in expected.items()
+    }
+
+    def customer_hashes() -> dict[str, dict[bytes, bytes]]:
+        return {cid: redis_client.hgetall(keys.customer(cid)) for cid in sorted(expected)}
+
+    before = customer_hashes()
+    for cid, fields in before.items():
+        newest_day = expected[cid].last_activity // DAY_SECONDS
+        open_days = [int(name[len(TILE_PREFIX) :]) for name in fields if name.startswith(b"d:")]
+        assert all(day > newest_day - window for day in open_days), cid
+    assert sum(SEALED_FIELD.encode() in fields for fields in before.values()) >= len(before) // 2
+    archive = EventArchive(settings.archive_dir)
+    archived = archive.count()
+    assert archived == len(events)
+
+    customer = max(expected, key=lambda c: len(expected[c].tile_days()))
+    newest_day = expected[customer].last_activity // DAY_SECONDS
+
+    def like_on(day: int, event_id: str) -> Like:
+        at = datetime(1970, 1, 1, 12, tzinfo=UTC) + timedelta(days=day)
+        return Like(
+            event_id=event_id, customer_id=customer, event_time=at, payload=ItemReactionPayload()
+        )
+
+    outside = worker.process(
+        as_messages(worker.topics, [like_on(newest_day - window, "too-late")], offsets)
+    )
+    assert (outside.too_late, outside.applied, outside.dead_letters) == (1, 0, 1)
+    [(letter, _)] = dead_letters(settings, worker.topics.dlq)
+    assert (letter.code, letter.field) == ("too_late", "event_time")
+    assert f"more than {window} days" in letter.reason
+    assert customer_hashes() == before
+    assert archive.count() == archived
+
+    replayed = [
+        worker.process(b) for b in batches(as_messages(worker.topics, events, offsets), 500)
+    ]
+    assert sum(r.applied + r.expired for r in replayed) == 0
+    assert sum(r.too_late for r in replayed) > 0
+    assert sum(r.duplicates + r.too_late for r in replayed) == len(events)
+    assert customer_hashes() == before
+    assert archive.count() == archived
+
+    inside = worker.process(
+        as_messages(worker.topics, [like_on(newest_day - window + 1, "just-in-time")], offsets)
+    )
+    assert (inside.applied, inside.too_late) == (1, 0)
+    after = stored(settings, redis_client, [customer])[customer]
+    assert after.tile(newest_day - window + 1)["like"] == (
+        expected[customer].tile(newest_day - window + 1)["like"] + 1
+    )
 
 
 # Every dead-letter code the worker writes, with the field it names (None: no field) and

@@ -54,6 +54,7 @@ def verify_exact(settings: Settings, events: list[object]) -> VerifyReport:
         EventArchive(settings.archive_dir),
         Topics.from_settings(settings),
         settings.retention_days,
+        dedup_days=settings.dedup_days,
     )
     customers = {e.customer_id for e in events}  # type: ignore[attr-defined]
     assert report.ok, report.as_dict()

@@ -145,7 +145,11 @@ def test_a_stopped_workers_partitions_move_to_the_other_and_verify_is_exact(
 
     store = FeatureStore(connect_redis(group_settings), Keys.of(group_settings))
     report = verify(
-        store, EventArchive(group_settings.archive_dir), topics, group_settings.retention_days
+        store,
+        EventArchive(group_settings.archive_dir),
+        topics,
+        group_settings.retention_days,
+        dedup_days=group_settings.dedup_days,
     )
     customers = {e.customer_id for e in events}
     assert report.ok, report.as_dict()

@@ -98,6 +98,7 @@ def test_verify_passes_after_a_run_and_names_a_tampered_customer(
     small = verify(
         store, EventArchive(settings.archive_dir), Topics.from_settings(settings),
         settings.retention_days, max_events_in_memory=500, chunk_customers=3, chunk_events=200,
+        dedup_days=settings.dedup_days,
     )  # fmt: skip
     assert report["rows_at_watermark"] > 4 * 500  # so several ranges were read
     assert small.ok and small.customers_compared == len(customers)

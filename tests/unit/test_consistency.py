@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from core.aggregates import CustomerAggregates
+from core.customer_encoding import decode_customer, encode_scalars, encode_tile
 from core.events import (
     Event,
     ItemReactionPayload,
@@ -20,7 +21,6 @@ from core.events import (
     SessionStartPayload,
 )
 from core.features import FEATURE_NAMES, feature_matrix
-from core.store import decode_customer, encode_scalars, encode_tile
 from offline.consistency import FeatureComparison, differs, smape, state_differences
 from offline.verify import customer_ranges, watermark_mask
 
@@ -55,8 +55,8 @@ def state(events: list[Event], customer: str = "c1") -> CustomerAggregates:
 def round_trip(agg: CustomerAggregates) -> CustomerAggregates:
     """What the store writes and reads back for ``agg``."""
     fields = {b"m": encode_scalars(agg)}
-    for day, counts, hashes in agg.changed_tiles():
-        fields[f"d:{day}".encode()] = encode_tile(counts, hashes)
+    for day, counts, hashes, transactions in agg.changed_tiles():
+        fields[f"d:{day}".encode()] = encode_tile(counts, hashes, transactions)
     return decode_customer(agg.customer_id, fields).aggregates
 
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from core.aggregates import N_COUNTERS, C, CustomerAggregates, event_hash
-from core.events import ItemReactionPayload, Like
-from core.keys import SCALARS_FIELD, TILE_PREFIX
-from core.store import (
+from core.customer_encoding import (
     decode_customer,
     decode_customers,
     decode_for_reading,
     encode_scalars,
     encode_tile,
 )
+from core.events import ItemReactionPayload, Like
+from core.keys import SCALARS_FIELD, TILE_PREFIX
 
 _ENCODE = msgspec.msgpack.Encoder()
 
@@ -149,8 +149,10 @@ def test_tiles_of_both_hash_widths_dedup_the_same_events() -> None:
         assert not agg.apply(counted)
         assert agg.apply(fresh)
         assert agg.tile(day)["like"] == 2
-        [(_, tile_counts, hashes)] = list(agg.changed_tiles())
-        again = decode_customers(["c1"], [{tile_field(day): encode_tile(tile_counts, hashes)}])
+        [(_, tile_counts, hashes, transactions)] = list(agg.changed_tiles())
+        assert transactions is None
+        value = encode_tile(tile_counts, hashes, transactions)
+        again = decode_customers(["c1"], [{tile_field(day): value}])
         assert again[0].aggregates.snapshot()["hashes"] == {
             day: frozenset({event_hash("counted"), event_hash("fresh")})
         }

@@ -235,8 +235,9 @@ def test_value_from_the_worker_features_of_simulated_customers() -> None:
 
 
 def test_the_value_is_stored_with_the_score() -> None:
+    from core.customer_encoding import decode_customer
     from core.scores import Score
-    from core.store import decode_customer, score_fields
+    from core.store import score_fields
 
     score = Score("c1", 0.25, "medium", "v1", 1767225600.5, 1767220000, value=123.45)
     fields = {k.encode(): v.encode() for k, v in score_fields(score).items()}
