@@ -29,6 +29,7 @@ from core.aggregates import N_COUNTERS, CustomerAggregates
 from core.keys import SCALARS_FIELD, TILE_PREFIX, Keys
 from core.model import BANDS
 from core.redis_client import client_is_cluster, get_many
+from core.score_reads import ScoreReads
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -283,6 +284,7 @@ class FeatureStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
+        self.scores = ScoreReads(client, keys)  # rankings, band counts, stored fields
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._load_script = client.register_script(_LOAD_LUA)
 

@@ -40,7 +40,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from core import leaderboard
 from core.archive import EventArchive
 from core.store import FeatureStore
 
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "scores-"
 PERFORMANCE_FILE = "performance.json"
-READ_CHUNK = 5000
 LABELS = ("cancellation", "inactivity", "cancellation_or_inactivity")
 
 
@@ -111,17 +109,12 @@ class ScoreLog:
     def snapshot(self, store: FeatureStore, at: datetime) -> Path | None:
         """Log every customer's served score as of now, stamped ``at``; ``None`` when no
         customer has a score yet."""
-        pairs = leaderboard.all_scores(store.redis, store.keys)
+        pairs = store.scores.all_scores()
         if not pairs:
             return None
         ids = [member.decode() for member, _ in pairs]
-        scored_at = leaderboard.scored_at_of(store.redis, store.keys, ids)
-        versions: list[str] = []
-        for start in range(0, len(ids), READ_CHUNK):
-            pipe = store.redis.pipeline(transaction=False)
-            for cid in ids[start : start + READ_CHUNK]:
-                pipe.hget(store.keys.customer(cid), "model_version")
-            versions.extend(v.decode() if v else "" for v in pipe.execute())
+        scored_at = store.scores.scored_at_of(ids)
+        versions = [version or "" for version in store.scores.model_versions(ids)]
         frame = pd.DataFrame(
             {
                 "customer_id": ids,
