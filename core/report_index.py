@@ -19,10 +19,11 @@ it never serves a path outside the directory.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from core.files import read_json_objects
 
 INDEX_FILE = "index.json"
 RESERVED_IDS = frozenset({"latest"})  # ids the API's routes use for something else
@@ -37,16 +38,7 @@ def read_index(directory: Path) -> list[dict[str, Any]]:
     """The entries of ``directory``'s index as stored (oldest first); [] before the first
     report. Raises ``ValueError`` naming the file when it is not a JSON array (and
     ``OSError`` when it cannot be read)."""
-    path = Path(directory) / INDEX_FILE
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return []
-    except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(document, list):
-        raise ValueError(f"{path}: expected a JSON array of reports")
-    return [entry for entry in document if isinstance(entry, dict)]
+    return read_json_objects(Path(directory) / INDEX_FILE)
 
 
 def newest_first(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import secrets
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +39,7 @@ import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.archive import EventArchive
+from core.files import read_json_objects, write_atomic
 from core.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -125,12 +124,7 @@ class ScoreLog:
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / snapshot_name(at)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            frame.to_parquet(temp, index=False)
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        write_atomic(path, lambda temp: frame.to_parquet(temp, index=False))
         log.info("scores logged path=%s customers=%d", path, len(frame))
         return path
 
@@ -138,23 +132,13 @@ class ScoreLog:
 
     def performance(self) -> list[dict[str, Any]]:
         """Every evaluated period, oldest first."""
-        path = self.directory / PERFORMANCE_FILE
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return []
-        except ValueError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        return [p for p in document if isinstance(p, dict)] if isinstance(document, list) else []
+        return read_json_objects(self.directory / PERFORMANCE_FILE)
 
     def _save_performance(self, periods: list[dict[str, Any]]) -> None:
-        path = self.directory / PERFORMANCE_FILE
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            temp.write_text(json.dumps(periods, indent=1), encoding="utf-8")
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        text = json.dumps(periods, indent=1)
+        write_atomic(
+            self.directory / PERFORMANCE_FILE, lambda temp: temp.write_text(text, encoding="utf-8")
+        )
 
     def evaluate_matured(
         self,

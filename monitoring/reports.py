@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.files import write_atomic
 from core.report_index import INDEX_FILE, RESERVED_IDS, creation_key, read_index
 
 LOCK_FILE = ".index.lock"
@@ -45,17 +44,6 @@ def report_id(created_at: datetime) -> str:
     '20260301T120005Z'
     """
     return created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 class ReportStore:
@@ -93,9 +81,9 @@ class ReportStore:
                 rid = f"{base}-{n}"
             html_path = self.directory / f"{rid}.html"
             json_path = self.directory / f"{rid}.json"
-            _write_atomic(html_path, write_html)
+            write_atomic(html_path, write_html)
             text = json.dumps({"id": rid, **document}, indent=1, default=_jsonable)
-            _write_atomic(json_path, lambda p: p.write_text(text, encoding="utf-8"))
+            write_atomic(json_path, lambda p: p.write_text(text, encoding="utf-8"))
             full = {
                 "id": rid,
                 "created_at": created_at.astimezone(UTC)
@@ -110,7 +98,7 @@ class ReportStore:
             dropped = entries[: max(len(entries) - self.keep, 0)]
             kept = entries[len(dropped) :]
             index_text = json.dumps(kept, indent=1, default=_jsonable)
-            _write_atomic(
+            write_atomic(
                 self.directory / INDEX_FILE,
                 lambda p: p.write_text(index_text, encoding="utf-8"),
             )
