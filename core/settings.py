@@ -17,10 +17,10 @@ from datetime import UTC
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from core.settings_base import env
+from core.settings_base import setting
 from core.settings_connections import ConnectionSettings
 from core.settings_infra import InfraSettings
 from core.settings_monitoring import MonitoringSettings
@@ -54,14 +54,10 @@ class Settings(
     """churnstream configuration. Field descriptions double as the documentation table."""
 
     # --- Logging -----------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias=env("CHURN_LOG_LEVEL"), description="Log level."
-    )
-    log_format: Literal["json", "text"] = Field(
-        "text",
-        validation_alias=env("CHURN_LOG_FORMAT"),
-        description="'text' (key=value) for terminals, 'json' for log shippers.",
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("CHURN_LOG_LEVEL", "INFO")
+    """Log level."""
+    log_format: Literal["json", "text"] = setting("CHURN_LOG_FORMAT", "text")
+    """'text' (key=value) for terminals, 'json' for log shippers."""
 
 
 @lru_cache(maxsize=1)
@@ -100,7 +96,8 @@ def env_var_name(field_name: str, settings_class: type[BaseSettings] = Settings)
 def settings_reference(
     settings_class: type[BaseSettings] = Settings,
 ) -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) for every setting, in declaration order."""
+    """(environment variable, default, description) for every setting, in declaration order;
+    a description is the field's docstring on one line."""
     rows = []
     for name, field in settings_class.model_fields.items():
         default = field.get_default(call_default_factory=True)
@@ -112,5 +109,6 @@ def settings_reference(
             shown = json.dumps(default)
         else:
             shown = str(default)
-        rows.append((env_var_name(name, settings_class), shown, field.description or ""))
+        meaning = " ".join((field.description or "").split())  # a docstring's lines, joined
+        rows.append((env_var_name(name, settings_class), shown, meaning))
     return rows

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 
-from core.settings_base import EnvSettings, env
+from core.settings_base import EnvSettings, setting
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -17,65 +17,33 @@ class ConnectionSettings(EnvSettings):
     """Where Kafka and Redis are, and how to authenticate to them."""
 
     # --- Kafka -------------------------------------------------------------------------
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:19092",
-        validation_alias=env("KAFKA_BOOTSTRAP_SERVERS"),
-        description="Kafka bootstrap servers, comma separated.",
-    )
-    kafka_security_protocol: SecurityProtocol = Field(
-        "PLAINTEXT",
-        validation_alias=env("KAFKA_SECURITY_PROTOCOL"),
-        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
-    )
-    kafka_sasl_mechanism: SaslMechanism | None = Field(
-        None,
-        validation_alias=env("KAFKA_SASL_MECHANISM"),
-        description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER).",
-    )
-    kafka_sasl_username: str | None = Field(
-        None, validation_alias=env("KAFKA_SASL_USERNAME"), description="SASL user name."
-    )
-    kafka_sasl_password: SecretStr | None = Field(
-        None, validation_alias=env("KAFKA_SASL_PASSWORD"), description="SASL password."
-    )
-    kafka_ssl_ca_location: str | None = Field(
-        None,
-        validation_alias=env("KAFKA_SSL_CA_LOCATION"),
-        description="CA certificate file for TLS.",
-    )
-    kafka_ssl_certificate_location: str | None = Field(
-        None,
-        validation_alias=env("KAFKA_SSL_CERTIFICATE_LOCATION"),
-        description="Client certificate file for mutual TLS.",
-    )
-    kafka_ssl_key_location: str | None = Field(
-        None,
-        validation_alias=env("KAFKA_SSL_KEY_LOCATION"),
-        description="Client private key file for mutual TLS.",
-    )
-    kafka_ssl_key_password: SecretStr | None = Field(
-        None,
-        validation_alias=env("KAFKA_SSL_KEY_PASSWORD"),
-        description="Password of the client private key.",
-    )
+    kafka_bootstrap_servers: str = setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    """Kafka bootstrap servers, comma separated."""
+    kafka_security_protocol: SecurityProtocol = setting("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+    kafka_sasl_mechanism: SaslMechanism | None = setting("KAFKA_SASL_MECHANISM", None)
+    """SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)."""
+    kafka_sasl_username: str | None = setting("KAFKA_SASL_USERNAME", None)
+    """SASL user name."""
+    kafka_sasl_password: SecretStr | None = setting("KAFKA_SASL_PASSWORD", None)
+    """SASL password."""
+    kafka_ssl_ca_location: str | None = setting("KAFKA_SSL_CA_LOCATION", None)
+    """CA certificate file for TLS."""
+    kafka_ssl_certificate_location: str | None = setting("KAFKA_SSL_CERTIFICATE_LOCATION", None)
+    """Client certificate file for mutual TLS."""
+    kafka_ssl_key_location: str | None = setting("KAFKA_SSL_KEY_LOCATION", None)
+    """Client private key file for mutual TLS."""
+    kafka_ssl_key_password: SecretStr | None = setting("KAFKA_SSL_KEY_PASSWORD", None)
+    """Password of the client private key."""
 
     # --- Redis -------------------------------------------------------------------------
-    redis_url: str = Field(
-        "redis://127.0.0.1:16379/0",
-        validation_alias=env("REDIS_URL"),
-        description="Redis URL (redis:// or rediss://), including the database number.",
-    )
-    redis_password: SecretStr | None = Field(
-        None,
-        validation_alias=env("REDIS_PASSWORD"),
-        description="Redis password, when it is not part of REDIS_URL.",
-    )
-    redis_cluster: Literal["auto", "yes", "no"] = Field(
-        "auto",
-        validation_alias=env("CHURN_REDIS_CLUSTER"),
-        description="Whether REDIS_URL names a node of a Redis Cluster: 'auto' asks the "
-        "server at start-up (INFO cluster), 'yes' or 'no' skip the question.",
-    )
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:16379/0")
+    """Redis URL (redis:// or rediss://), including the database number."""
+    redis_password: SecretStr | None = setting("REDIS_PASSWORD", None)
+    """Redis password, when it is not part of REDIS_URL."""
+    redis_cluster: Literal["auto", "yes", "no"] = setting("CHURN_REDIS_CLUSTER", "auto")
+    """Whether REDIS_URL names a node of a Redis Cluster: 'auto' asks the server at start-up (INFO
+    cluster), 'yes' or 'no' skip the question."""
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

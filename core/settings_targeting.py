@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-from core.settings_base import EnvSettings, env
+from core.settings_base import EnvSettings, setting
 
 # Retention campaign defaults: the reference campaign of the expected maximum profit
 # measure (Verbraken et al., 2013): customer value 200, incentive 10, contact cost 1, and
@@ -21,36 +21,23 @@ class TargetingSettings(EnvSettings):
     """What contacting a customer costs and what keeping one is worth."""
 
     # --- Retention targeting -------------------------------------------------------------
-    contact_cost: float = Field(
-        DEFAULT_CONTACT_COST,
-        ge=0,
-        allow_inf_nan=False,
-        validation_alias=env("CHURN_CONTACT_COST"),
-        description="Cost of contacting one customer in a retention campaign (currency "
-        "units). The default is the expected-maximum-profit measure's.",
+    contact_cost: float = setting(
+        "CHURN_CONTACT_COST", DEFAULT_CONTACT_COST, ge=0, allow_inf_nan=False
     )
-    retention_incentive: float = Field(
-        DEFAULT_INCENTIVE,
-        ge=0,
-        allow_inf_nan=False,
-        validation_alias=env("CHURN_RETENTION_INCENTIVE"),
-        description="Incentive paid to each contacted churner who accepts the offer and stays.",
+    """Cost of contacting one customer in a retention campaign (currency units). The default is the
+    expected-maximum-profit measure's."""
+    retention_incentive: float = setting(
+        "CHURN_RETENTION_INCENTIVE", DEFAULT_INCENTIVE, ge=0, allow_inf_nan=False
     )
-    save_rate: float = Field(
-        DEFAULT_SAVE_RATE,
-        ge=0,
-        le=1,
-        validation_alias=env("CHURN_SAVE_RATE"),
-        description="Share of contacted churners who accept the offer and stay (0.3: the "
-        "mean of the expected-maximum-profit measure's Beta(6, 14)).",
+    """Incentive paid to each contacted churner who accepts the offer and stays."""
+    save_rate: float = setting("CHURN_SAVE_RATE", DEFAULT_SAVE_RATE, ge=0, le=1)
+    """Share of contacted churners who accept the offer and stay (0.3: the mean of the
+    expected-maximum-profit measure's Beta(6, 14))."""
+    plan_values: dict[str, float] = setting(
+        "CHURN_PLAN_VALUES", default_factory=lambda: dict(DEFAULT_PLAN_VALUES)
     )
-    plan_values: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_PLAN_VALUES),
-        validation_alias=env("CHURN_PLAN_VALUES"),
-        description="JSON object: a subscriber's value at stake per plan level (free, "
-        "paid). A customer's value is the larger of this and their recent spend rate, net of "
-        "refunds, times the label horizon.",
-    )
+    """JSON object: a subscriber's value at stake per plan level (free, paid). A customer's value is
+    the larger of this and their recent spend rate, net of refunds, times the label horizon."""
 
     @field_validator("plan_values")
     @classmethod

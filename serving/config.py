@@ -13,10 +13,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from core.model import BANDS
-from core.settings_base import EnvSettings, env
+from core.settings_base import EnvSettings, setting
 
 DEFAULT_ACTIONS = {
     "high": "retention offer",
@@ -32,43 +32,24 @@ class ApiSettings(EnvSettings):
     """churnstream API configuration (only what :class:`core.settings.Settings` lacks).
     Field descriptions double as documentation."""
 
-    host: str = Field(
-        "127.0.0.1",
-        validation_alias=env("CHURN_API_HOST"),
-        description="Address the API binds to (0.0.0.0 in containers).",
+    host: str = setting("CHURN_API_HOST", "127.0.0.1")
+    """Address the API binds to (0.0.0.0 in containers)."""
+    port: int = setting("CHURN_API_PORT", 8000, ge=1, le=65535)
+    """Port of the API."""
+    api_keys: SecretStr = setting("CHURN_API_KEYS", SecretStr(""))
+    """Comma-separated keys accepted in the X-API-Key header. Admin routes are disabled (403) while
+    this is empty."""
+    read_keys_required: bool = setting("CHURN_API_READ_KEYS_REQUIRED", False)
+    """Require a key from CHURN_API_KEYS on read routes too (health, readiness and metrics stay open
+    for probes and scrapers)."""
+    retention_actions: dict[str, str] = setting(
+        "CHURN_RETENTION_ACTIONS", default_factory=lambda: dict(DEFAULT_ACTIONS)
     )
-    port: int = Field(
-        8000,
-        ge=1,
-        le=65535,
-        validation_alias=env("CHURN_API_PORT"),
-        description="Port of the API.",
-    )
-    api_keys: SecretStr = Field(
-        SecretStr(""),
-        validation_alias=env("CHURN_API_KEYS"),
-        description="Comma-separated keys accepted in the X-API-Key header. Admin routes "
-        "are disabled (403) while this is empty.",
-    )
-    read_keys_required: bool = Field(
-        False,
-        validation_alias=env("CHURN_API_READ_KEYS_REQUIRED"),
-        description="Require a key from CHURN_API_KEYS on read routes too (health, "
-        "readiness and metrics stay open for probes and scrapers).",
-    )
-    retention_actions: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_ACTIONS),
-        validation_alias=env("CHURN_RETENTION_ACTIONS"),
-        description="JSON object: the recommended retention action for each risk band.",
-    )
-    access_log: AccessLog = Field(
-        "errors",
-        validation_alias=env("CHURN_API_ACCESS_LOG"),
-        description="Access log lines (logger serving.access): `errors` for answers with "
-        "status 400 and above, `all` for every request, or `off`. Every request is counted "
-        "by route and status in /metrics either way. `all` costs a busy API about a fifth "
-        "more CPU per risk lookup.",
-    )
+    """JSON object: the recommended retention action for each risk band."""
+    access_log: AccessLog = setting("CHURN_API_ACCESS_LOG", "errors")
+    """Access log lines (logger serving.access): `errors` for answers with status 400 and above,
+    `all` for every request, or `off`. Every request is counted by route and status in /metrics
+    either way. `all` costs a busy API about a fifth more CPU per risk lookup."""
 
     @field_validator("retention_actions")
     @classmethod
