@@ -10,17 +10,18 @@ them: the monitoring/trainer job consumes that list (oldest first, with RPOP).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
-from core.decisions import RetrainRequest, push_retrain_request
 from core.registry import (
     VERSION_PATTERN,
     ArtifactIntegrityError,
     ModelNotFoundError,
     RegistryError,
+    utc_now_iso,
 )
 from serving.deps import StateDep, require_admin
 from serving.routes import errors, json_response
@@ -90,12 +91,11 @@ def promote_model(
     "the API does not train.",
 )
 def request_retrain(state: StateDep, body: RetrainBody | None = None) -> Response:
-    request = RetrainRequest(reason=(body or RetrainBody()).reason, requested_by="api")
-    push_retrain_request(state.redis, state.keys, request)
     record = {
-        "requested_at": request.requested_at,
-        "requested_by": request.requested_by,
-        "reason": request.reason,
+        "requested_at": utc_now_iso(),
+        "requested_by": "api",
+        "reason": (body or RetrainBody()).reason,
     }
+    state.redis.lpush(state.keys.retrain_requests, json.dumps(record))
     log.info("retrain requested through the API reason=%s", record["reason"])
     return json_response(record, status_code=202)
