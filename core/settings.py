@@ -51,7 +51,7 @@ __all__ = [
 class Settings(
     TargetingSettings, MonitoringSettings, InfraSettings, StreamSettings, ConnectionSettings
 ):
-    """churnstream configuration. Field descriptions double as the documentation table."""
+    """churnstream configuration. Field docstrings double as the documentation table."""
 
     # --- Logging -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("CHURN_LOG_LEVEL", "INFO")

@@ -30,7 +30,7 @@ AccessLog = Literal["all", "errors", "off"]
 
 class ApiSettings(EnvSettings):
     """churnstream API configuration (only what :class:`core.settings.Settings` lacks).
-    Field descriptions double as documentation."""
+    Field docstrings double as documentation."""
 
     host: str = setting("CHURN_API_HOST", "127.0.0.1")
     """Address the API binds to (0.0.0.0 in containers)."""
