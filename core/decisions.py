@@ -140,9 +140,11 @@ def read_decisions(client: redis.Redis, keys: Keys, limit: int = 100) -> list[di
         try:
             document = json.loads(item)
         except ValueError:
-            continue
+            document = None
         if isinstance(document, dict):
             found.append(document)
+        else:
+            log.warning("skipping a retraining decision that is not a JSON object")
     return found
 
 

@@ -29,8 +29,9 @@ SCHEMA_VERSION: Literal[1] = 1
 
 TopicKind = Literal["activity", "transactions"]
 
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-OptionalIdentifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None
+ID_MAX_LENGTH = 128  # characters of an id (customer, event, ...), here and in the API
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
+OptionalIdentifier = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)] | None
 ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
 UtcDatetime = Annotated[
     datetime, msgspec.Meta(tz=True, description="RFC 3339 time with a time zone; stored as UTC.")

@@ -139,7 +139,22 @@ class Keys:
         return f"{self.prefix}:model:events"
 
 
+# Fields of a customer's hash (see the table above).
 TILE_PREFIX = "d:"
 SEALED_FIELD = "s"
 SCALARS_FIELD = "m"
-SCORE_FIELDS = ("score", "band", "model_version", "scored_at", "last_event_time", "value")
+SCORE_FIELD = "score"
+BAND_FIELD = "band"
+MODEL_VERSION_FIELD = "model_version"
+SCORED_AT_FIELD = "scored_at"
+LAST_EVENT_TIME_FIELD = "last_event_time"
+VALUE_FIELD = "value"
+SCORE_FIELDS = (
+    SCORE_FIELD,
+    BAND_FIELD,
+    MODEL_VERSION_FIELD,
+    SCORED_AT_FIELD,
+    LAST_EVENT_TIME_FIELD,
+    VALUE_FIELD,
+)
+"""The latest score's fields, as :func:`core.store.score_fields` writes them."""

@@ -33,6 +33,7 @@ from core.customer_encoding import (
 from core.keys import SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX, Keys
 from core.model import BANDS
 from core.redis_client import client_is_cluster, get_many
+from core.score_reads import ScoreReads
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -129,6 +130,7 @@ class FeatureStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
+        self.scores = ScoreReads(client, keys)  # rankings, band counts, stored fields
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._load_script = client.register_script(_LOAD_LUA)
 

@@ -22,12 +22,13 @@ from typing import Any
 
 import redis
 
-from core import leaderboard, metrics
+from core import metrics
 from core.archive import EventArchive
 from core.decisions import Decision
 from core.keys import Keys
-from core.model import BANDS, LinearModel
+from core.model import LinearModel
 from core.registry import ModelRegistry
+from core.score_reads import ScoreReads
 from core.settings import Settings
 from core.store import FeatureStore
 from monitoring.drift import DriftOutcome, run_drift
@@ -172,12 +173,9 @@ def _show_performance(latest: PeriodPerformance) -> None:
 
 
 def band_counts(client: redis.Redis, keys: Keys, model: LinearModel) -> dict[str, int]:
-    """Customers whose latest score falls in each of ``model``'s bands (three ZCOUNTs)."""
-    medium, high = model.bands.medium, model.bands.high
-    low_n, medium_n, high_n = leaderboard.count_scores(
-        client, keys, [("-inf", f"({medium}"), (medium, f"({high}"), (high, "+inf")]
-    )
-    counts = dict(zip(BANDS, (int(low_n), int(medium_n), int(high_n)), strict=True))
+    """Customers whose latest score falls in each of ``model``'s bands (three ZCOUNTs per
+    shard, one round trip), also set as the per-band gauges."""
+    counts = ScoreReads(client, keys).band_counts(model.bands)
     for band, count in counts.items():
         metrics.MONITOR_CUSTOMERS_BY_BAND.labels(band).set(count)
     return counts

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import secrets
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,15 +38,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from core import leaderboard
 from core.archive import EventArchive
+from core.files import read_json_objects, write_atomic
 from core.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
 PREFIX = "scores-"
 PERFORMANCE_FILE = "performance.json"
-READ_CHUNK = 5000
 LABELS = ("cancellation", "inactivity", "cancellation_or_inactivity")
 
 
@@ -111,17 +108,12 @@ class ScoreLog:
     def snapshot(self, store: FeatureStore, at: datetime) -> Path | None:
         """Log every customer's served score as of now, stamped ``at``; ``None`` when no
         customer has a score yet."""
-        pairs = leaderboard.all_scores(store.redis, store.keys)
+        pairs = store.scores.all_scores()
         if not pairs:
             return None
         ids = [member.decode() for member, _ in pairs]
-        scored_at = leaderboard.scored_at_of(store.redis, store.keys, ids)
-        versions: list[str] = []
-        for start in range(0, len(ids), READ_CHUNK):
-            pipe = store.redis.pipeline(transaction=False)
-            for cid in ids[start : start + READ_CHUNK]:
-                pipe.hget(store.keys.customer(cid), "model_version")
-            versions.extend(v.decode() if v else "" for v in pipe.execute())
+        scored_at = store.scores.scored_at_of(ids)
+        versions = [version or "" for version in store.scores.model_versions(ids)]
         frame = pd.DataFrame(
             {
                 "customer_id": ids,
@@ -132,12 +124,7 @@ class ScoreLog:
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / snapshot_name(at)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            frame.to_parquet(temp, index=False)
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        write_atomic(path, lambda temp: frame.to_parquet(temp, index=False))
         log.info("scores logged path=%s customers=%d", path, len(frame))
         return path
 
@@ -145,23 +132,13 @@ class ScoreLog:
 
     def performance(self) -> list[dict[str, Any]]:
         """Every evaluated period, oldest first."""
-        path = self.directory / PERFORMANCE_FILE
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return []
-        except ValueError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        return [p for p in document if isinstance(p, dict)] if isinstance(document, list) else []
+        return read_json_objects(self.directory / PERFORMANCE_FILE)
 
     def _save_performance(self, periods: list[dict[str, Any]]) -> None:
-        path = self.directory / PERFORMANCE_FILE
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            temp.write_text(json.dumps(periods, indent=1), encoding="utf-8")
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        text = json.dumps(periods, indent=1)
+        write_atomic(
+            self.directory / PERFORMANCE_FILE, lambda temp: temp.write_text(text, encoding="utf-8")
+        )
 
     def evaluate_matured(
         self,

@@ -1,11 +1,7 @@
 """Drift reports on disk: one HTML page and one JSON document per run, and ``index.json``.
 
-The layout is the API's contract (:mod:`serving.routes.reports`): in ``CHURN_REPORTS_DIR``,
-``<id>.html``, ``<id>.json`` and ``index.json``, a JSON array with one object per report::
-
-    {"id": "20260301T000000Z", "created_at": "2026-03-01T00:00:00Z",
-     "drift_share": 0.18, "dataset_drift": false,
-     "html": "20260301T000000Z.html", "json": "20260301T000000Z.json", ...extra keys}
+In ``CHURN_REPORTS_DIR``: ``<id>.html``, ``<id>.json`` and ``index.json``, whose format is
+the API's contract (:mod:`core.report_index`).
 
 Ids are the report's UTC creation time (``-2``, ``-3``… when two runs share a second).
 Files are written first (each to a temporary name, then renamed), then ``index.json`` is
@@ -18,8 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-INDEX_FILE = "index.json"
+from core.files import write_atomic
+from core.report_index import INDEX_FILE, RESERVED_IDS, creation_key, read_index
+
 LOCK_FILE = ".index.lock"
-RESERVED_IDS = {"latest"}
 
 
 @dataclass(frozen=True)
@@ -51,17 +46,6 @@ def report_id(created_at: datetime) -> str:
     return created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 class ReportStore:
     """Writes reports into ``directory`` and keeps the newest ``keep`` of them."""
 
@@ -74,16 +58,7 @@ class ReportStore:
     def read_index(self) -> list[dict[str, Any]]:
         """The index's entries as stored (oldest first); [] before the first report.
         Raises ``ValueError`` naming the file when it is not a JSON array."""
-        path = self.directory / INDEX_FILE
-        try:
-            document = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return []
-        except ValueError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(document, list):
-            raise ValueError(f"{path}: expected a JSON array of reports")
-        return [entry for entry in document if isinstance(entry, dict)]
+        return read_index(self.directory)
 
     def save(
         self,
@@ -106,9 +81,9 @@ class ReportStore:
                 rid = f"{base}-{n}"
             html_path = self.directory / f"{rid}.html"
             json_path = self.directory / f"{rid}.json"
-            _write_atomic(html_path, write_html)
+            write_atomic(html_path, write_html)
             text = json.dumps({"id": rid, **document}, indent=1, default=_jsonable)
-            _write_atomic(json_path, lambda p: p.write_text(text, encoding="utf-8"))
+            write_atomic(json_path, lambda p: p.write_text(text, encoding="utf-8"))
             full = {
                 "id": rid,
                 "created_at": created_at.astimezone(UTC)
@@ -119,11 +94,11 @@ class ReportStore:
                 "json": json_path.name,
             }
             entries.append(full)
-            entries.sort(key=lambda e: str(e.get("created_at") or ""))
+            entries.sort(key=creation_key)
             dropped = entries[: max(len(entries) - self.keep, 0)]
             kept = entries[len(dropped) :]
             index_text = json.dumps(kept, indent=1, default=_jsonable)
-            _write_atomic(
+            write_atomic(
                 self.directory / INDEX_FILE,
                 lambda p: p.write_text(index_text, encoding="utf-8"),
             )

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core import leaderboard
 from core.aggregates import DAY_SECONDS, C, CustomerAggregates
 from core.features import feature_matrix
 from core.model import LinearModel
@@ -46,7 +45,7 @@ class LiveSample:
 
 def recently_scored(store: FeatureStore, since: float) -> list[str]:
     """Ids of the customers whose latest score was written at or after ``since``."""
-    return leaderboard.scored_between(store.redis, store.keys, since, "+inf")
+    return store.scores.scored_between(since, "+inf")
 
 
 def in_population(aggregates: CustomerAggregates, as_of: float) -> bool:

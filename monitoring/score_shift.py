@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from river.drift import ADWIN
 
-from core import leaderboard, metrics
+from core import metrics
 from core.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,10 @@ class ShiftAlert:
 
 def bucket_scores(store: FeatureStore, since: float, until: float) -> np.ndarray:
     """Latest scores of the customers scored in ``(since, until]``."""
-    ids = leaderboard.scored_between(store.redis, store.keys, f"({since}", until)
+    ids = store.scores.scored_between(f"({since}", until)
     if not ids:
         return np.zeros(0)
-    values = leaderboard.scores_of(store.redis, store.keys, ids)
+    values = store.scores.scores_of(ids)
     return np.array([v for v in values if v is not None], dtype=np.float64)
 
 

@@ -31,6 +31,7 @@ import redis
 from core import metrics
 from core.decisions import (
     Decision,
+    DecisionKind,
     RetrainRequest,
     Trigger,
     push_retrain_request,
@@ -150,47 +151,35 @@ def act_on(
 ) -> Decision:
     """Record ``verdict`` and, when it asks for a retrain outside the cooldown, queue the
     request. Returns the decision recorded."""
-    if not verdict.retrain:
-        decision = Decision(
-            decision="no_retrain",
-            trigger=verdict.trigger,
-            reason=verdict.reason,
-            champion=champion,
-            metrics=verdict.metrics,
+    kind: DecisionKind = "no_retrain"
+    reason, numbers = verdict.reason, verdict.metrics
+    cooling_down = (
+        verdict.retrain
+        and policy.cooldown_seconds > 0
+        and not client.set(
+            keys.retrain_cooldown, verdict.trigger, nx=True, ex=policy.cooldown_seconds
         )
-        record_decision(client, keys, decision)
-        return decision
-    if policy.cooldown_seconds > 0 and not client.set(
-        keys.retrain_cooldown, verdict.trigger, nx=True, ex=policy.cooldown_seconds
-    ):
-        left = int(client.ttl(keys.retrain_cooldown))
-        decision = Decision(
-            decision="cooldown",
-            trigger=verdict.trigger,
-            reason=f"{verdict.reason}; a retrain was requested recently, the cooldown has "
-            f"{max(left, 0)} s to run",
-            champion=champion,
-            metrics={**verdict.metrics, "cooldown_left_seconds": max(left, 0)},
-        )
-        record_decision(client, keys, decision)
-        return decision
-    push_retrain_request(
-        client,
-        keys,
-        RetrainRequest(
-            reason=verdict.reason,
-            requested_by="monitor",
-            trigger=verdict.trigger,
-            details=verdict.metrics,
-        ),
     )
-    metrics.MONITOR_RETRAIN_REQUESTS.labels(verdict.trigger).inc()
+    if cooling_down:
+        left = max(int(client.ttl(keys.retrain_cooldown)), 0)
+        kind = "cooldown"
+        reason = f"{reason}; a retrain was requested recently, the cooldown has {left} s to run"
+        numbers = {**numbers, "cooldown_left_seconds": left}
+    elif verdict.retrain:
+        push_retrain_request(
+            client,
+            keys,
+            RetrainRequest(
+                reason=verdict.reason,
+                requested_by="monitor",
+                trigger=verdict.trigger,
+                details=verdict.metrics,
+            ),
+        )
+        metrics.MONITOR_RETRAIN_REQUESTS.labels(verdict.trigger).inc()
+        kind = "retrain_requested"
     decision = Decision(
-        decision="retrain_requested",
-        trigger=verdict.trigger,
-        reason=verdict.reason,
-        champion=champion,
-        metrics=verdict.metrics,
+        decision=kind, trigger=verdict.trigger, reason=reason, champion=champion, metrics=numbers
     )
     record_decision(client, keys, decision)
     return decision

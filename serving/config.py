@@ -1,21 +1,22 @@
 """Settings of the HTTP API, read from the environment (or ``.env``) like :mod:`core.settings`.
 
-They live here rather than in :class:`core.settings.Settings` because only the API uses
-them. Create them through :func:`get_api_settings` (cached) so tests can pass their own.
-Invalid values fail fast with a message naming the variable.
+:class:`ApiSettings` is the API's own part of the configuration: where it listens, its keys,
+its retention actions and its access log. Everything else the API reads (Redis, the model
+registry, ``CHURN_REPORTS_DIR``, ``CHURN_AS_OF`` ...) comes from
+:class:`core.settings.Settings`; the two bind no variable twice. Create them through
+:func:`get_api_settings` (cached) so tests can pass their own. Invalid values fail fast
+with a message naming the variable.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator, model_validator
 
 from core.model import BANDS
-from core.settings import DEFAULT_REPORTS_DIR
+from core.settings_base import EnvSettings, setting
 
 DEFAULT_ACTIONS = {
     "high": "retention offer",
@@ -27,59 +28,28 @@ DEFAULT_ACTIONS = {
 AccessLog = Literal["all", "errors", "off"]
 
 
-class ApiSettings(BaseSettings):
-    """churnstream API configuration. Field descriptions double as documentation."""
+class ApiSettings(EnvSettings):
+    """churnstream API configuration (only what :class:`core.settings.Settings` lacks).
+    Field docstrings double as documentation."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        populate_by_name=True,
-        frozen=True,
+    host: str = setting("CHURN_API_HOST", "127.0.0.1")
+    """Address the API binds to (0.0.0.0 in containers)."""
+    port: int = setting("CHURN_API_PORT", 8000, ge=1, le=65535)
+    """Port of the API."""
+    api_keys: SecretStr = setting("CHURN_API_KEYS", SecretStr(""))
+    """Comma-separated keys accepted in the X-API-Key header. Admin routes are disabled (403) while
+    this is empty."""
+    read_keys_required: bool = setting("CHURN_API_READ_KEYS_REQUIRED", False)
+    """Require a key from CHURN_API_KEYS on read routes too (health, readiness and metrics stay open
+    for probes and scrapers)."""
+    retention_actions: dict[str, str] = setting(
+        "CHURN_RETENTION_ACTIONS", default_factory=lambda: dict(DEFAULT_ACTIONS)
     )
-
-    host: str = Field(
-        "127.0.0.1",
-        validation_alias=AliasChoices("CHURN_API_HOST"),
-        description="Address the API binds to (0.0.0.0 in containers).",
-    )
-    port: int = Field(
-        8000,
-        ge=1,
-        le=65535,
-        validation_alias=AliasChoices("CHURN_API_PORT"),
-        description="Port of the API.",
-    )
-    api_keys: SecretStr = Field(
-        SecretStr(""),
-        validation_alias=AliasChoices("CHURN_API_KEYS"),
-        description="Comma-separated keys accepted in the X-API-Key header. Admin routes "
-        "are disabled (403) while this is empty.",
-    )
-    read_keys_required: bool = Field(
-        False,
-        validation_alias=AliasChoices("CHURN_API_READ_KEYS_REQUIRED"),
-        description="Require a key from CHURN_API_KEYS on read routes too (health, "
-        "readiness and metrics stay open for probes and scrapers).",
-    )
-    retention_actions: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_ACTIONS),
-        validation_alias=AliasChoices("CHURN_RETENTION_ACTIONS"),
-        description="JSON object: the recommended retention action for each risk band.",
-    )
-    access_log: AccessLog = Field(
-        "errors",
-        validation_alias=AliasChoices("CHURN_API_ACCESS_LOG"),
-        description="Access log lines (logger serving.access): `errors` for answers with "
-        "status 400 and above, `all` for every request, or `off`. Every request is counted "
-        "by route and status in /metrics either way. `all` costs a busy API about a fifth "
-        "more CPU per risk lookup.",
-    )
-    reports_dir: Path = Field(
-        DEFAULT_REPORTS_DIR,
-        validation_alias=AliasChoices("CHURN_REPORTS_DIR"),
-        description="Directory of the drift reports (index.json and the HTML pages).",
-    )
+    """JSON object: the recommended retention action for each risk band."""
+    access_log: AccessLog = setting("CHURN_API_ACCESS_LOG", "errors")
+    """Access log lines (logger serving.access): `errors` for answers with status 400 and above,
+    `all` for every request, or `off`. Every request is counted by route and status in /metrics
+    either way. `all` costs a busy API about a fifth more CPU per risk lookup."""
 
     @field_validator("retention_actions")
     @classmethod

@@ -5,10 +5,12 @@ also passes its middleware stack, router, dependency solver and telemetry check,
 together cost more CPU than the lookup itself (~0.3 ms per request on one core). The app
 (:class:`serving.main.ChurnApi`) recognises the plain case of this one route by its path
 and answers it here, with the same function the FastAPI route uses
-(:func:`serving.routes.customers.risk_answer`). Every other case goes through FastAPI
+(:func:`serving.routes.customers.risk_answer`, which hands the lookup to
+:class:`serving.risk_batcher.RiskBatcher`). Every other case goes through FastAPI
 unchanged, so its answers and errors stay FastAPI's:
 
-* another method, path or a customer id longer than 128 characters (FastAPI's 422);
+* another method, path or a customer id longer than the events allow
+  (:data:`core.events.ID_MAX_LENGTH`; FastAPI's 422);
 * read keys required and the request's ``X-API-Key`` missing or wrong (401/403);
 * no champion loaded yet (503), or the app not started.
 
@@ -22,14 +24,29 @@ import re
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from core.events import ID_MAX_LENGTH
 from core.redis_client import REDIS_ERRORS
 from serving.deps import ApiState, key_matches
 from serving.routes import JSON, redis_unavailable
 from serving.routes.customers import RISK_PATH, risk_answer
 
 _JSON = JSON.encode()
-# a path segment of 1..128 characters, as CustomerIdPath allows
-_RISK_ROUTE = re.compile(r"/customers/([^/]{1,128})/risk")
+
+
+def route_pattern(path: str, parameter: str, max_length: int) -> re.Pattern[str]:
+    """``path`` (a route as FastAPI declares it) with ``{parameter}`` matching one path
+    segment of 1 to ``max_length`` characters, captured.
+
+    >>> pattern = route_pattern("/customers/{customer_id}/risk", "customer_id", 3)
+    >>> pattern.fullmatch("/customers/C42/risk")[1], pattern.fullmatch("/customers/C421/risk")
+    ('C42', None)
+    """
+    head, tail = path.split(f"{{{parameter}}}")
+    return re.compile(f"{re.escape(head)}([^/]{{1,{max_length}}}){re.escape(tail)}")
+
+
+# the customer ids CustomerIdPath allows
+_RISK_ROUTE = route_pattern(RISK_PATH, "customer_id", ID_MAX_LENGTH)
 
 
 def risk_lookup(scope: Scope) -> str | None:

@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.events import ID_MAX_LENGTH
+
 Band = Literal["low", "medium", "high"]
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-CustomerId = Annotated[str, Field(min_length=1, max_length=128)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
 
 MAX_BATCH_ROWS = 10_000
 MAX_DECISIONS = 100
@@ -25,21 +27,21 @@ _FEATURES_EXAMPLE: dict[str, Any] = {
     "days_since_last_activity": 12.4,
     "error_rate_30d": 0.08,
 }
-_EXPLANATIONS_EXAMPLE = [
+EXPLANATIONS_EXAMPLE = [
     {"feature": "days_since_last_activity", "value": 12.4, "contribution": 4.34},
     {"feature": "sessions_7d", "value": 1.0, "contribution": -0.4},
     {"feature": "error_rate_30d", "value": 0.08, "contribution": 0.16},
 ]
 
 
-def _example(example: dict[str, Any]) -> ConfigDict:
+def example(example: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]})
 
 
 class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer except 422 (see ``HTTPValidationError``)."""
 
-    model_config = _example({"detail": "customer 'C00042' is unknown: no events seen"})
+    model_config = example({"detail": "customer 'C00042' is unknown: no events seen"})
 
     detail: str
 
@@ -62,7 +64,7 @@ class StoredScore(BaseModel):
 class RiskResponse(BaseModel):
     """A customer's risk now: live features at request time, scored by the champion."""
 
-    model_config = _example(
+    model_config = example(
         {
             "customer_id": "C00042",
             "score": 0.97,
@@ -79,7 +81,7 @@ class RiskResponse(BaseModel):
                 "model_version": "v20260105T101500-3fa9c1",
                 "scored_at": "2026-03-01T11:02:13.480Z",
             },
-            "explanations": _EXPLANATIONS_EXAMPLE,
+            "explanations": EXPLANATIONS_EXAMPLE,
             "features": _FEATURES_EXAMPLE,
         }
     )
@@ -122,7 +124,7 @@ AS_OF = "CHURN_AS_OF when scoring at a fixed time (a backfill of old events), el
 class AtRiskResponse(BaseModel):
     """Customers by their latest stored score, highest first."""
 
-    model_config = _example(
+    model_config = example(
         {
             "total": 1204,
             "items": [
@@ -146,75 +148,10 @@ class AtRiskResponse(BaseModel):
     as_of: str | None = Field(description=AS_OF)
 
 
-class CampaignOut(BaseModel):
-    contact_cost: float = Field(description="Cost of one contact.")
-    incentive: float = Field(description="Paid to each contacted churner who accepts.")
-    save_rate: float = Field(description="Share of contacted churners who accept and stay.")
-
-
-class ContactItem(BaseModel):
-    customer_id: str
-    score: float = Field(description="The stored churn score the ranking used.")
-    band: Band | None
-    action: str | None = Field(description="The retention action for the band.")
-    value: float = Field(description="Value over the model's label horizon (stored score).")
-    expected_loss: float = Field(description="score x value.")
-    gain: float = Field(
-        description="Expected net gain of contacting: score x save_rate x (value - incentive) "
-        "- contact_cost."
-    )
-    expected_spend: float = Field(
-        description="Expected cost of the contact: contact_cost + score x save_rate x incentive."
-    )
-    reasons: list[Explanation] = Field(
-        description="The champion's top contributions at request time."
-    )
-
-
-class ContactListResponse(BaseModel):
-    """Customers to contact today, by expected net gain, within the budget."""
-
-    model_config = _example(
-        {
-            "campaign": {"contact_cost": 1.0, "incentive": 10.0, "save_rate": 0.3},
-            "budget": 500.0,
-            "max_contacts": 100,
-            "count": 1,
-            "candidates": 87,
-            "scanned": 4339,
-            "total_gain": 51.3,
-            "total_spend": 3.85,
-            "items": [
-                {
-                    "customer_id": "C00042",
-                    "score": 0.95,
-                    "band": "high",
-                    "action": "retention offer",
-                    "value": 180.5,
-                    "expected_loss": 171.48,
-                    "gain": 47.59,
-                    "expected_spend": 3.85,
-                    "reasons": _EXPLANATIONS_EXAMPLE,
-                }
-            ],
-        }
-    )
-
-    campaign: CampaignOut
-    budget: float | None = Field(description="The budget asked for (null: none).")
-    max_contacts: int
-    count: int = Field(description="Contacts listed.")
-    candidates: int = Field(description="Stored customers with a positive expected gain.")
-    scanned: int = Field(description="Stored customers read.")
-    total_gain: float
-    total_spend: float
-    items: list[ContactItem]
-
-
 class RiskDistribution(BaseModel):
     """Stored scores in ten bins of width 0.1 (the last includes 1.0)."""
 
-    model_config = _example(
+    model_config = example(
         {
             "bins": [round(i / 10, 1) for i in range(11)],
             "counts": [310, 220, 160, 120, 90, 70, 60, 50, 40, 30],
@@ -250,13 +187,13 @@ class ScoreRequest(BaseModel):
 
 
 class ScoreResponse(BaseModel):
-    model_config = _example(
+    model_config = example(
         {
             "score": 0.97,
             "band": "high",
             "action": "retention offer",
             "model_version": "v20260105T101500-3fa9c1",
-            "explanations": _EXPLANATIONS_EXAMPLE,
+            "explanations": EXPLANATIONS_EXAMPLE,
         }
     )
 
@@ -296,7 +233,7 @@ class BatchItem(BaseModel):
 
 
 class ScoreBatchResponse(BaseModel):
-    model_config = _example(
+    model_config = example(
         {
             "model_version": "v20260105T101500-3fa9c1",
             "count": 1,
@@ -332,7 +269,7 @@ _MANIFEST_EXAMPLE = {
 class ModelManifestOut(BaseModel):
     """A registered version (``manifest.json``, status reconciled with the champion)."""
 
-    model_config = _example(_MANIFEST_EXAMPLE)
+    model_config = example(_MANIFEST_EXAMPLE)
 
     version: str
     kind: str
@@ -345,7 +282,7 @@ class ModelManifestOut(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    model_config = _example(
+    model_config = example(
         {
             "champion": "v20260105T101500-3fa9c1",
             "models": [_MANIFEST_EXAMPLE],
@@ -368,13 +305,13 @@ class ModelsResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    model_config = _example({"status": "ok"})
+    model_config = example({"status": "ok"})
 
     status: Literal["ok"]
 
 
 class ReadyResponse(BaseModel):
-    model_config = _example(
+    model_config = example(
         {"status": "ready", "model_version": "v20260105T101500-3fa9c1", "reasons": []}
     )
 
@@ -384,7 +321,7 @@ class ReadyResponse(BaseModel):
 
 
 class DriftReportEntry(BaseModel):
-    """One entry of ``index.json`` (see :mod:`serving.routes.reports`)."""
+    """One entry of ``index.json`` (see :mod:`core.report_index`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -397,7 +334,7 @@ class DriftReportEntry(BaseModel):
 
 
 class DriftReportsResponse(BaseModel):
-    model_config = _example(
+    model_config = example(
         {
             "reports": [
                 {
@@ -416,7 +353,7 @@ class DriftReportsResponse(BaseModel):
 
 
 class PromoteResponse(BaseModel):
-    model_config = _example(
+    model_config = example(
         {
             "champion": "v20260105T101500-3fa9c1",
             "previous": "v20251201T080000-1b2c3d",
@@ -441,7 +378,7 @@ class RetrainBody(BaseModel):
 class RetrainRecord(BaseModel):
     """What is pushed onto ``{prefix}:retrain:requests`` for the trainer."""
 
-    model_config = _example(
+    model_config = example(
         {
             "requested_at": "2026-03-01T12:00:00Z",
             "requested_by": "api",

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from rich.console import Console
 
 from churnstream.demo.worker_child import WorkerChild
-from core import leaderboard
 from core.kafka_client import client_config
 from core.keys import Keys
 from core.model import BandCutoffs
-from core.redis_client import connect_redis, get_many
-from core.registry import ChampionPointer, ModelRegistry, RegistryError
+from core.redis_client import connect_redis
+from core.registry import ModelRegistry, RegistryError
+from core.score_reads import RankedCustomer
 from core.settings import Settings
+from core.store import FeatureStore
 from core.topics import Topics
 
 TOP_N = 10
@@ -30,6 +30,17 @@ class AtRisk:
     model_version: str
     scored_at: float | None
     last_event_time: int | None
+
+    @classmethod
+    def of(cls, ranked: RankedCustomer) -> AtRisk:
+        return cls(
+            customer_id=ranked.customer_id,
+            score=ranked.score,
+            band=ranked.band or "?",
+            model_version=ranked.model_version or "",
+            scored_at=ranked.scored_at,
+            last_event_time=ranked.last_event_time,
+        )
 
 
 @dataclass
@@ -45,10 +56,6 @@ class Snapshot:
     error: str | None = None
 
 
-def _text(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
-
-
 class RiskBoard:
     """Reads the at-risk view: a few Redis round trips plus one Kafka offsets request."""
 
@@ -56,7 +63,7 @@ class RiskBoard:
         self.settings = settings
         self.worker = worker
         self.redis = connect_redis(settings)
-        self.keys = Keys.of(settings)
+        self.store = FeatureStore(self.redis, Keys.of(settings))
         self.registry = ModelRegistry(settings, self.redis)
         self.admin: AdminClient | None = AdminClient(client_config(settings))
         self.partitions = self._input_partitions()
@@ -88,52 +95,19 @@ class RiskBoard:
 
     def _read(self) -> Snapshot:
         ends = self._end_offsets()
-        pointer = self.redis.get(self.keys.champion)
-        scored, page = leaderboard.top_page(self.redis, self.keys, None, 0, TOP_N)
+        pointer = self.registry.champion()
+        page = self.store.scores.at_risk(None, 0, TOP_N)
         bands = self.cutoffs[1] if self.cutoffs else None
-        counts = (
-            leaderboard.count_scores(
-                self.redis, self.keys, [(bands.high, "+inf"), (bands.medium, f"({bands.high}")]
-            )
-            if bands is not None
-            else []
-        )
-        fences = get_many(self.redis, [self.keys.fence(t, p) for t, p in self.partitions])
-        pipe = self.redis.pipeline(transaction=False)
-        for member, _ in page:
-            pipe.hmget(
-                self.keys.customer(member.decode()),
-                ["band", "model_version", "scored_at", "last_event_time"],
-            )
-        rows = [
-            [member, score, *fields]
-            for (member, score), fields in zip(page, pipe.execute(), strict=True)
-        ]
-        snapshot = Snapshot(scored=scored)
+        counts = self.store.scores.band_counts(bands) if bands is not None else None
+        fences = self.store.read_fences(self.partitions)
+        snapshot = Snapshot(scored=page.total, bands=counts)
         if pointer is not None:
-            snapshot.champion = ChampionPointer.from_json(pointer).version
-        if bands is not None:
-            high, medium = counts
-            snapshot.bands = {"high": high, "medium": medium, "low": scored - high - medium}
+            snapshot.champion = pointer.version
         if self.partitions:
-            offsets = [int(v) if v is not None else -1 for v in fences]
-            snapshot.applied_any = any(f >= 0 for f in offsets)
+            snapshot.applied_any = any(f >= 0 for f in fences.values())
             if ends is not None:
-                snapshot.lag = sum(
-                    max(ends[tp] - 1 - fence, 0)
-                    for tp, fence in zip(self.partitions, offsets, strict=True)
-                )
-        snapshot.top = [
-            AtRisk(
-                customer_id=_text(row[0]),
-                score=float(row[1]),
-                band=_text(row[2]) or "?",
-                model_version=_text(row[3]),
-                scored_at=float(row[4]) if row[4] is not None else None,
-                last_event_time=int(row[5]) if row[5] is not None else None,
-            )
-            for row in cast(list[list[Any]], rows)
-        ]
+                snapshot.lag = sum(max(ends[tp] - 1 - fence, 0) for tp, fence in fences.items())
+        snapshot.top = [AtRisk.of(customer) for customer in page.customers]
         self._follow_champion(snapshot.champion)
         return snapshot
 

@@ -1,10 +1,14 @@
 """Customers' churn risk: one customer now, the list most at risk, and the distribution.
 
-``/customers/{id}/risk`` evaluates the live features at request time (one HGETALL and a
-numpy dot product, via :func:`core.risk.assess`), so a silent customer's risk rises
-without waiting for the worker. The list and the distribution read the stored scores:
-every shard's risk sorted sets, merged (:mod:`core.leaderboard`), and each customer's
-hash (layout in :mod:`core.keys`).
+``/customers/{id}/risk`` evaluates the live features at request time, so a silent
+customer's risk rises without waiting for the worker. The served path is
+:mod:`serving.fast_path` (which answers the plain case before FastAPI's per-request
+machinery; this module's route answers the rest) → :func:`risk_answer` →
+:class:`serving.risk_batcher.RiskBatcher`, which gathers concurrent lookups into one
+Redis round trip (``HGETALL`` per customer, pipelined) and one feature evaluation →
+:func:`core.risk.assess_stored` (a numpy dot product). The list and the distribution read
+the stored scores through the store (:class:`core.score_reads.ScoreReads`): every shard's
+risk sorted sets, merged, and each listed customer's hash.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Path, Query, Response
 
-from core import leaderboard
-from core.model import Scorer
-from core.store import FeatureStore
+from core.events import ID_MAX_LENGTH
+from core.model import BANDS, Scorer
+from core.score_reads import RankedCustomer, band_ranges
 from core.targeting import Valuation, value_fields
 from serving.deps import ApiState, ChampionDep, StateDep
 from serving.routes import count_scores, errors, explanations, iso_utc, json_response
@@ -24,11 +28,13 @@ from serving.schemas import AtRiskResponse, Band, RiskDistribution, RiskResponse
 
 router = APIRouter(tags=["customers"])
 
-_ITEM_FIELDS = ("band", "model_version", "scored_at", "last_event_time")
 BINS = [round(i / 10, 1) for i in range(11)]
 
 CustomerIdPath = Annotated[
-    str, Path(min_length=1, max_length=128, description="As in the events.", examples=["C00042"])
+    str,
+    Path(
+        min_length=1, max_length=ID_MAX_LENGTH, description="As in the events.", examples=["C00042"]
+    ),
 ]
 
 
@@ -108,9 +114,9 @@ def customers_at_risk(
     ``offset + limit`` are merged (one round trip per Redis node), so a page costs
     O(shards x (log n + offset + limit)), whatever the number of customers. Pages are read
     while the worker writes, so a customer re-scored meanwhile can move."""
-    store = state.store
-    total, page = leaderboard.top_page(store.redis, store.keys, band, offset, limit)
-    return json_response({"total": total, "items": _items(store, page), **scoring_times(state)})
+    page = state.store.scores.at_risk(band, offset, limit)
+    items = [_item(customer) for customer in page.customers]
+    return json_response({"total": page.total, "items": items, **scoring_times(state)})
 
 
 def scoring_times(state: ApiState) -> dict[str, str | None]:
@@ -124,27 +130,16 @@ def scoring_times(state: ApiState) -> dict[str, str | None]:
     }
 
 
-def _items(store: FeatureStore, page: list[tuple[bytes, float]]) -> list[dict[str, Any]]:
-    if not page:
-        return []
-    pipe = store.redis.pipeline(transaction=False)
-    for member, _ in page:
-        pipe.hmget(store.keys.customer(member.decode()), _ITEM_FIELDS)
-    items = []
-    for (member, score), (band, version, scored_at, last_event) in zip(
-        page, pipe.execute(), strict=True
-    ):
-        items.append(
-            {
-                "customer_id": member.decode(),
-                "score": score,
-                "band": band.decode() if band else None,
-                "model_version": version.decode() if version else None,
-                "scored_at": iso_utc(float(scored_at)) if scored_at else None,
-                "last_event_time": iso_utc(int(last_event), "seconds") if last_event else None,
-            }
-        )
-    return items
+def _item(customer: RankedCustomer) -> dict[str, Any]:
+    last_event = customer.last_event_time
+    return {
+        "customer_id": customer.customer_id,
+        "score": customer.score,
+        "band": customer.band,
+        "model_version": customer.model_version,
+        "scored_at": None if customer.scored_at is None else iso_utc(customer.scored_at),
+        "last_event_time": None if last_event is None else iso_utc(last_event, "seconds"),
+    }
 
 
 @router.get(
@@ -158,26 +153,26 @@ def risk_distribution(state: StateDep) -> Response:
     1.0]``), one ZCOUNT each, and per band by the champion's cut-offs (null without a
     champion: stored bands of earlier models may differ slightly). With the scoring time
     and ``CHURN_AS_OF`` (null when scoring follows the clock)."""
-    store, model = state.store, state.watcher.model
+    reads, model = state.store.scores, state.watcher.model
     ranges: list[tuple[object, object]] = [
         (lo, hi if hi == 1.0 else f"({hi}") for lo, hi in itertools.pairwise(BINS)
     ]
-    if model is not None:
-        cut = model.bands
-        ranges += [(cut.high, "+inf"), (cut.medium, f"({cut.high}"), ("-inf", f"({cut.medium}")]
-    counts = leaderboard.count_scores(store.redis, store.keys, ranges)
-    results = [leaderboard.scored_customers(store.redis, store.keys), *counts]
     bands = cutoffs = None
-    if model is not None:
-        bands = dict(zip(("high", "medium", "low"), results[11:], strict=True))
+    if model is None:
+        counts = reads.count_in(ranges)
+    else:
+        by_band = band_ranges(model.bands)
+        counts = reads.count_in([*ranges, *by_band.values()])
+        band_n = dict(zip(by_band, counts[len(ranges) :], strict=True))
+        bands = {band: band_n[band] for band in reversed(BANDS)}  # high first
         cutoffs = {"medium": model.bands.medium, "high": model.bands.high}
     return json_response(
         {
             "bins": BINS,
-            "counts": results[1:11],
+            "counts": counts[: len(ranges)],
             "bands": bands,
             "band_cutoffs": cutoffs,
-            "customers": results[0],
+            "customers": reads.scored(),
             **scoring_times(state),
         }
     )

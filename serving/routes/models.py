@@ -7,13 +7,12 @@ API only reads it; until monitoring writes there, ``decisions`` is an empty list
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
-from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Response
 
+from core.decisions import read_decisions
 from core.registry import ModelNotFoundError
 from serving.deps import StateDep
 from serving.routes import errors, json_response
@@ -30,28 +29,13 @@ def list_models(state: StateDep) -> Response:
     pointer), the champion's version, and the latest retraining decisions recorded by
     monitoring in ``{prefix}:decisions`` (an empty list until it writes any)."""
     pointer = state.registry.champion()
-    raw = cast(list[bytes], state.redis.lrange(state.keys.decisions, 0, MAX_DECISIONS - 1))
     return json_response(
         {
             "champion": pointer.version if pointer else None,
             "models": [asdict(manifest) for manifest in state.registry.list()],
-            "decisions": _decisions(raw),
+            "decisions": read_decisions(state.redis, state.keys, MAX_DECISIONS),
         }
     )
-
-
-def _decisions(raw: list[bytes]) -> list[dict[str, Any]]:
-    found = []
-    for item in raw:
-        try:
-            decision = json.loads(item)
-        except ValueError:
-            decision = None
-        if isinstance(decision, dict):
-            found.append(decision)
-        else:
-            log.warning("skipping a retraining decision that is not a JSON object")
-    return found
 
 
 @router.get(

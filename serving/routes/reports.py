@@ -1,24 +1,12 @@
 """Drift reports written by monitoring, served as they are.
 
-The contract with monitoring: in ``CHURN_REPORTS_DIR`` (default ``reports/drift``) it
-writes the report files and ``index.json``, a JSON array with one object per report::
-
-    {"id": "20260301T000000Z",            unique, URL-safe; "latest" is reserved
-     "created_at": "2026-03-01T00:00:00Z", ISO 8601 UTC
-     "drift_share": 0.18,                  share of drifted columns, 0..1
-     "dataset_drift": false,               Evidently's dataset-level verdict
-     "html": "20260301T000000Z.html",      path relative to CHURN_REPORTS_DIR
-     "json": "20260301T000000Z.json"}      path relative to CHURN_REPORTS_DIR
-
-It replaces ``index.json`` atomically (write a temporary file, then rename) after the
-files it names exist. Extra keys are passed through. The API lists entries newest first
-(by ``created_at``) and serves an entry's HTML; it never serves a path outside the
-directory.
+The index format is :mod:`core.report_index`'s (``index.json`` in ``CHURN_REPORTS_DIR``).
+Entries are listed newest first (by ``created_at``); an entry's HTML is served only from
+inside the directory.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +15,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
+from core.report_index import INDEX_FILE, newest_first, read_index
 from serving.deps import StateDep
 from serving.routes import errors, json_response
 from serving.schemas import DriftReportsResponse
@@ -35,7 +24,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/reports/drift", tags=["reports"])
 
-INDEX_FILE = "index.json"
 _HTML_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The report's HTML page.",
@@ -44,24 +32,14 @@ _HTML_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def read_index(directory: Path) -> list[dict[str, Any]]:
-    """The entries of ``index.json``, newest first ([] when it does not exist yet)."""
-    path = directory / INDEX_FILE
+def served_reports(directory: Path) -> list[dict[str, Any]]:
+    """The index's servable entries, newest first ([] before the first report); 503 when
+    the index cannot be read."""
     try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return []
+        return newest_first(read_index(directory))
     except (OSError, ValueError) as exc:
-        log.error("unreadable drift report index path=%s error=%s", path, exc)
+        log.error("unreadable drift report index directory=%s error=%s", directory, exc)
         raise HTTPException(503, f"the drift report index {INDEX_FILE} is unreadable") from None
-    entries = [
-        entry
-        for entry in (document if isinstance(document, list) else [])
-        if isinstance(entry, dict)
-        and isinstance(entry.get("id"), str)
-        and isinstance(entry.get("html"), str)
-    ]
-    return sorted(entries, key=lambda entry: str(entry.get("created_at") or ""), reverse=True)
 
 
 def _html_of(directory: Path, entry: dict[str, Any]) -> FileResponse:
@@ -83,7 +61,7 @@ _UNREADABLE = "index.json exists but is not readable JSON."
 )
 def list_reports(state: StateDep) -> Response:
     """The entries of ``CHURN_REPORTS_DIR/index.json`` (an empty list before the first)."""
-    return json_response({"reports": read_index(state.api.reports_dir)})
+    return json_response({"reports": served_reports(state.settings.reports_dir)})
 
 
 @router.get(
@@ -93,10 +71,10 @@ def list_reports(state: StateDep) -> Response:
     summary="The newest drift report (HTML)",
 )
 def latest_report(state: StateDep) -> FileResponse:
-    entries = read_index(state.api.reports_dir)
+    entries = served_reports(state.settings.reports_dir)
     if not entries:
         raise HTTPException(404, "no drift report has been written yet")
-    return _html_of(state.api.reports_dir, entries[0])
+    return _html_of(state.settings.reports_dir, entries[0])
 
 
 @router.get(
@@ -111,7 +89,7 @@ def report_page(
     ],
     state: StateDep,
 ) -> FileResponse:
-    for entry in read_index(state.api.reports_dir):
+    for entry in served_reports(state.settings.reports_dir):
         if entry["id"] == report_id:
-            return _html_of(state.api.reports_dir, entry)
+            return _html_of(state.settings.reports_dir, entry)
     raise HTTPException(404, f"no drift report '{report_id}'")

@@ -11,7 +11,7 @@ from core.contacts import contact_list, contact_list_document
 from core.targeting import Campaign
 from serving.deps import ChampionDep, StateDep
 from serving.routes import errors, json_response
-from serving.schemas import ContactListResponse
+from serving.schemas_contacts import ContactListResponse
 
 router = APIRouter(tags=["customers"])
 

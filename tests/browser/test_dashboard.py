@@ -185,7 +185,7 @@ def test_dashboard_shows_live_risk(
         report_id = write_drift_report(tmp_path / "reports")
         from serving.main import create_app
 
-        app = create_app(settings, ApiSettings(reports_dir=tmp_path / "reports"))
+        app = create_app(settings, ApiSettings())
         with serving(app) as base, httpx.Client(base_url=base, timeout=10) as api:
             page = api.get("/")
             assert page.status_code == 200, "the dashboard router is not included in create_app"

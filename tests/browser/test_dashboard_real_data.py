@@ -109,7 +109,7 @@ def test_dashboard_text_on_backfilled_online_retail(
 
         from serving.main import create_app
 
-        app = create_app(settings, ApiSettings(reports_dir=settings.reports_dir))
+        app = create_app(settings, ApiSettings())
         with serving(app) as base:
             driver.get(base + "/")
             wait_for(

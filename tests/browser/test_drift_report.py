@@ -57,7 +57,7 @@ def test_drift_report_page_renders(
 
     from serving.main import create_app
 
-    app = create_app(settings, ApiSettings(reports_dir=settings.reports_dir))
+    app = create_app(settings, ApiSettings())
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as api:
         assert api.get(f"/reports/drift/{report_id}").status_code == 200
         for path in (f"/reports/drift/{report_id}", "/reports/drift/latest"):

@@ -85,11 +85,10 @@ def fill_store(settings: Settings, client: redis.Redis, customers: int = 40) -> 
     return sorted({event.customer_id for event in events})
 
 
-def api_settings(reports_dir: Path, **overrides: Any) -> ApiSettings:
+def api_settings(**overrides: Any) -> ApiSettings:
     values: dict[str, Any] = {
         "api_keys": SecretStr(ADMIN_KEY),
         "read_keys_required": False,
-        "reports_dir": reports_dir,
     }
     values.update(overrides)
     return ApiSettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -108,13 +107,13 @@ def customers(settings: Settings, redis_client: redis.Redis, registry: ModelRegi
 
 
 @pytest.fixture
-def reports_dir(tmp_path: Path) -> Path:
-    return tmp_path / "reports" / "drift"
+def reports_dir(settings: Settings) -> Path:
+    return settings.reports_dir
 
 
 @pytest.fixture
 def client(settings: Settings, customers: list[str], reports_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, api_settings(reports_dir))) as client:
+    with TestClient(create_app(settings, api_settings())) as client:
         yield client
 
 
@@ -144,7 +143,7 @@ def test_risk_matches_assess_at_the_same_time(
 ) -> None:
     store = FeatureStore(redis_client, Keys.of(settings))
     model = registry.load_champion()
-    actions = api_settings(Path()).retention_actions
+    actions = api_settings().retention_actions
     for customer_id in customers[:10]:
         response = client.get(f"/customers/{customer_id}/risk")
         assert response.status_code == 200, response.text
@@ -231,7 +230,7 @@ def test_the_fast_path_answers_as_the_fastapi_route_does(
     """The risk lookup's plain case is answered before FastAPI (serving.fast_path) with
     the same bytes as FastAPI's own route; the other cases go through FastAPI."""
     frozen = settings.model_copy(update={"as_of": datetime.now(UTC)})  # one evaluation time
-    app = create_app(frozen, api_settings(reports_dir))
+    app = create_app(frozen, api_settings())
 
     async def through_fastapi(scope: Any, receive: Any, send: Any) -> None:
         await FastAPI.__call__(app, scope, receive, send)
@@ -355,7 +354,7 @@ def test_lists_name_the_scoring_time_the_clock_or_churn_as_of(
         assert answer["as_of"] is None
         assert before - 1 <= parse_iso(answer["scoring_time"]) <= time.time() + 1
     fixed = settings.model_copy(update={"as_of": datetime(2011, 12, 10, tzinfo=UTC)})
-    with TestClient(create_app(fixed, api_settings(reports_dir))) as frozen:
+    with TestClient(create_app(fixed, api_settings())) as frozen:
         body = frozen.get("/stats/risk-distribution").json()
         page = frozen.get("/customers/at-risk", params={"limit": 1}).json()
     assert body["as_of"] == body["scoring_time"] == "2011-12-10T00:00:00.000Z"
@@ -488,7 +487,7 @@ def test_without_a_champion_scoring_is_503_and_not_ready(
     settings: Settings, redis_client: redis.Redis, reports_dir: Path
 ) -> None:
     empty = settings.model_copy(update={"redis_key_prefix": f"{settings.redis_key_prefix}-empty"})
-    with TestClient(create_app(empty, api_settings(reports_dir))) as client:
+    with TestClient(create_app(empty, api_settings())) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["reasons"] == ["no champion model is loaded"]
@@ -511,7 +510,7 @@ def test_a_champion_whose_artifact_is_gone_is_named_by_ready(
     registry = ModelRegistry(settings, redis_client)
     register_and_promote(registry, recency_model("gone-1"))
     shutil.rmtree(registry.path_of("gone-1"))  # the Redis pointer outlives the directory
-    with TestClient(create_app(settings, api_settings(reports_dir))) as client:
+    with TestClient(create_app(settings, api_settings())) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503
         (reason,) = ready.json()["reasons"]
@@ -523,7 +522,7 @@ def test_a_champion_whose_artifact_is_gone_is_named_by_ready(
 
 def test_ready_is_503_when_redis_does_not_answer(settings: Settings, reports_dir: Path) -> None:
     nowhere = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_ports(1)[0]}/0"})
-    with TestClient(create_app(nowhere, api_settings(reports_dir))) as client:
+    with TestClient(create_app(nowhere, api_settings())) as client:
         assert client.get("/health").status_code == 200
         ready = client.get("/ready")
         assert ready.status_code == 503
@@ -561,7 +560,7 @@ def test_access_log_lines_follow_the_setting(
     mode: str,
     logged: set[int],
 ) -> None:
-    app = create_app(settings, api_settings(reports_dir, access_log=mode))
+    app = create_app(settings, api_settings(access_log=mode))
     with TestClient(app) as client, caplog.at_level(logging.INFO, logger="serving.access"):
         assert client.get(f"/customers/{customers[0]}/risk").status_code == 200  # fast path
         assert client.get("/models").status_code == 200  # through FastAPI
@@ -615,7 +614,7 @@ def test_admin_needs_the_key(client: TestClient, caplog: pytest.LogCaptureFixtur
 def test_admin_is_disabled_without_keys(
     settings: Settings, registry: ModelRegistry, reports_dir: Path
 ) -> None:
-    app = create_app(settings, api_settings(reports_dir, api_keys=SecretStr("")))
+    app = create_app(settings, api_settings(api_keys=SecretStr("")))
     with TestClient(app) as client:
         for headers in ({}, {"X-API-Key": "anything"}):
             response = client.post("/admin/retrain", headers=headers)
@@ -655,7 +654,7 @@ def test_a_promotion_elsewhere_is_picked_up_by_polling(
     settings: Settings, registry: ModelRegistry, customers: list[str], reports_dir: Path
 ) -> None:
     fast = settings.model_copy(update={"model_check_seconds": 0.1})
-    with TestClient(create_app(fast, api_settings(reports_dir))) as client:
+    with TestClient(create_app(fast, api_settings())) as client:
         assert client.get(f"/customers/{customers[0]}/risk").json()["model_version"] == FIRST
         register_and_promote(registry, second_model())  # e.g. by the trainer
         deadline = time.monotonic() + 5
@@ -689,7 +688,7 @@ def test_retrain_request_is_recorded_for_the_trainer(
 
 
 def test_read_keys_required(settings: Settings, customers: list[str], reports_dir: Path) -> None:
-    app = create_app(settings, api_settings(reports_dir, read_keys_required=True))
+    app = create_app(settings, api_settings(read_keys_required=True))
     with TestClient(app) as client:
         assert client.get("/customers/at-risk").status_code == 401
         assert client.get("/models", headers={"X-API-Key": "nope"}).status_code == 403
@@ -701,7 +700,7 @@ def test_read_keys_required(settings: Settings, customers: list[str], reports_di
         for open_path in ("/health", "/ready", "/metrics", "/openapi.json"):
             assert client.get(open_path).status_code == 200
     with pytest.raises(ValueError, match="CHURN_API_KEYS is empty"):
-        api_settings(reports_dir, read_keys_required=True, api_keys=SecretStr(""))
+        api_settings(read_keys_required=True, api_keys=SecretStr(""))
 
 
 # --- drift reports ---------------------------------------------------------------------------
@@ -795,7 +794,7 @@ def fuzz_settings(services: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def fuzz_app(fuzz_settings: Settings) -> Iterator[FastAPI]:
-    yield create_app(fuzz_settings, api_settings(fuzz_settings.reports_dir))
+    yield create_app(fuzz_settings, api_settings())
     from schemathesis.python.asgi import shutdown_lifespans
 
     shutdown_lifespans()  # schemathesis ran the app's lifespan; stop its model polling
@@ -820,7 +819,7 @@ fuzz_target = DeferredApp()
 # /score/batch require that model's features (serving.openapi).
 fuzzed = schemathesis.openapi.from_dict(
     with_champion_features(
-        create_app(Settings(), api_settings(Path("."))).openapi(),
+        create_app(Settings(), api_settings()).openapi(),
         recency_model(FIRST).feature_names,
         FIRST,
     )
@@ -871,7 +870,7 @@ def test_the_schema_follows_the_champion_without_a_restart(
 ) -> None:
     registry = ModelRegistry(settings, redis_client)
     register_and_promote(registry, small_model("small-1", ("sessions_7d", "plays_30d")))
-    with TestClient(create_app(settings, api_settings(reports_dir))) as client:
+    with TestClient(create_app(settings, api_settings())) as client:
         features = client.get("/openapi.json").json()["components"]["schemas"]["Features"]
         assert features["required"] == ["sessions_7d", "plays_30d"]
         assert "small-1" in features["description"]
@@ -936,7 +935,7 @@ def test_concurrent_risk_lookups_share_a_batch_and_match_one_by_one(
 
     import httpx
 
-    app = create_app(settings, api_settings(reports_dir))
+    app = create_app(settings, api_settings())
     asked = [*customers[:25], "nobody-" + uuid.uuid4().hex, *customers[:5]]
 
     async def run() -> tuple[list[httpx.Response], list[httpx.Response], int]:

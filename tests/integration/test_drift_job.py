@@ -72,7 +72,7 @@ def test_no_drift_before_the_change_drift_after_it(
     # the API serves them, newest first
     from serving.main import create_app
 
-    app = create_app(settings, ApiSettings(reports_dir=settings.reports_dir))
+    app = create_app(settings, ApiSettings())
     with TestClient(app) as client:
         listed = client.get("/reports/drift").json()["reports"]
         assert [r["id"] for r in listed] == [after.report.entry["id"], before.report.entry["id"]]

@@ -204,7 +204,7 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     # every decision is visible in GET /models, newest first
     from serving.main import create_app
 
-    with TestClient(create_app(settings, ApiSettings(reports_dir=settings.reports_dir))) as api:
+    with TestClient(create_app(settings, ApiSettings())) as api:
         models = api.get("/models").json()
     assert models["champion"] == candidate
     kinds = [(d["decision"], d["trigger"]) for d in models["decisions"]]

@@ -76,7 +76,7 @@ def test_after_the_cooldown_a_trigger_goes_through_and_manual_requests_never_wai
     # during the cooldown, manual requests from the CLI and from the API are still queued
     result = CliRunner().invoke(app, ["retrain", "--queue", "--reason", "during the cooldown"])
     assert result.exit_code == 0, result.output
-    api_settings = ApiSettings(reports_dir=tmp_path, api_keys=SecretStr("k"))
+    api_settings = ApiSettings(api_keys=SecretStr("k"))
     with TestClient(create_app(settings, api_settings)) as api:
         asked = api.post("/admin/retrain", json={"reason": "from the API, during the cooldown"},
                          headers={"X-API-Key": "k"})  # fmt: skip
@@ -106,7 +106,7 @@ def test_requests_from_the_api_and_bad_requests_are_drained_and_recorded(
     keys = Keys.of(settings)
     from serving.main import create_app
 
-    app = create_app(settings, ApiSettings(reports_dir=tmp_path, api_keys=SecretStr("k")))
+    app = create_app(settings, ApiSettings(api_keys=SecretStr("k")))
     with TestClient(app) as api:
         asked = api.post("/admin/retrain", json={"reason": "new campaign"},
                          headers={"X-API-Key": "k"})  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,8 +40,8 @@ def customers(settings: Settings, redis_client: redis.Redis) -> list[str]:
 
 
 @pytest.fixture
-def client(settings: Settings, customers: list[str], tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, api_settings(tmp_path / "reports"))) as client:
+def client(settings: Settings, customers: list[str]) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, api_settings())) as client:
         yield client
 
 
@@ -78,7 +77,7 @@ def test_the_list_is_every_positive_gain_ranked_by_gain(
     assert [i["customer_id"] for i in body["items"]] == [c for c, _ in expected]
     gains = [i["gain"] for i in body["items"]]
     assert gains == sorted(gains, reverse=True) and min(gains) > 0
-    actions = api_settings(Path()).retention_actions
+    actions = api_settings().retention_actions
     store = FeatureStore(redis_client, Keys.of(settings))
     model = ModelRegistry(settings, redis_client).load_champion()
     for item, (cid, gain) in zip(body["items"], expected, strict=True):

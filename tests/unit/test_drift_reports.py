@@ -14,7 +14,7 @@ import pytest
 from monitoring.compare import compare
 from monitoring.drift import compare_within
 from monitoring.reports import ReportStore
-from serving.routes.reports import read_index
+from serving.routes.reports import served_reports
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ def test_index_follows_the_api_contract(tmp_path: Path) -> None:
     assert index[1]["drift_share"] == 0.7 and index[1]["dataset_drift"] is True
     assert index[1]["drifted_features"] == ["a"]
     # what the API reads from it: newest first, every entry served
-    assert {e["id"] for e in read_index(tmp_path)} == {first, second}
+    assert {e["id"] for e in served_reports(tmp_path)} == {first, second}
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
 
 
@@ -56,7 +56,7 @@ def test_history_is_bounded_and_old_files_are_deleted(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("*.json") if p.name != "index.json") == sorted(
         f"{i}.json" for i in ids[2:]
     )
-    assert [e["id"] for e in read_index(tmp_path)] == list(reversed(ids[2:]))
+    assert [e["id"] for e in served_reports(tmp_path)] == list(reversed(ids[2:]))
 
 
 def test_a_broken_index_is_reported_with_its_path(tmp_path: Path) -> None:
