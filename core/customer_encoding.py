@@ -34,7 +34,17 @@ import msgspec
 import numpy as np
 
 from core.aggregates import N_COUNTERS, NO_DAY, CustomerAggregates, has_transactions
-from core.keys import SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX
+from core.keys import (
+    BAND_FIELD,
+    LAST_EVENT_TIME_FIELD,
+    MODEL_VERSION_FIELD,
+    SCALARS_FIELD,
+    SCORE_FIELD,
+    SCORED_AT_FIELD,
+    SEALED_FIELD,
+    TILE_PREFIX,
+    VALUE_FIELD,
+)
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -245,17 +255,25 @@ def decode_customers(
     return customers
 
 
+_SCORE = SCORE_FIELD.encode()
+_BAND = BAND_FIELD.encode()
+_MODEL_VERSION = MODEL_VERSION_FIELD.encode()
+_SCORED_AT = SCORED_AT_FIELD.encode()
+_LAST_EVENT_TIME = LAST_EVENT_TIME_FIELD.encode()
+_VALUE = VALUE_FIELD.encode()
+
+
 def _decode_score(customer_id: str, fields: Mapping[bytes, bytes]) -> Score | None:
-    if b"score" not in fields:
+    if _SCORE not in fields:
         return None
     return Score(
         customer_id=customer_id,
-        score=float(fields[b"score"]),
-        band=fields[b"band"].decode(),
-        model_version=fields[b"model_version"].decode(),
-        scored_at=float(fields[b"scored_at"]),
-        last_event_time=int(fields[b"last_event_time"]),
-        value=float(fields[b"value"]) if b"value" in fields else None,
+        score=float(fields[_SCORE]),
+        band=fields[_BAND].decode(),
+        model_version=fields[_MODEL_VERSION].decode(),
+        scored_at=float(fields[_SCORED_AT]),
+        last_event_time=int(fields[_LAST_EVENT_TIME]),
+        value=float(fields[_VALUE]) if _VALUE in fields else None,
     )
 
 

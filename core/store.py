@@ -30,7 +30,18 @@ from core.customer_encoding import (
     encode_sealed,
     encode_tile,
 )
-from core.keys import SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX, Keys
+from core.keys import (
+    BAND_FIELD,
+    LAST_EVENT_TIME_FIELD,
+    MODEL_VERSION_FIELD,
+    SCALARS_FIELD,
+    SCORE_FIELD,
+    SCORED_AT_FIELD,
+    SEALED_FIELD,
+    TILE_PREFIX,
+    VALUE_FIELD,
+    Keys,
+)
 from core.model import BANDS
 from core.redis_client import client_is_cluster, get_many
 from core.score_reads import ScoreReads
@@ -115,12 +126,12 @@ return out
 
 def score_fields(score: Score) -> dict[str, str]:
     return {
-        "score": repr(score.score),
-        "band": score.band,
-        "model_version": score.model_version,
-        "scored_at": repr(score.scored_at),
-        "last_event_time": str(score.last_event_time),
-        **({} if score.value is None else {"value": repr(score.value)}),
+        SCORE_FIELD: repr(score.score),
+        BAND_FIELD: score.band,
+        MODEL_VERSION_FIELD: score.model_version,
+        SCORED_AT_FIELD: repr(score.scored_at),
+        LAST_EVENT_TIME_FIELD: str(score.last_event_time),
+        **({} if score.value is None else {VALUE_FIELD: repr(score.value)}),
     }
 
 
