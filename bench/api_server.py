@@ -7,14 +7,11 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 import resource
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +27,16 @@ from bench.api_measure import (
     tree_cpu_seconds,
     wait_for_quiet,
 )
+from bench.common import CLI, REPO_ROOT, child_env
+from churnstream.infra.processes import http_ok, stop_process, tail, wait_ready
 from core.model import LinearModel
 from core.settings import Settings, env_var_name
 
 log = logging.getLogger("bench.api")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-_SETTINGS_PASSED = ("kafka_bootstrap_servers", "redis_url", "redis_key_prefix", "model_dir")
+# The settings the results show (the server gets every setting; these are the ones the
+# benchmark sets).
+_SETTINGS_SHOWN = ("kafka_bootstrap_servers", "redis_url", "redis_key_prefix", "model_dir")
 
 
 # --- the server under wrk -------------------------------------------------------------------
@@ -101,28 +99,26 @@ class ApiServer:
         self.env_shown: dict[str, str] = {}
 
     def start(self, timeout: float = 60) -> float:
-        env = dict(os.environ)
-        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        for name in _SETTINGS_PASSED:
+        for name in _SETTINGS_SHOWN:
             self.env_shown[env_var_name(name)] = str(getattr(self.settings, name))
         self.env_shown.update({"CHURN_API_HOST": "127.0.0.1", "CHURN_API_PORT": str(self.port)})
         self.env_shown.update(self.extra_env)
-        env.update(self.env_shown)
         self.command = api_command(self.port)
         started = time.perf_counter()
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                self.command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=child_env(self.settings, self.env_shown),
+                cwd=REPO_ROOT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API exited: {self.log_tail()}")
-            if self.ready():
-                return time.perf_counter() - started
-            time.sleep(0.1)
-        raise TimeoutError(f"the API was not ready within {timeout}s: {self.log_tail()}")
+        outcome = wait_ready(self.process, self.ready, timeout)
+        if outcome == "exited":
+            raise RuntimeError(f"the API exited: {self.log_tail()}")
+        if outcome == "timeout":
+            raise TimeoutError(f"the API was not ready within {timeout}s: {self.log_tail()}")
+        return time.perf_counter() - started
 
     @property
     def pid(self) -> int:
@@ -133,25 +129,14 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url("/ready"), timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return http_ok(self.url("/ready"), timeout=2)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
+        if self.process is not None:
+            stop_process(self.process, timeout=20)
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
 
 def api_command(port: int) -> list[str]:
@@ -160,7 +145,7 @@ def api_command(port: int) -> list[str]:
     where = ["--host", "127.0.0.1", "--port", str(port)]
     cli = REPO_ROOT / "churnstream" / "cli.py"
     if cli.exists() and "serving" in cli.read_text():
-        return [sys.executable, "-c", "from churnstream.cli import main; main()", "api", *where]
+        return [*CLI, "api", *where]
     if (REPO_ROOT / "serving" / "cli.py").exists():
         run_api = "import typer; from serving.cli import api; typer.run(api)"
         return [sys.executable, "-c", run_api, *where]

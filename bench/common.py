@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, get_settings
+from core.settings_env import settings_environment
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+CLI = [sys.executable, "-c", "from churnstream.cli import main; main()"]  # `churnstream`
 RESULTS_DIR = BENCH_DIR / "results"
 DATA_DIR = BENCH_DIR / "data"
 SUMMARY = RESULTS_DIR / "summary.json"
@@ -29,6 +32,14 @@ REQUIRED_FIGURES = (
     "e2e_p50_ms", "e2e_p99_ms", "api_p50_ms", "api_p99_ms", "api_rps", "train_seconds",
     "drift_seconds", "redis_bytes_per_customer",
 )  # fmt: skip
+
+
+def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``churnstream`` subprocess: this repository first on the import
+    path, every setting of ``settings`` in its variable, then ``extra``."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    base = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    return settings_environment(settings, extra, base=base)
 
 
 def machine() -> dict[str, Any]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,14 +25,15 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import DATA_DIR
+from bench.common import CLI, DATA_DIR, REPO_ROOT, child_env
+from churnstream.infra.processes import http_ok, stop_process, tail, wait_ready
 from core.events import Event, encode_event
 from core.kafka_client import client_config
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
-from core.settings import Settings, env_var_name
+from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
@@ -42,15 +41,7 @@ from stream.batch import RawMessage
 
 log = logging.getLogger("bench.worker")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS_OF = tuple[str, int]
-
-# Settings the worker subprocess gets from the environment (everything else: defaults).
-_SETTINGS_PASSED = (
-    "kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
-    "redis_key_prefix", "run_dir", "consumer_group", "model_dir", "worker_web_port",
-    "batch_size", "batch_within_ms",
-) + (("worker_engine",) if "worker_engine" in Settings.model_fields else ())  # fmt: skip
 
 MODEL_CACHE = DATA_DIR / "worker-bench-model.json"
 _FENCE_POLL_S = 0.005
@@ -118,36 +109,27 @@ class WorkerProcess:
         return self.process.pid
 
     def start(self, timeout: float = 90) -> None:
-        env = dict(os.environ)
-        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        for name in _SETTINGS_PASSED:
-            env[env_var_name(name)] = str(getattr(self.settings, name))
-        command = [sys.executable, "-c", "from churnstream.cli import main; main()", "worker"]
         self.started_at = time.perf_counter()
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+                [*CLI, "worker"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=child_env(self.settings),
+                cwd=REPO_ROOT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_tail()}")
-            if self.healthy():
-                self.healthy_at = time.perf_counter()
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"worker not healthy within {timeout}s: {self.log_tail()}")
+        outcome = wait_ready(self.process, self.healthy, timeout, interval=0.05)
+        if outcome == "exited":
+            raise RuntimeError(f"worker exited: {self.log_tail()}")
+        if outcome == "timeout":
+            raise TimeoutError(f"worker not healthy within {timeout}s: {self.log_tail()}")
+        self.healthy_at = time.perf_counter()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.worker_web_port}{path}"
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url("/health"), timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return http_ok(self.url("/health"))
 
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples, summed over labels other than a histogram's
@@ -170,18 +152,11 @@ class WorkerProcess:
         return process_cpu_seconds(self.pid)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+        if self.process is not None:
+            stop_process(self.process, timeout=30)
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -231,14 +231,16 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point CLI commands (which read settings from the environment) at this test's settings."""
-    from core.settings import env_var_name, get_settings
+    """Point CLI commands (which read settings from the environment) at this test's settings
+    (every setting in its variable)."""
+    from core.settings import get_settings
+    from core.settings_env import settings_variables
 
-    for name in ("kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
-                 "redis_key_prefix", "run_dir", "consumer_group", "model_dir",
-                 "archive_dir", "reports_dir", "score_log_dir",
-                 "worker_web_port"):  # fmt: skip
-        monkeypatch.setenv(env_var_name(name), str(getattr(settings, name)))
+    for variable, value in settings_variables(settings).items():
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
+from collections.abc import Mapping
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
+from churnstream.infra.processes import cmdline
+from core.settings import Settings
+from core.settings_env import settings_environment
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from churnstream.cli import main; main()"]  # `churnstream`
 
 
 def free_ports(count: int) -> list[int]:
@@ -20,33 +27,26 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-def cli_env() -> dict[str, str]:
-    """The environment for CLI subprocesses: this repository first on the import path."""
+def cli_env(
+    settings: Settings | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment for CLI subprocesses: this repository first on the import path,
+    then every setting of ``settings`` (when given) in its variable, then ``extra``."""
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
-def alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    if settings is None:
+        return {**env, **(extra or {})}
+    return settings_environment(settings, extra, base=env)
 
 
 def processes_mentioning(text: str) -> dict[int, str]:
     """pid -> command line of every live process whose command line contains ``text``."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if text in line and int(entry.name) != os.getpid():
-            found[int(entry.name)] = line
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            line = cmdline(int(entry.name))
+            if text in line:
+                found[int(entry.name)] = line
     return found
 
 

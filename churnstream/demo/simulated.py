@@ -74,7 +74,7 @@ def run_simulated(
             options.seed + TRAIN_SEED_OFFSET,
         )
         services.worker = WorkerChild(settings, run_dir / "worker.log")
-        services.worker.start()
+        services.worker.spawn()
     try:
         live = _backfill_then_serve(console, settings, options, services)
         board = RiskBoard(settings, services.worker)

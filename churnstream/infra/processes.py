@@ -1,4 +1,5 @@
-"""Process helpers for the local services: start detached, recognise, stop, wait, tail.
+"""Process helpers for the local services and for child commands: start detached,
+recognise, stop, wait, probe, tail.
 
 Conventions:
 
@@ -10,6 +11,9 @@ Conventions:
   A zombie counts as gone.
 * Children started by this interpreter are remembered so that stopping them also reaps
   them (no zombies); processes started by an earlier command are reaped by init.
+* A child held as a :class:`subprocess.Popen` (a worker or an API that a demo, a test or
+  a benchmark runs) is stopped with :func:`stop_process` and crashed with
+  :func:`kill_process`; both reap it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -176,6 +181,55 @@ def stop_pid(pid: int, markers: Sequence[str], timeout: float = 30.0) -> bool:
     if not wait_gone(pid, 10.0):
         raise InfraError(f"process {pid} survived SIGKILL")
     return True
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """Stop a child: SIGTERM (it shuts down cleanly), wait ``timeout``, then SIGKILL.
+
+    Returns its exit code (at once when it had already exited); the child is reaped.
+    """
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("process ignored SIGTERM, killing pid=%d timeout=%.0fs", process.pid, timeout)
+        return kill_process(process)
+
+
+def kill_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGKILL a child, as in a crash (no shutdown code runs); reap it, return its code."""
+    if process.poll() is None:
+        process.kill()
+    return process.wait(timeout=30)
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.1,
+) -> str:
+    """Wait until ``ready()`` is true; ``"ready"``, ``"exited"`` when the child ended
+    first, or ``"timeout"`` after ``timeout`` seconds (the caller says what failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited"
+        if ready():
+            return "ready"
+        time.sleep(interval)
+    return "timeout"
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when a GET of ``url`` answers 200 (a health or readiness probe)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

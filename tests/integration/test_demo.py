@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
+from churnstream.infra.processes import is_alive
 from offline.train import HIGH_QUANTILE
 from tests.support import (
     REPO_ROOT,
-    alive,
     cli_env,
     free_ports,
     kill_leftovers,
@@ -174,7 +174,7 @@ def assert_high_share_bounded(samples: list[tuple[float, int, int]]) -> None:
 def assert_everything_stopped(output: str, run_dir: Path) -> None:
     found = re.search(r"worker running \(pid (\d+)", output)
     assert found, output
-    assert not alive(int(found.group(1))), output
+    assert not is_alive(int(found.group(1))), output
     for name, log in (("monitor", "monitor.log"), ("API", "api.log"), ("worker", "worker.log")):
         assert f"{name} stopped; its log: {run_dir / log}" in output
     assert "local Kafka and Redis stopped" in output

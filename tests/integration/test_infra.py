@@ -28,10 +28,10 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from churnstream.infra import InfraError, LocalStack
+from churnstream.infra.processes import is_alive
 from core.topics import BASE_NAMES
 from tests.support import (
     REPO_ROOT,
-    alive,
     cli_env,
     free_ports,
     kill_leftovers,
@@ -168,7 +168,7 @@ def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
 def test_services_outlive_the_command_and_answer(running: Handle) -> None:
     pids = running.pids()
     for pid in pids.values():
-        assert alive(pid)
+        assert is_alive(pid)
         assert os.getsid(pid) == pid  # detached: leader of its own session
     client = redis.Redis(host="127.0.0.1", port=running.redis_port)
     assert client.ping()
@@ -251,7 +251,7 @@ def test_down_leaves_no_process_behind(running: Handle) -> None:
     pids = running.pids()
     result = cli("down", *running.args)
     assert result.returncode == 0, result.stderr
-    assert not any(alive(pid) for pid in pids.values())
+    assert not any(is_alive(pid) for pid in pids.values())
     assert processes_mentioning(str(running.run_dir)) == {}
     assert not (running.run_dir / "kafka" / "kafka.pid").exists()
     assert not (running.run_dir / "redis" / "redis.pid").exists()

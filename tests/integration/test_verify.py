@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +33,9 @@ from offline.consistency import FeatureDiff
 from offline.simulator import SimulationConfig, simulate
 from offline.verify import verify
 from tests.integration.test_worker import produce
-from tests.support import REPO_ROOT
+from tests.support import CLI, REPO_ROOT, cli_env
 from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, settings_env, wait_drained
+from tests.support_worker import WorkerProcess, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
@@ -45,8 +44,8 @@ START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - t
 
 def run_verify(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from churnstream.cli import main; main()", "verify", "-q", *args],
-        capture_output=True, text=True, env=settings_env(settings), cwd=REPO_ROOT, timeout=120,
+        [*CLI, "verify", "-q", *args],
+        capture_output=True, text=True, env=cli_env(settings), cwd=REPO_ROOT, timeout=120,
     )  # fmt: skip
 
 
