@@ -44,6 +44,7 @@ from churnstream.infra.processes import (
 from churnstream.infra.prometheus import PrometheusServer, ScrapeTarget
 from churnstream.infra.redis_cluster import ClusterNode, cluster_nodes, cluster_url, form_cluster
 from churnstream.infra.redis_server import RedisServer
+from churnstream.infra.service import HOST
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["InfraError", "LocalStack", "ServiceStatus", "StackStatus"]
 
 log = logging.getLogger(__name__)
-
-HOST = "127.0.0.1"
 
 
 class Service(Protocol):

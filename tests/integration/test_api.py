@@ -29,6 +29,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
+from churnstream.infra.processes import stop_process
 from core.events import (
     Error,
     ErrorPayload,
@@ -910,8 +911,7 @@ def live_api(fuzz_settings: Settings) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
 
 
 def test_schemathesis_cli_finds_no_failure_against_a_live_api(

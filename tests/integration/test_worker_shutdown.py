@@ -9,7 +9,7 @@ it is no different from a crash.)
 
 from __future__ import annotations
 
-import subprocess
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from churnstream.infra.kafka import KafkaBroker
-from churnstream.infra.processes import is_alive, read_pid_file, stop_pid
+from churnstream.infra.processes import is_alive, read_pid_file, stop_pid, stop_process
 from churnstream.infra.redis_server import RedisServer
 from core.kafka_client import ensure_topics
 from core.redis_client import connect_redis
@@ -79,16 +79,11 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def _sigterm_exit_seconds(worker: WorkerProcess) -> float:
-    """Send SIGTERM; the seconds until the process exited (killed after 60 s)."""
+    """Send SIGTERM; the seconds until the process exited (inf: killed after 60 s)."""
     assert worker.process is not None
     sent = time.monotonic()
-    worker.process.terminate()
-    try:
-        worker.process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        return float("inf")
-    return time.monotonic() - sent
+    code = stop_process(worker.process, timeout=60)
+    return float("inf") if code == -signal.SIGKILL else time.monotonic() - sent
 
 
 @pytest.mark.parametrize("engine", ["batch", "faust"])
