@@ -31,6 +31,7 @@ from typing import cast
 import pytest
 import redis
 
+from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
 from tests.support import free_ports
@@ -216,6 +217,13 @@ def settings(
         score_log_dir=tmp_path / "score-log",
         worker_web_port=free_ports(1)[0],
     )
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[EventProducer]:
+    """An event producer to this test's topics, closed afterwards."""
+    with EventProducer(settings) as p:
+        yield p
 
 
 @pytest.fixture

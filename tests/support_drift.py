@@ -27,7 +27,7 @@ from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from offline.train import bootstrap_from_simulation
 from stream.batch import BatchProcessor
-from tests.integration.test_batch_processor import as_messages, batches
+from tests.support_batch import feed
 
 DAYS = 84
 DRIFT_AT = 63
@@ -92,5 +92,4 @@ def streaming(
 
 def process(processor: BatchProcessor, scenario: DriftScenario, events: list[Event]) -> None:
     """Apply ``events`` as the worker would, in batches of 2,000."""
-    for batch in batches(as_messages(processor.topics, events, scenario.offsets), 2000):
-        processor.process(batch)
+    feed(processor, events, 2000, scenario.offsets)

@@ -37,8 +37,8 @@ from core.store import FeatureStore
 from serving.config import ApiSettings
 from stream.batch import BatchProcessor
 from tests.browser.test_dashboard import click_row, driver, serving, table_rows, wait_for
-from tests.integration.test_batch_processor import as_messages, batches
 from tests.support import every_shard
+from tests.support_batch import feed
 from tests.support_data import online_retail_file
 
 pytestmark = pytest.mark.integration
@@ -99,8 +99,7 @@ def test_dashboard_text_on_backfilled_online_retail(
             producer,
             lambda: model,
         )
-        for batch in batches(as_messages(worker.topics, events, {}), 2000):
-            worker.process(batch)
+        feed(worker, events, 2000)
         customers = len(every_shard(redis_client, Keys.of(settings), "risk"))
         assert customers == report.customers
         outcome, decision = drift_job(settings, redis_client)

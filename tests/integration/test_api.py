@@ -51,8 +51,8 @@ from serving.config import ApiSettings
 from serving.main import create_app
 from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
-from tests.integration.test_batch_processor import as_messages, batches
 from tests.support import every_shard, free_ports
+from tests.support_batch import as_messages, feed
 from tests.support_models import engagement_model, recency_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -81,8 +81,7 @@ def fill_store(settings: Settings, client: redis.Redis, customers: int = 40) -> 
     store = FeatureStore(client, Keys.of(settings))
     with EventProducer(settings) as producer:
         worker = BatchProcessor(settings, store, producer, lambda: model)
-        for batch in batches(as_messages(worker.topics, events, {}), 1000):
-            worker.process(batch)
+        feed(worker, events, 1000)
     return sorted({event.customer_id for event in events})
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
@@ -27,25 +26,11 @@ from core.settings import Settings
 from core.store import FeatureStore, FenceMoved
 from stream.batch import BatchProcessor, RawMessage
 from stream.rescore import rescore_stale_customers
-from tests.integration.test_batch_processor import (
-    NOW,
-    as_messages,
-    batches,
-    offline,
-    processor,
-    simulated,
-    stored,
-)
+from tests.support_batch import NOW, as_messages, batches, online_and_offline, processor, simulated
 from tests.support_kafka import band_changes
 from tests.support_models import recency_model
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def producer(settings: Settings) -> Iterable[EventProducer]:
-    with EventProducer(settings) as p:
-        yield p
 
 
 def redis_contents(client: redis.Redis, prefix: str) -> dict[bytes, object]:
@@ -87,11 +72,8 @@ def test_a_stale_worker_is_refused_and_writes_nothing(
     assert metrics.WORKER_COMMIT_RETRIES._value.get() >= retries_before + 1
     assert report.applied == 0 and report.fenced == len(messages) - half
     assert redis_contents(redis_client, settings.redis_key_prefix) == before
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
 
 
 def test_the_store_refuses_a_commit_whose_fence_moved(

@@ -4,7 +4,6 @@ the fences are behind what it committed and read those events again, not skip th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,8 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import FencesWentBack
-from tests.integration.test_batch_processor import (
-    as_messages,
-    batches,
-    offline,
-    processor,
-    simulated,
-    stored,
-)
 from tests.integration.test_worker import START, produce
+from tests.support_batch import as_messages, batches, online_and_offline, processor, simulated
 from tests.support_models import recency_model
 from tests.support_worker import WorkerProcess, wait_drained
 
@@ -44,12 +36,6 @@ def roll_back(client: redis.Redis, prefix: str, to: dict[bytes, bytes]) -> None:
         client.delete(*current)
     for key, value in to.items():
         client.restore(key, 0, value, replace=True)
-
-
-@pytest.fixture
-def producer(settings: Settings) -> Iterator[EventProducer]:
-    with EventProducer(settings) as p:
-        yield p
 
 
 def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
@@ -84,11 +70,8 @@ def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
     again = [m for m in messages if m.offset > fences_after_first[(m.topic, m.partition)]]
     for batch in batches(again, 300):
         worker.process(batch)
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
 
 
 def test_the_worker_reads_again_what_redis_lost_and_ends_exact(
@@ -115,9 +98,6 @@ def test_the_worker_reads_again_what_redis_lost_and_ends_exact(
         assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
     finally:
         worker.stop()
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
     assert "fences went back" in worker.log_path.read_text()

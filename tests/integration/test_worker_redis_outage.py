@@ -20,9 +20,9 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
-from tests.integration.test_batch_processor import offline
 from tests.integration.test_worker import produce
 from tests.support import free_ports
+from tests.support_batch import offline
 from tests.support_models import recency_model
 from tests.support_worker import WorkerProcess, wait_drained
 
