@@ -34,7 +34,7 @@ import redis
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
-from tests.support import free_ports
+from tests.support import free_ports, isolated_settings
 
 log = logging.getLogger(__name__)
 
@@ -203,20 +203,7 @@ def settings(
     redis_url = services.redis_url
     if redis_topology == "cluster":
         redis_url = cast(ClusterService, request.getfixturevalue("redis_cluster")).url
-    return Settings(
-        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        redis_url=redis_url,
-        topic_prefix=f"{test_id}.",
-        topic_partitions=3,
-        redis_key_prefix=test_id,
-        consumer_group=f"{test_id}-worker",
-        run_dir=tmp_path / "run",
-        model_dir=tmp_path / "models",
-        archive_dir=tmp_path / "archive",
-        reports_dir=tmp_path / "reports",
-        score_log_dir=tmp_path / "score-log",
-        worker_web_port=free_ports(1)[0],
-    )
+    return isolated_settings(services.kafka_bootstrap_servers, redis_url, test_id, tmp_path)
 
 
 @pytest.fixture

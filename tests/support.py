@@ -6,11 +6,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
-from contextlib import ExitStack, suppress
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
-from churnstream.infra.processes import cmdline
+from churnstream.infra.processes import cmdline, read_pid_file, stop_pid
+from churnstream.infra.redis_server import RedisServer
 from core.settings import Settings
 from core.settings_env import settings_environment
 
@@ -25,6 +27,43 @@ def free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in socks]
+
+
+def isolated_settings(
+    kafka_bootstrap_servers: str, redis_url: str, test_id: str, home: Path, **overrides: Any
+) -> Settings:
+    """Settings of one test: its own topics, Redis keys and consumer group (named after
+    ``test_id``), its directories under ``home`` and a free worker port."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka_bootstrap_servers,
+        "redis_url": redis_url,
+        "topic_prefix": f"{test_id}.",
+        "topic_partitions": 3,
+        "redis_key_prefix": test_id,
+        "consumer_group": f"{test_id}-worker",
+        "run_dir": home / "run",
+        "model_dir": home / "models",
+        "archive_dir": home / "archive",
+        "reports_dir": home / "reports",
+        "score_log_dir": home / "score-log",
+        "worker_web_port": free_ports(1)[0],
+    }
+    return Settings(**{**values, **overrides})
+
+
+@contextmanager
+def own_redis_server(home: Path) -> Iterator[RedisServer]:
+    """A Redis server under ``home`` that only the caller uses (and may stop and restart),
+    stopped afterwards."""
+    server = RedisServer(home=home, port=free_ports(1)[0])
+    server.prepare()
+    server.wait_ready(server.start(), timeout=30)
+    try:
+        yield server
+    finally:
+        pid = read_pid_file(server.pid_file)
+        if pid is not None:
+            stop_pid(pid, server.markers, timeout=10)
 
 
 def cli_env(

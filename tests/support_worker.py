@@ -8,12 +8,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from churnstream.infra.processes import http_ok, kill_process, stop_process, tail, wait_ready
-from core.kafka_client import input_end_offsets
+from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
+from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from tests.support import CLI, REPO_ROOT, cli_env
+from tests.support_models import recency_model
 
 
 class WorkerProcess:
@@ -51,6 +53,22 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
+
+
+def promote_recency_model(settings: Settings) -> None:
+    """Register the recency model and make it the champion the worker scores with."""
+    registry = ModelRegistry(settings, connect_redis(settings))
+    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
+
+
+def started_worker(settings: Settings, log_path: Path) -> WorkerProcess:
+    """A running worker scoring with the recency model, its topics created (the caller
+    stops it)."""
+    promote_recency_model(settings)
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, log_path)
+    worker.start()
+    return worker
 
 
 def wait_drained(settings: Settings, timeout: float = 120) -> None:

@@ -10,17 +10,14 @@ import pytest
 import redis
 
 from core.events import Event
-from core.kafka_client import ensure_topics
 from core.keys import Keys
 from core.producer import EventProducer
-from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import FencesWentBack
 from tests.integration.test_worker import START, produce
 from tests.support_batch import as_messages, batches, online_and_offline, processor, simulated
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -77,11 +74,7 @@ def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
 def test_the_worker_reads_again_what_redis_lost_and_ends_exact(
     settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    registry = ModelRegistry(settings, redis_client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
+    worker = started_worker(settings, tmp_path / "worker.log")
     try:
         events: list[Event] = list(
             simulate(SimulationConfig(customers=60, days=20, seed=41, start=START))

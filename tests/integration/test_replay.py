@@ -26,16 +26,13 @@ from churnstream.infra.processes import kill_process
 from core.events import Event, encode_event, topic_kind_of
 from core.kafka_client import ensure_topics
 from core.keys import Keys
-from core.redis_client import connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_simulate_kafka import Record, read_topics
 from tests.integration.test_worker import offline_state, online_state
 from tests.support import CLI, REPO_ROOT, every_shard
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import WorkerProcess, started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -152,11 +149,7 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    registry = ModelRegistry(settings, connect_redis(settings))
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(settings)
-    process = WorkerProcess(settings, tmp_path / "worker.log")
-    process.start()
+    process = started_worker(settings, tmp_path / "worker.log")
     yield process
     process.stop()
 

@@ -23,9 +23,7 @@ from typer.testing import CliRunner
 from core.aggregates import C
 from core.archive import ArchivedEvent, EventArchive
 from core.events import Event, ItemReactionPayload, Like, encode_event
-from core.kafka_client import ensure_topics
 from core.keys import Keys
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -34,8 +32,7 @@ from offline.simulator import SimulationConfig, simulate
 from offline.verify import verify
 from tests.integration.test_worker import produce
 from tests.support import CLI, REPO_ROOT, cli_env
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import started_worker, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
@@ -61,11 +58,7 @@ def verify_json() -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def drained(settings: Settings, tmp_path: Path, redis_client: redis.Redis) -> Iterator[list[Event]]:
     """A worker that has applied 40 simulated customers' events (and is then stopped)."""
-    registry = ModelRegistry(settings, redis_client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
+    worker = started_worker(settings, tmp_path / "worker.log")
     try:
         events = list(simulate(SimulationConfig(customers=40, days=20, seed=21, start=START)))
         produce(settings, events)
