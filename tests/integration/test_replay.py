@@ -29,9 +29,9 @@ from core.keys import Keys
 from core.settings import Settings
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from tests.integration.test_simulate_kafka import Record, read_topics
 from tests.integration.test_worker import offline_state, online_state
 from tests.support import CLI, REPO_ROOT, every_shard
+from tests.support_kafka import Record, read_topics
 from tests.support_worker import WorkerProcess, started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
