@@ -19,15 +19,9 @@ import numpy as np
 import redis
 
 from bench.api_load import customer_id
-from bench.api_measure import (
-    free_port,
-    machine_busy_seconds,
-    redis_commands,
-    redis_cpu_seconds,
-    tree_cpu_seconds,
-    wait_for_quiet,
-)
+from bench.api_measure import redis_commands, wait_for_quiet
 from bench.common import CLI, REPO_ROOT, child_env
+from bench.cpu import free_port, machine_busy_seconds, redis_cpu_seconds, tree_cpu_seconds
 from churnstream.infra.processes import http_ok, stop_process, tail, wait_ready
 from core.model import LinearModel
 from core.settings import Settings, env_var_name

@@ -7,13 +7,15 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from core.settings import Settings, get_settings
 from core.settings_env import settings_environment
@@ -40,6 +42,31 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     base = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     return settings_environment(settings, extra, base=base)
+
+
+def how_run(name: str) -> dict[str, str]:
+    """How this benchmark was run: the ``make`` command that runs it alone and this
+    process's own command line (for the result's details)."""
+    return {
+        "command": f"make bench BENCH_ARGS='--only {name}'",
+        "invocation": " ".join([sys.executable, "-m", "bench.run", *sys.argv[1:]]),
+    }
+
+
+def percentiles_ms(
+    samples_s: Sequence[float], digits: int = 3, prefix: str = ""
+) -> dict[str, float]:
+    """p50, p90, p99, max and mean of ``samples_s`` (seconds) in milliseconds, rounded to
+    ``digits``, keyed ``<prefix>p50_ms`` and so on."""
+    values = np.asarray(samples_s) * 1000
+    figures = {
+        "p50": np.percentile(values, 50),
+        "p90": np.percentile(values, 90),
+        "p99": np.percentile(values, 99),
+        "max": values.max(),
+        "mean": values.mean(),
+    }
+    return {f"{prefix}{name}_ms": round(float(value), digits) for name, value in figures.items()}
 
 
 def machine() -> dict[str, Any]:

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import services, write_result
+from bench.cpu import machine_busy_seconds, redis_cpu_seconds
 from bench.worker_baselines import memory_per_customer, naive_rate
 from bench.worker_floor import floor_rate
 from bench.worker_latency import _latency_round, _median_round, e2e_latency, engine_of
@@ -76,11 +77,9 @@ from bench.worker_support import (
     drop_keys,
     fences_applied,
     isolated,
-    machine_busy_seconds,
     produce_lines,
     promote_champion,
     read_messages,
-    redis_cpu_seconds,
     skewed_input,
     uniform_input,
 )

@@ -28,6 +28,7 @@ from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.api_at_risk import cluster_url
+from bench.cpu import free_port, machine_busy_seconds
 from bench.worker_support import (
     _FENCE_POLL_S,
     Input,
@@ -35,9 +36,7 @@ from bench.worker_support import (
     delete_topics,
     drop_keys,
     fences_applied,
-    free_port,
     isolated,
-    machine_busy_seconds,
     promote_champion,
 )
 from core.kafka_client import client_config, ensure_topics, input_end_offsets

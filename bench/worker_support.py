@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -26,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import CLI, DATA_DIR, REPO_ROOT, child_env
+from bench.cpu import free_port, process_cpu_seconds
 from churnstream.infra.processes import http_ok, stop_process, tail, wait_ready
 from core.events import Event, encode_event
 from core.kafka_client import client_config
@@ -63,12 +62,6 @@ def champion_model() -> LinearModel:
 
 
 # --- isolated settings, the worker subprocess -------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def isolated(base: Settings, tag: str, root: Path) -> Settings:
@@ -157,25 +150,6 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return tail(self.log_path, lines)
-
-
-def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, summed over cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (total - idle) / tick, total / tick
-
-
-def redis_cpu_seconds(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 # --- Kafka helpers ----------------------------------------------------------------------

@@ -282,7 +282,8 @@ def check_dead_letters(settings: Settings, sent: Sent) -> dict[str, Any]:
 
 def run(plan: Plan, keep: bool = False) -> dict[str, Any]:
     """Run the suite; return the result document (``passed`` says whether all checks held)."""
-    from bench.worker_support import champion_model, free_port
+    from bench.cpu import free_port
+    from bench.worker_support import champion_model
 
     rng = random.Random(plan.seed)
     faults = schedule(plan, rng)
