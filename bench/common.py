@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from churnstream.infra.processes import churnstream_argv
 from core.settings import Settings, get_settings
 from core.settings_env import settings_environment
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-CLI = [sys.executable, "-c", "from churnstream.cli import main; main()"]  # `churnstream`
+CLI = churnstream_argv()  # `churnstream`, run by this interpreter
 RESULTS_DIR = BENCH_DIR / "results"
 DATA_DIR = BENCH_DIR / "data"
 SUMMARY = RESULTS_DIR / "summary.json"

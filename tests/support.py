@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from churnstream.infra.processes import cmdline, read_pid_file, stop_pid
+from churnstream.infra.processes import churnstream_argv, cmdline, read_pid_file, stop_pid
 from churnstream.infra.redis_server import RedisServer
 from core.settings import Settings
 from core.settings_env import settings_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from churnstream.cli import main; main()"]  # `churnstream`
+CLI = churnstream_argv()  # `churnstream`, run by this interpreter
 
 
 def free_ports(count: int) -> list[int]:

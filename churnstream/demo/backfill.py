@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ from rich.console import Console
 
 from churnstream.demo.errors import DemoError
 from churnstream.demo.worker_child import WorkerChild, start_worker
+from churnstream.infra.processes import churnstream_argv
 from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
@@ -79,9 +79,8 @@ def run_command(
     """``churnstream ARGS`` with ``settings`` in its environment; its output shown (or
     captured and returned). Raises :class:`DemoError` when it fails."""
     console.print(f"[bold]$ churnstream {shlex.join(args)}[/]", highlight=False)
-    command = [sys.executable, "-c", "from churnstream.cli import main; main()", *args]
     result = subprocess.run(
-        command,
+        churnstream_argv(*args),
         env=settings_environment(settings),
         stdout=subprocess.PIPE if capture else None,
         text=True,

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from churnstream.demo.errors import DemoError
-from churnstream.infra.processes import stop_process, tail, wait_ready
+from churnstream.infra.processes import churnstream_argv, stop_process, tail, wait_ready
 from core.settings import Settings
 from core.settings_env import settings_environment
 
@@ -48,15 +47,12 @@ class ServiceChild:
 
     def spawn(self) -> None:
         """Start the process and return at once (see :meth:`wait_ready`)."""
-        code = (
-            "from churnstream.cli import main; main()"
-            f"  # churnstream demo {self.name}, run dir {self.settings.run_dir}"
-        )
+        note = f"churnstream demo {self.name}, run dir {self.settings.run_dir}"
         env = settings_environment(self.settings, self.extra_env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out, open(os.devnull, "rb") as devnull:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, *self.args],
+                churnstream_argv(*self.args, note=note),
                 stdin=devnull, stdout=out, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True, close_fds=True,
             )  # fmt: skip

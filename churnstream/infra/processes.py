@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,18 @@ class InfraError(RuntimeError):
         full = f"{message}\n--- log tail ---\n{log_tail}" if log_tail else message
         super().__init__(full)
         self.log_tail = log_tail
+
+
+def churnstream_argv(*args: str, note: str = "") -> list[str]:
+    """The command line of ``churnstream ARGS`` run by this interpreter (so it works
+    without the console script installed). ``note`` goes into the command line as a
+    comment, so ``ps`` tells which run a child belongs to.
+
+    >>> churnstream_argv("worker")[1:]
+    ['-c', 'from churnstream.cli import main; main()', 'worker']
+    """
+    code = "from churnstream.cli import main; main()" + (f"  # {note}" if note else "")
+    return [sys.executable, "-c", code, *args]
 
 
 def start_detached(

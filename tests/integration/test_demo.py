@@ -12,11 +12,9 @@ the High band's share is checked at every point a user could look at the dashboa
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from churnstream.infra.processes import is_alive
+from churnstream.infra.processes import is_alive, kill_process
 from offline.train import HIGH_QUANTILE
 from tests.support import (
+    CLI,
     REPO_ROOT,
     cli_env,
     free_ports,
@@ -38,7 +37,6 @@ from tests.support import (
 
 pytestmark = pytest.mark.integration
 
-DEMO = "from churnstream.cli import main; main()"
 SMALL = ["--customers", "300", "--days", "21", "--drift-every", "600"]
 POLICY_HIGH_SHARE = 1 - HIGH_QUANTILE  # the starter model's band policy
 DRIFT_REPORT_SECONDS = 60.0
@@ -83,7 +81,7 @@ class DemoRun:
         self.run_dir, self.url = run_dir, f"http://127.0.0.1:{port}"
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", DEMO, "demo", *args],
+            [*CLI, "demo", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=env, cwd=REPO_ROOT,
         )  # fmt: skip
@@ -137,8 +135,7 @@ class DemoRun:
 
     def kill(self) -> None:
         self.sampling = False
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+        kill_process(self.process)
         kill_leftovers(self.run_dir)
         self.reader.join(timeout=10)
         self.sampler.join(timeout=10)
