@@ -22,7 +22,7 @@ from bench.api_load import customer_id
 from bench.api_measure import redis_commands, wait_for_quiet
 from bench.common import CLI, REPO_ROOT, child_env
 from bench.cpu import free_port, machine_busy_seconds, redis_cpu_seconds, tree_cpu_seconds
-from churnstream.infra.processes import http_ok, stop_process, tail, wait_ready
+from churnstream.infra.processes import http_ok, start_child, stop_process, tail
 from core.model import LinearModel
 from core.settings import Settings, env_var_name
 
@@ -99,19 +99,15 @@ class ApiServer:
         self.env_shown.update(self.extra_env)
         self.command = api_command(self.port)
         started = time.perf_counter()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=child_env(self.settings, self.env_shown),
-                cwd=REPO_ROOT,
-            )
-        outcome = wait_ready(self.process, self.ready, timeout)
-        if outcome == "exited":
-            raise RuntimeError(f"the API exited: {self.log_tail()}")
-        if outcome == "timeout":
-            raise TimeoutError(f"the API was not ready within {timeout}s: {self.log_tail()}")
+        self.process = start_child(
+            self.command,
+            name="the API",
+            log_file=self.log_path,
+            ready=self.ready,
+            timeout=timeout,
+            env=child_env(self.settings, self.env_shown),
+            cwd=REPO_ROOT,
+        )
         return time.perf_counter() - started
 
     @property

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import CLI, DATA_DIR, REPO_ROOT, child_env
 from bench.cpu import free_port, process_cpu_seconds
-from churnstream.infra.processes import http_ok, stop_process, tail, wait_ready
+from churnstream.infra.processes import http_ok, start_child, stop_process, tail
 from core.events import Event, encode_event
 from core.kafka_client import client_config
 from core.model import LinearModel
@@ -103,19 +103,16 @@ class WorkerProcess:
 
     def start(self, timeout: float = 90) -> None:
         self.started_at = time.perf_counter()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*CLI, "worker"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=child_env(self.settings),
-                cwd=REPO_ROOT,
-            )
-        outcome = wait_ready(self.process, self.healthy, timeout, interval=0.05)
-        if outcome == "exited":
-            raise RuntimeError(f"worker exited: {self.log_tail()}")
-        if outcome == "timeout":
-            raise TimeoutError(f"worker not healthy within {timeout}s: {self.log_tail()}")
+        self.process = start_child(
+            [*CLI, "worker"],
+            name="worker",
+            log_file=self.log_path,
+            ready=self.healthy,
+            timeout=timeout,
+            env=child_env(self.settings),
+            cwd=REPO_ROOT,
+            interval=0.05,
+        )
         self.healthy_at = time.perf_counter()
 
     def url(self, path: str) -> str:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from churnstream.infra.processes import http_ok, kill_process, stop_process, tail, wait_ready
+from churnstream.infra.processes import http_ok, kill_process, start_child, stop_process, tail
 from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
@@ -27,16 +27,10 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [*CLI, "worker"],
-            stdout=log, stderr=subprocess.STDOUT, env=cli_env(self.settings), cwd=REPO_ROOT,
+        self.process = start_child(
+            [*CLI, "worker"], name="worker", log_file=self.log_path, ready=self.healthy,
+            timeout=timeout, env=cli_env(self.settings), cwd=REPO_ROOT, interval=0.3,
         )  # fmt: skip
-        outcome = wait_ready(self.process, self.healthy, timeout, interval=0.3)
-        if outcome == "exited":
-            raise RuntimeError(f"worker exited: {self.log_tail()}")
-        if outcome == "timeout":
-            raise TimeoutError(f"worker not healthy within {timeout}s: {self.log_tail()}")
 
     def healthy(self) -> bool:
         return http_ok(f"http://127.0.0.1:{self.settings.worker_web_port}/health")

@@ -11,8 +11,14 @@ from pathlib import Path
 
 from bench.common import CLI, REPO_ROOT, child_env
 from churnstream.infra import LocalStack
-from churnstream.infra.processes import http_ok, kill_process, stop_pid, stop_process, tail
-from churnstream.infra.processes import wait_ready as wait_process_ready
+from churnstream.infra.processes import (
+    http_ok,
+    kill_process,
+    start_child,
+    stop_pid,
+    stop_process,
+    tail,
+)
 from core.settings import Settings
 
 log = logging.getLogger("bench.faults")
@@ -42,20 +48,16 @@ class ChildProcess:
     def start(self, timeout: float = 180) -> float:
         """Start and wait until healthy; return the seconds that took."""
         started = time.monotonic()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*CLI, *self.args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=child_env(self.settings, self.extra_env),
-                cwd=REPO_ROOT,
-            )
         self.starts += 1
-        outcome = wait_process_ready(self.process, self.healthy, timeout)
-        if outcome == "exited":
-            raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
-        if outcome == "timeout":
-            raise TimeoutError(f"{self.name} not healthy within {timeout:.0f}s:\n{self.log_tail()}")
+        self.process = start_child(
+            [*CLI, *self.args],
+            name=self.name,
+            log_file=self.log_path,
+            ready=self.healthy,
+            timeout=timeout,
+            env=child_env(self.settings, self.extra_env),
+            cwd=REPO_ROOT,
+        )
         return time.monotonic() - started
 
     def healthy(self) -> bool:

@@ -218,6 +218,40 @@ def kill_process(process: subprocess.Popen[bytes]) -> int:
     return process.wait(timeout=30)
 
 
+def start_child(
+    argv: Sequence[str],
+    *,
+    name: str,
+    log_file: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    interval: float = 0.1,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a child (output appended to ``log_file``) and wait until
+    ``ready()``. Raises :class:`InfraError` naming ``name``, with the log's tail, when the
+    child exits first or is not ready within ``timeout`` seconds (it is then stopped)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
+    outcome = wait_ready(process, ready, timeout, interval)
+    if outcome == "ready":
+        return process
+    if outcome == "exited":
+        message = f"{name} exited (code {process.returncode}) at start; log: {log_file}"
+    else:
+        stop_process(process, timeout=10)
+        message = f"{name} was not ready within {timeout:.0f}s; log: {log_file}"
+    raise InfraError(message, tail(log_file))
+
+
 def wait_ready(
     process: subprocess.Popen[bytes],
     ready: Callable[[], bool],
