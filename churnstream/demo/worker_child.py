@@ -39,6 +39,11 @@ def start_worker(console: Console, child: WorkerChild) -> None:
             f"{env_var_name('worker_web_port')} to a free port, or use --no-worker"
         )
     child.spawn()
+    wait_for_worker(console, child)
+
+
+def wait_for_worker(console: Console, child: WorkerChild) -> None:
+    """Wait until the started worker answers (a spinner meanwhile), then say where it is."""
     with console.status(f"starting the worker (log: {child.log_path})…"):
         child.wait_ready(WORKER_READY_SECONDS)
     console.print(

@@ -29,6 +29,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def wait_ready(
     ready: Callable[[], bool],
     timeout: float,
     interval: float = 0.1,
-) -> str:
+) -> Literal["ready", "exited", "timeout"]:
     """Wait until ``ready()`` is true; ``"ready"``, ``"exited"`` when the child ended
     first, or ``"timeout"`` after ``timeout`` seconds (the caller says what failed)."""
     deadline = time.monotonic() + timeout
