@@ -4,7 +4,7 @@ a processor over a real Redis, and the offline computation the online state must
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import redis
@@ -12,6 +12,7 @@ import redis
 from core.aggregates import CustomerAggregates
 from core.events import Event, encode_event
 from core.keys import Keys
+from core.model import LinearModel
 from core.producer import EventProducer
 from core.settings import Settings
 from core.store import FeatureStore
@@ -93,12 +94,16 @@ def online_and_offline(
     )
 
 
-def processor(settings: Settings, client: redis.Redis, producer: EventProducer) -> BatchProcessor:
-    model = recency_model()
+def processor(
+    settings: Settings,
+    client: redis.Redis,
+    producer: EventProducer,
+    model: LinearModel | None = None,
+    clock: Callable[[], float] = lambda: NOW,
+) -> BatchProcessor:
+    """The worker's batch processor over ``client``, scoring with ``model`` (default: the
+    recency model); its clock reads NOW unless ``clock`` is given (e.g. ``time.time``)."""
+    scorer = recency_model() if model is None else model
     return BatchProcessor(
-        settings,
-        FeatureStore(client, Keys.of(settings)),
-        producer,
-        lambda: model,
-        clock=lambda: NOW,
+        settings, FeatureStore(client, Keys.of(settings)), producer, lambda: scorer, clock=clock
     )

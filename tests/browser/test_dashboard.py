@@ -32,12 +32,10 @@ from core.keys import Keys
 from core.producer import EventProducer
 from core.registry import ModelRegistry
 from core.settings import Settings
-from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from serving.config import ApiSettings
-from stream.batch import BatchProcessor
 from tests.support import every_shard, free_ports
-from tests.support_batch import feed
+from tests.support_batch import feed, processor
 from tests.support_models import recency_model
 
 pytestmark = pytest.mark.integration
@@ -170,12 +168,7 @@ def test_dashboard_shows_live_risk(
     first = [e for e in events if e.customer_id not in later_ids]
     later = [e for e in events if e.customer_id in later_ids]
     with EventProducer(settings) as producer:
-        worker = BatchProcessor(
-            settings,
-            FeatureStore(redis_client, Keys.of(settings)),
-            producer,
-            lambda: model,
-        )
+        worker = processor(settings, redis_client, producer, model, clock=time.time)
         offsets: dict[tuple[str, int], int] = {}
         feed(worker, first, 1000, offsets)
         customers = len({e.customer_id for e in first})
