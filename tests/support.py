@@ -65,7 +65,7 @@ def own_redis_server(home: Path) -> Iterator[RedisServer]:
             stop_pid(pid, server.markers, timeout=10)
 
 
-def cli_env(
+def child_env(
     settings: Settings | None = None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment for CLI subprocesses: this repository first on the import path,

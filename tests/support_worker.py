@@ -14,7 +14,7 @@ from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
-from tests.support import CLI, REPO_ROOT, cli_env
+from tests.support import CLI, REPO_ROOT, child_env
 from tests.support_models import recency_model
 
 
@@ -29,7 +29,7 @@ class WorkerProcess:
     def start(self, timeout: float = 90) -> None:
         self.process = start_child(
             [*CLI, "worker"], name="worker", log_file=self.log_path, ready=self.healthy,
-            timeout=timeout, env=cli_env(self.settings), cwd=REPO_ROOT, interval=0.3,
+            timeout=timeout, env=child_env(self.settings), cwd=REPO_ROOT, interval=0.3,
         )  # fmt: skip
 
     def healthy(self) -> bool:

@@ -29,7 +29,7 @@ from offline.train import HIGH_QUANTILE
 from tests.support import (
     CLI,
     REPO_ROOT,
-    cli_env,
+    child_env,
     free_ports,
     kill_leftovers,
     processes_mentioning,
@@ -46,7 +46,7 @@ def demo_env(run_dir: Path) -> tuple[dict[str, str], int]:
     """The demo's environment (everything under ``run_dir``'s parent) and its API port."""
     kafka, controller, redis, web, api, monitor = free_ports(6)
     base = run_dir.parent
-    env = cli_env()
+    env = child_env()
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"):
         env.pop(name, None)
     env.update(

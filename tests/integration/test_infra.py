@@ -32,7 +32,7 @@ from churnstream.infra.processes import is_alive
 from core.topics import BASE_NAMES
 from tests.support import (
     REPO_ROOT,
-    cli_env,
+    child_env,
     free_ports,
     kill_leftovers,
     processes_mentioning,
@@ -44,7 +44,7 @@ CLI = "from churnstream.infra.cli import infra_app; infra_app()"
 WORKER_PORT, API_PORT = free_ports(2)
 # What `up --prometheus` scrapes comes from the settings, read from the environment.
 ENV = dict(
-    cli_env(),
+    child_env(),
     CHURN_WORKER_WEB_PORT=str(WORKER_PORT),
     CHURN_API_PORT=str(API_PORT),
     CHURN_MONITOR_METRICS_PORT="0",

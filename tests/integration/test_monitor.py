@@ -195,10 +195,10 @@ def test_the_monitor_process_drains_requests_and_serves_its_metrics(
     import urllib.request
 
     from core.decisions import RetrainRequest, push_retrain_request
-    from tests.support import CLI, REPO_ROOT, cli_env, free_ports
+    from tests.support import CLI, REPO_ROOT, child_env, free_ports
 
     port = free_ports(1)[0]
-    env = cli_env(
+    env = child_env(
         settings.model_copy(
             update={"monitor_metrics_port": port, "score_shift_bucket_seconds": 0.5}
         )

@@ -48,7 +48,7 @@ from core.topics import Topics
 from monitoring.labels import ScoreLog
 from offline.simulator import SimulationConfig, simulate
 from offline.train import bootstrap_from_simulation
-from tests.support import CLI, REPO_ROOT, cli_env, free_ports
+from tests.support import CLI, REPO_ROOT, child_env, free_ports
 from tests.support_worker import WorkerProcess, wait_drained
 
 pytestmark = pytest.mark.integration
@@ -262,7 +262,7 @@ def register_champion(settings: Settings, client: redis.Redis) -> int:
 
 
 def process_env(settings: Settings, api_port: int) -> dict[str, str]:
-    return cli_env(settings, {"CHURN_API_PORT": str(api_port), "CHURN_API_ACCESS_LOG": "off"})
+    return child_env(settings, {"CHURN_API_PORT": str(api_port), "CHURN_API_ACCESS_LOG": "off"})
 
 
 # --- the test ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_worker import offline_state, online_state
-from tests.support import CLI, REPO_ROOT, every_shard
+from tests.support import CLI, REPO_ROOT, child_env, every_shard
 from tests.support_kafka import Record, read_topics
 from tests.support_worker import WorkerProcess, started_worker, wait_drained
 
@@ -116,7 +116,7 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
     ensure_topics(settings)
     process = subprocess.Popen(
         [*CLI, "replay", *args, "--speed", str(span / 12), "--quiet"],
-        env=cli_env(settings), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=child_env(settings), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -31,7 +31,7 @@ from offline.consistency import FeatureDiff
 from offline.simulator import SimulationConfig, simulate
 from offline.verify import verify
 from tests.integration.test_worker import produce
-from tests.support import CLI, REPO_ROOT, cli_env
+from tests.support import CLI, REPO_ROOT, child_env
 from tests.support_worker import started_worker, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -42,7 +42,7 @@ START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - t
 def run_verify(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, "verify", "-q", *args],
-        capture_output=True, text=True, env=cli_env(settings), cwd=REPO_ROOT, timeout=120,
+        capture_output=True, text=True, env=child_env(settings), cwd=REPO_ROOT, timeout=120,
     )  # fmt: skip
 
 
