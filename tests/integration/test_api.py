@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -44,14 +43,14 @@ from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.risk import assess
-from core.settings import Settings, env_var_name
+from core.settings import Settings
 from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from serving.config import ApiSettings
 from serving.main import create_app
 from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
-from tests.support import every_shard, free_ports
+from tests.support import child_env, every_shard, free_ports
 from tests.support_batch import as_messages, feed
 from tests.support_models import engagement_model, recency_model
 
@@ -888,9 +887,9 @@ def test_the_schema_follows_the_champion_without_a_restart(
 def live_api(fuzz_settings: Settings) -> Iterator[str]:
     """``churnstream api`` in its own process on the fuzz store; its base URL."""
     (port,) = free_ports(1)
-    env = {**os.environ, "CHURN_API_KEYS": ADMIN_KEY, "CHURN_API_READ_KEYS_REQUIRED": "false"}
-    for name in ("redis_url", "redis_key_prefix", "model_dir", "run_dir", "reports_dir"):
-        env[env_var_name(name)] = str(getattr(fuzz_settings, name))
+    env = child_env(
+        fuzz_settings, {"CHURN_API_KEYS": ADMIN_KEY, "CHURN_API_READ_KEYS_REQUIRED": "false"}
+    )
     command = [sys.executable, "-m", "churnstream.cli", "api", "--port", str(port)]
     log = fuzz_settings.run_dir / "api.log"
     log.parent.mkdir(parents=True, exist_ok=True)
