@@ -50,7 +50,7 @@ from serving.config import ApiSettings
 from serving.main import create_app
 from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
-from tests.support import child_env, every_shard, free_ports
+from tests.support import child_env, every_shard, free_ports, isolated_settings
 from tests.support_batch import as_messages, feed
 from tests.support_models import engagement_model, recency_model
 
@@ -772,15 +772,8 @@ def fuzz_settings(services: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     """One filled store and registry for every fuzzed operation (module scope: filled once)."""
     test_id = "t" + uuid.uuid4().hex[:10]
     root = tmp_path_factory.mktemp("fuzz")
-    settings = Settings(
-        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        redis_url=services.redis_url,
-        topic_prefix=f"{test_id}.",
-        topic_partitions=3,
-        redis_key_prefix=test_id,
-        model_dir=root / "models",
-        run_dir=root / "run",
-        reports_dir=root / "reports",
+    settings = isolated_settings(
+        services.kafka_bootstrap_servers, services.redis_url, test_id, root
     )
     client = connect_redis(settings)
     register_and_promote(ModelRegistry(settings, client), recency_model(FIRST))
