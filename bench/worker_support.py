@@ -10,7 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -311,3 +311,38 @@ def fences_applied(store: FeatureStore, ends: dict[PARTITIONS_OF, int]) -> tuple
     applied = sum(f + 1 for f in fences.values())
     drained = all(fences[tp] >= end - 1 for tp, end in ends.items())
     return applied, drained
+
+
+def wait_first_batch(
+    store: FeatureStore,
+    ends: dict[PARTITIONS_OF, int],
+    exited: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float = 120,
+) -> tuple[int, bool]:
+    """Wait until a fence moves (the workers applied a first batch); return
+    :func:`fences_applied` then. Raises RuntimeError (with ``log_tail()``) when ``exited()``
+    or after ``timeout`` seconds. Polls every ``_FENCE_POLL_S``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        applied, drained = fences_applied(store, ends)
+        if applied > 0:
+            return applied, drained
+        if time.monotonic() > deadline or exited():
+            raise RuntimeError(f"the worker applied nothing: {log_tail()}")
+        time.sleep(_FENCE_POLL_S)
+
+
+def wait_all_applied(
+    store: FeatureStore,
+    ends: dict[PARTITIONS_OF, int],
+    exited: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float,
+) -> None:
+    """Wait until every partition is drained (see :func:`wait_first_batch` for the rest)."""
+    deadline = time.monotonic() + timeout
+    while not fences_applied(store, ends)[1]:
+        if time.monotonic() > deadline or exited():
+            raise RuntimeError(f"the worker did not drain: {log_tail()}")
+        time.sleep(_FENCE_POLL_S)

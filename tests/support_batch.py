@@ -49,6 +49,14 @@ def as_messages(
     return messages
 
 
+def simulated_messages(
+    topics: Topics, customers: int = 40, days: int = 21, seed: int = 3
+) -> tuple[list[Event], list[RawMessage]]:
+    """Simulated events (see :func:`simulated`) and the same as messages from offset 0."""
+    events = simulated(customers, days, seed)
+    return events, as_messages(topics, events, {})
+
+
 def batches(messages: Sequence[RawMessage], size: int) -> Iterable[list[RawMessage]]:
     for start in range(0, len(messages), size):
         yield list(messages[start : start + size])

@@ -94,5 +94,14 @@ class ServiceChild:
             return
         stop_process(self.process, timeout)
 
+    def stop_and_say(self) -> str:
+        """:meth:`stop`, then a line (rich markup) for the user: stopped, or had exited
+        before with its code; and where its log is."""
+        self.stop()
+        if self.exited_early is None:
+            return f"{self.name} stopped; its log: {self.log_path}"
+        code = self.exited_early
+        return f"[red]the {self.name} had exited (code {code});[/] its log: {self.log_path}"
+
     def log_tail(self, lines: int = 20) -> str:
         return tail(self.log_path, lines)

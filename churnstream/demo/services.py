@@ -81,10 +81,10 @@ class DemoServices:
         return None
 
     def stop(self) -> list[str]:
-        """Stop the monitor, then the API, then the worker; say what was stopped."""
+        """Stop the monitor, then the API (the worker is stopped by the caller); say what
+        was stopped."""
         said = []
-        for name, child in (("monitor", self.monitor), ("API", self.api)):
+        for child in (self.monitor, self.api):
             if child is not None and child.process is not None and child.process.returncode is None:
-                child.stop()
-                said.append(f"{name} stopped; its log: {child.log_path}")
+                said.append(child.stop_and_say())
         return said

@@ -26,7 +26,15 @@ from core.settings import Settings
 from core.store import FeatureStore, FenceMoved
 from stream.batch import BatchProcessor, RawMessage
 from stream.rescore import rescore_stale_customers
-from tests.support_batch import NOW, as_messages, batches, online_and_offline, processor, simulated
+from tests.support_batch import (
+    NOW,
+    as_messages,
+    batches,
+    online_and_offline,
+    processor,
+    simulated,
+    simulated_messages,
+)
 from tests.support_kafka import band_changes
 from tests.support_models import recency_model
 
@@ -52,9 +60,8 @@ def redis_contents(client: redis.Redis, prefix: str) -> dict[bytes, object]:
 def test_a_stale_worker_is_refused_and_writes_nothing(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    events = simulated(customers=20, days=14, seed=7)
     stale = processor(settings, redis_client, producer)
-    messages = as_messages(stale.topics, events, {})
+    events, messages = simulated_messages(stale.topics, customers=20, days=14, seed=7)
     half = len(messages) // 2
     stale.process(messages[:half])  # it holds the partitions: their state and fences cached
 
@@ -81,9 +88,8 @@ def test_the_store_refuses_a_commit_whose_fence_moved(
 ) -> None:
     """The same promise one level down: a commit expecting a fence that another writer
     has moved raises FenceMoved and writes none of its customers, scores or fences."""
-    events = simulated(customers=4, days=5, seed=8)
     worker = processor(settings, redis_client, producer)
-    messages = as_messages(worker.topics, events, {})
+    events, messages = simulated_messages(worker.topics, customers=4, days=5, seed=8)
     worker.process(messages)
     keys = Keys.of(settings)
     store = FeatureStore(redis_client, keys)

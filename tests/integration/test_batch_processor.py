@@ -29,6 +29,7 @@ from tests.support_batch import (
     online_and_offline,
     processor,
     simulated,
+    simulated_messages,
     stored,
 )
 from tests.support_kafka import dead_letters
@@ -181,9 +182,8 @@ def malformed_cases(
 def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    events = simulated(customers=5, days=3, seed=6)
     worker = processor(settings, redis_client, producer)
-    good = as_messages(worker.topics, events, {})
+    events, good = simulated_messages(worker.topics, customers=5, days=3, seed=6)
     topic = worker.topics.activity
     cases = malformed_cases(
         encode_event(next(e for e in events if e.type == "purchase")),

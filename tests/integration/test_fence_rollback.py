@@ -16,7 +16,12 @@ from core.settings import Settings
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import FencesWentBack
 from tests.integration.test_worker import START, produce
-from tests.support_batch import as_messages, batches, online_and_offline, processor, simulated
+from tests.support_batch import (
+    batches,
+    online_and_offline,
+    processor,
+    simulated_messages,
+)
 from tests.support_worker import started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
@@ -38,9 +43,8 @@ def roll_back(client: redis.Redis, prefix: str, to: dict[bytes, bytes]) -> None:
 def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    events = simulated(customers=20, days=10, seed=8)
     worker = processor(settings, redis_client, producer)
-    messages = as_messages(worker.topics, events, {})
+    events, messages = simulated_messages(worker.topics, customers=20, days=10, seed=8)
     chunks = list(batches(messages, 300))
     assert len(chunks) >= 4
     worker.process(chunks[0])
