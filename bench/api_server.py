@@ -11,7 +11,6 @@ import re
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ import redis
 
 from bench.api_load import customer_id
 from bench.api_measure import redis_commands, wait_for_quiet
+from bench.children import BenchChild
 from bench.common import CLI, REPO_ROOT, child_env
 from bench.cpu import free_port, machine_busy_seconds, redis_cpu_seconds, tree_cpu_seconds
-from churnstream.infra.processes import http_ok, start_child, stop_process, tail
 from core.model import LinearModel
 from core.settings import Settings, env_var_name
 
@@ -74,7 +73,7 @@ end
 """ + WRK_DONE.replace("%", "%%")
 
 
-class ApiServer:
+class ApiServer(BenchChild):
     """``churnstream api`` (one uvicorn worker) as a subprocess on 127.0.0.1:``port``."""
 
     def __init__(
@@ -84,11 +83,10 @@ class ApiServer:
         log_path: Path,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        super().__init__("the API", log_path, f"http://127.0.0.1:{port}/ready", stop_seconds=20)
         self.settings = settings
         self.extra_env = dict(extra_env or {})
         self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
         self.command: list[str] = []
         self.env_shown: dict[str, str] = {}
 
@@ -98,35 +96,10 @@ class ApiServer:
         self.env_shown.update({"CHURN_API_HOST": "127.0.0.1", "CHURN_API_PORT": str(self.port)})
         self.env_shown.update(self.extra_env)
         self.command = api_command(self.port)
-        started = time.perf_counter()
-        self.process = start_child(
-            self.command,
-            name="the API",
-            log_file=self.log_path,
-            ready=self.ready,
-            timeout=timeout,
-            env=child_env(self.settings, self.env_shown),
-            cwd=REPO_ROOT,
-        )
-        return time.perf_counter() - started
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        return self.launch(self.command, child_env(self.settings, self.env_shown), timeout)
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def ready(self) -> bool:
-        return http_ok(self.url("/ready"), timeout=2)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout=20)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return tail(self.log_path, lines)
 
 
 def api_command(port: int) -> list[str]:

@@ -14,8 +14,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
 
+from bench.common import REPO_ROOT
 from bench.worker_support import (
-    REPO_ROOT,
     Input,
     WorkerProcess,
     delete_topics,

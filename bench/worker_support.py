@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -23,9 +22,9 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import CLI, DATA_DIR, REPO_ROOT, child_env
+from bench.children import BenchChild
+from bench.common import CLI, DATA_DIR, child_env
 from bench.cpu import free_port, process_cpu_seconds
-from churnstream.infra.processes import http_ok, start_child, stop_process, tail
 from core.events import Event, encode_event
 from core.kafka_client import client_config
 from core.model import LinearModel
@@ -86,40 +85,23 @@ def promote_champion(settings: Settings, model: LinearModel) -> None:
     registry.promote(registry.register(model, metrics={}, training={"source": "bench"}).version)
 
 
-class WorkerProcess:
+class WorkerProcess(BenchChild):
     """``churnstream worker`` as a subprocess, with ``settings`` in its environment."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
+        health = f"http://127.0.0.1:{settings.worker_web_port}/health"
+        super().__init__("worker", log_path, health, stop_seconds=30)
         self.settings = settings
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.healthy_at = 0.0
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def start(self, timeout: float = 90) -> None:
         self.started_at = time.perf_counter()
-        self.process = start_child(
-            [*CLI, "worker"],
-            name="worker",
-            log_file=self.log_path,
-            ready=self.healthy,
-            timeout=timeout,
-            env=child_env(self.settings),
-            cwd=REPO_ROOT,
-            interval=0.05,
-        )
+        self.launch([*CLI, "worker"], child_env(self.settings), timeout, interval=0.05)
         self.healthy_at = time.perf_counter()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.worker_web_port}{path}"
-
-    def healthy(self) -> bool:
-        return http_ok(self.url("/health"))
 
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples, summed over labels other than a histogram's
@@ -135,18 +117,8 @@ class WorkerProcess:
                 totals[name] += sample.value
         return dict(totals)
 
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout=30)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return tail(self.log_path, lines)
 
 
 # --- Kafka helpers ----------------------------------------------------------------------

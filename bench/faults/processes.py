@@ -5,26 +5,21 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from pathlib import Path
 
-from bench.common import CLI, REPO_ROOT, child_env
+from bench.children import BenchChild
+from bench.common import CLI, child_env
 from churnstream.infra import LocalStack
 from churnstream.infra.processes import (
-    http_ok,
-    kill_process,
-    start_child,
     stop_pid,
-    stop_process,
-    tail,
 )
 from core.settings import Settings
 
 log = logging.getLogger("bench.faults")
 
 
-class ChildProcess:
+class ChildProcess(BenchChild):
     """A `churnstream <command>` subprocess that answers 200 on ``health_url`` when up."""
 
     def __init__(
@@ -36,48 +31,19 @@ class ChildProcess:
         log_path: Path,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, log_path, health_url, stop_seconds=60)
         self.args = args
         self.settings = settings
-        self.health_url = health_url
-        self.log_path = log_path
         self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self, timeout: float = 180) -> float:
         """Start and wait until healthy; return the seconds that took."""
-        started = time.monotonic()
         self.starts += 1
-        self.process = start_child(
-            [*CLI, *self.args],
-            name=self.name,
-            log_file=self.log_path,
-            ready=self.healthy,
-            timeout=timeout,
-            env=child_env(self.settings, self.extra_env),
-            cwd=REPO_ROOT,
-        )
-        return time.monotonic() - started
-
-    def healthy(self) -> bool:
-        return http_ok(self.health_url, timeout=2)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash: no shutdown code runs."""
-        if self.process is not None:
-            kill_process(self.process)
-
-    def stop(self, timeout: float = 60) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout)
+        return self.launch([*CLI, *self.args], child_env(self.settings, self.extra_env), timeout)
 
     def log_tail(self, lines: int = 40) -> str:
-        return tail(self.log_path, lines)
+        return super().log_tail(lines)
 
 
 def worker_process(settings: Settings, log_dir: Path) -> ChildProcess:
