@@ -16,12 +16,7 @@ from core.settings import Settings
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import FencesWentBack
 from tests.integration.test_worker import START, produce
-from tests.support_batch import (
-    batches,
-    online_and_offline,
-    processor,
-    simulated_messages,
-)
+from tests.support_batch import batches, online_and_offline, processor, simulated_messages
 from tests.support_worker import started_worker, wait_drained
 
 pytestmark = pytest.mark.integration

@@ -30,13 +30,7 @@ from confluent_kafka.admin import AdminClient
 from churnstream.infra import InfraError, LocalStack
 from churnstream.infra.processes import is_alive
 from core.topics import BASE_NAMES
-from tests.support import (
-    REPO_ROOT,
-    child_env,
-    free_ports,
-    kill_leftovers,
-    processes_mentioning,
-)
+from tests.support import REPO_ROOT, child_env, free_ports, kill_leftovers, processes_mentioning
 
 pytestmark = pytest.mark.integration
 
