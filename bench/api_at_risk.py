@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from bench.api_load import TilePool, delete_prefix, load_customers
-from bench.api_measure import app_of, lifespan_of, percentiles_ms, redis_state
+from bench.api_measure import app_of, lifespan_of, redis_state
+from bench.common import percentiles_ms
 from core.keys import Keys
 from core.model import LinearModel
 from core.redis_client import connect_redis

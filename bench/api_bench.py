@@ -60,7 +60,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -88,12 +87,11 @@ from bench.api_measure import (
     PhaseCpu,
     app_of,
     lifespan_of,
-    percentiles_ms,
     redis_state,
     wait_for_quiet,
 )
 from bench.api_server import bench_model, server_phase
-from bench.common import services, write_result
+from bench.common import how_run, percentiles_ms, services, write_result
 from core.customer_encoding import decode_customer
 from core.features import features_of
 from core.keys import Keys
@@ -270,8 +268,7 @@ def run(
         )  # fmt: skip
     prefix = f"benchapi{n}"
     details: dict[str, Any] = {
-        "command": "make bench BENCH_ARGS='--only api'",
-        "invocation": " ".join([sys.executable, "-m", "bench.run", *sys.argv[1:]]),
+        **how_run("api"),
         "customers_requested": customers,
         "customers": n,
         "redis_key_prefix": prefix,

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import resource
-import socket
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis
 
+from bench.cpu import machine_busy_seconds, redis_cpu_seconds
 from core.settings import Settings
 
 log = logging.getLogger("bench.api")
@@ -24,67 +20,8 @@ log = logging.getLogger("bench.api")
 # --- timing helpers -------------------------------------------------------------------------
 
 
-def percentiles_ms(samples_s: Sequence[float]) -> dict[str, float]:
-    values = np.asarray(samples_s) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(values, 50)), 3),
-        "p90_ms": round(float(np.percentile(values, 90)), 3),
-        "p99_ms": round(float(np.percentile(values, 99)), 3),
-        "max_ms": round(float(values.max()), 3),
-        "mean_ms": round(float(values.mean()), 3),
-    }
-
-
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def redis_commands(client: redis.Redis) -> int:
     return int(client.info("stats")["total_commands_processed"])
-
-
-def redis_cpu_seconds(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and every process below it."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[1])
-    family, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent and child not in family:
-                family.add(child)
-                frontier.append(child)
-    return sum(process_cpu_seconds(p) for p in family)
-
-
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, summed over cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (total - idle) / tick, total / tick
 
 
 def wait_for_quiet(max_wait: float = 20.0, limit_cores: float = 0.5) -> dict[str, float]:

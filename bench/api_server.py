@@ -7,14 +7,10 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 import resource
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +18,18 @@ import numpy as np
 import redis
 
 from bench.api_load import customer_id
-from bench.api_measure import (
-    free_port,
-    machine_busy_seconds,
-    redis_commands,
-    redis_cpu_seconds,
-    tree_cpu_seconds,
-    wait_for_quiet,
-)
+from bench.api_measure import redis_commands, wait_for_quiet
+from bench.children import BenchChild
+from bench.common import CLI, REPO_ROOT, child_env
+from bench.cpu import free_port, machine_busy_seconds, redis_cpu_seconds, tree_cpu_seconds
 from core.model import LinearModel
 from core.settings import Settings, env_var_name
 
 log = logging.getLogger("bench.api")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-_SETTINGS_PASSED = ("kafka_bootstrap_servers", "redis_url", "redis_key_prefix", "model_dir")
+# The settings the results show (the server gets every setting; these are the ones the
+# benchmark sets).
+_SETTINGS_SHOWN = ("kafka_bootstrap_servers", "redis_url", "redis_key_prefix", "model_dir")
 
 
 # --- the server under wrk -------------------------------------------------------------------
@@ -82,7 +73,7 @@ end
 """ + WRK_DONE.replace("%", "%%")
 
 
-class ApiServer:
+class ApiServer(BenchChild):
     """``churnstream api`` (one uvicorn worker) as a subprocess on 127.0.0.1:``port``."""
 
     def __init__(
@@ -92,66 +83,23 @@ class ApiServer:
         log_path: Path,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        super().__init__("the API", log_path, f"http://127.0.0.1:{port}/ready", stop_seconds=20)
         self.settings = settings
         self.extra_env = dict(extra_env or {})
         self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
         self.command: list[str] = []
         self.env_shown: dict[str, str] = {}
 
     def start(self, timeout: float = 60) -> float:
-        env = dict(os.environ)
-        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        for name in _SETTINGS_PASSED:
+        for name in _SETTINGS_SHOWN:
             self.env_shown[env_var_name(name)] = str(getattr(self.settings, name))
         self.env_shown.update({"CHURN_API_HOST": "127.0.0.1", "CHURN_API_PORT": str(self.port)})
         self.env_shown.update(self.extra_env)
-        env.update(self.env_shown)
         self.command = api_command(self.port)
-        started = time.perf_counter()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API exited: {self.log_tail()}")
-            if self.ready():
-                return time.perf_counter() - started
-            time.sleep(0.1)
-        raise TimeoutError(f"the API was not ready within {timeout}s: {self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        return self.launch(self.command, child_env(self.settings, self.env_shown), timeout)
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url("/ready"), timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def api_command(port: int) -> list[str]:
@@ -161,7 +109,7 @@ def api_command(port: int) -> list[str]:
     where = ["--host", "127.0.0.1", "--port", str(port)]
     cli = REPO_ROOT / "churnstream" / "cli.py"
     if cli.exists() and '"api"' in cli.read_text():
-        return [sys.executable, "-c", "from churnstream.cli import main; main()", "api", *where]
+        return [*CLI, "api", *where]
     if (REPO_ROOT / "serving" / "cli.py").exists():
         run_api = "import typer; from serving.cli import api; typer.run(api)"
         return [sys.executable, "-c", run_api, *where]

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +15,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from churnstream.infra.processes import churnstream_argv
 from core.settings import Settings, get_settings
+from core.settings_env import settings_environment
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+CLI = churnstream_argv()  # `churnstream`, run by this interpreter
 RESULTS_DIR = BENCH_DIR / "results"
 DATA_DIR = BENCH_DIR / "data"
 SUMMARY = RESULTS_DIR / "summary.json"
@@ -29,6 +35,39 @@ REQUIRED_FIGURES = (
     "e2e_p50_ms", "e2e_p99_ms", "api_p50_ms", "api_p99_ms", "api_rps", "train_seconds",
     "drift_seconds", "redis_bytes_per_customer",
 )  # fmt: skip
+
+
+def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``churnstream`` subprocess: this repository first on the import
+    path, every setting of ``settings`` in its variable, then ``extra``."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    base = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    return settings_environment(settings, extra, base=base)
+
+
+def how_run(name: str) -> dict[str, str]:
+    """How this benchmark was run: the ``make`` command that runs it alone and this
+    process's own command line (for the result's details)."""
+    return {
+        "command": f"make bench BENCH_ARGS='--only {name}'",
+        "invocation": " ".join([sys.executable, "-m", "bench.run", *sys.argv[1:]]),
+    }
+
+
+def percentiles_ms(
+    samples_s: Sequence[float], digits: int = 3, prefix: str = ""
+) -> dict[str, float]:
+    """p50, p90, p99, max and mean of ``samples_s`` (seconds) in milliseconds, rounded to
+    ``digits``, keyed ``<prefix>p50_ms`` and so on."""
+    values = np.asarray(samples_s) * 1000
+    figures = {
+        "p50": np.percentile(values, 50),
+        "p90": np.percentile(values, 90),
+        "p99": np.percentile(values, 99),
+        "max": values.max(),
+        "mean": values.mean(),
+    }
+    return {f"{prefix}{name}_ms": round(float(value), digits) for name, value in figures.items()}
 
 
 def machine() -> dict[str, Any]:

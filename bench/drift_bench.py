@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -36,7 +35,7 @@ import numpy as np
 
 from bench.api_load import TilePool, delete_prefix, load_customers
 from bench.api_server import bench_model
-from bench.common import services, write_result
+from bench.common import how_run, services, write_result
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
@@ -72,8 +71,7 @@ def run(customers: int = 100_000, seed: int = 7, all_customers: bool = True) -> 
     rng = np.random.default_rng(seed)
     prefix = f"benchdrift{customers}"
     details: dict[str, Any] = {
-        "command": "make bench BENCH_ARGS='--only drift'",
-        "invocation": " ".join([sys.executable, "-m", "bench.run", *sys.argv[1:]]),
+        **how_run("drift"),
         "customers": customers,
         "redis_key_prefix": prefix,
     }

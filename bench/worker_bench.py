@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import services, write_result
+from bench.cpu import machine_busy_seconds, redis_cpu_seconds
 from bench.worker_baselines import memory_per_customer, naive_rate
 from bench.worker_floor import floor_rate
 from bench.worker_latency import _latency_round, _median_round, e2e_latency, engine_of
@@ -74,15 +75,14 @@ from bench.worker_support import (
     champion_model,
     delete_topics,
     drop_keys,
-    fences_applied,
     isolated,
-    machine_busy_seconds,
     produce_lines,
     promote_champion,
     read_messages,
-    redis_cpu_seconds,
     skewed_input,
     uniform_input,
+    wait_all_applied,
+    wait_first_batch,
 )
 from core.features import FEATURE_NAMES
 from core.kafka_client import input_end_offsets
@@ -152,22 +152,10 @@ def _timed_worker(
     log.info("worker start input=%s events=%d engine=%s", data.name, total, engine_of(settings))
     worker.start()
     # Wait for the first applied batch (a fence moves), then time until drained.
-    deadline = time.monotonic() + 120
-    while True:
-        applied0, drained = fences_applied(store, ends)
-        if applied0 > 0:
-            break
-        if time.monotonic() > deadline or worker.exited():
-            raise RuntimeError(f"worker applied nothing: {worker.log_tail()}")
-        time.sleep(_FENCE_POLL_S)
+    applied0, _ = wait_first_batch(store, ends, worker.exited, worker.log_tail)
     t0 = time.perf_counter()
     cpu0, redis0, busy0 = worker.cpu_seconds(), redis_cpu_seconds(rclient), machine_busy_seconds()
-    deadline = time.monotonic() + 600
-    while not drained:
-        if time.monotonic() > deadline or worker.exited():
-            raise RuntimeError(f"worker did not drain: {worker.log_tail()}")
-        time.sleep(_FENCE_POLL_S)
-        _, drained = fences_applied(store, ends)
+    wait_all_applied(store, ends, worker.exited, worker.log_tail, timeout=600)
     t1 = time.perf_counter()
     cpu1, redis1, busy1 = worker.cpu_seconds(), redis_cpu_seconds(rclient), machine_busy_seconds()
     elapsed = t1 - t0

@@ -29,17 +29,16 @@ from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.api_at_risk import cluster_url
+from bench.cpu import free_port, machine_busy_seconds
 from bench.worker_support import (
-    _FENCE_POLL_S,
     Input,
     WorkerProcess,
     delete_topics,
     drop_keys,
-    fences_applied,
-    free_port,
     isolated,
-    machine_busy_seconds,
     promote_champion,
+    wait_all_applied,
+    wait_first_batch,
 )
 from core.kafka_client import client_config, ensure_topics, input_end_offsets
 from core.keys import Keys
@@ -124,23 +123,15 @@ def group_throughput(settings: Settings, root: Path, workers: int, data: Input) 
         produce_seconds = produce_fast(settings, data)
         ends = input_end_offsets(settings)
         total_events = sum(ends.values())
-        deadline = time.monotonic() + 120
-        while True:
-            applied0, drained = fences_applied(store, ends)
-            if applied0 > 0:
-                break
-            if time.monotonic() > deadline or any(p.exited() for p in processes):
-                raise RuntimeError(f"workers applied nothing: {processes[0].log_tail()}")
-            time.sleep(_FENCE_POLL_S)
+
+        def exited() -> bool:
+            return any(p.exited() for p in processes)
+
+        applied0, _ = wait_first_batch(store, ends, exited, processes[0].log_tail)
         t0 = time.perf_counter()
         cpu0 = sum(p.cpu_seconds() for p in processes)
         redis0, busy0 = _redis_cpu_seconds(settings), machine_busy_seconds()
-        deadline = time.monotonic() + 900
-        while not drained:
-            if time.monotonic() > deadline or any(p.exited() for p in processes):
-                raise RuntimeError(f"workers did not drain: {processes[0].log_tail()}")
-            time.sleep(_FENCE_POLL_S)
-            _, drained = fences_applied(store, ends)
+        wait_all_applied(store, ends, exited, processes[0].log_tail, timeout=900)
         elapsed = time.perf_counter() - t0
         cpu1 = sum(p.cpu_seconds() for p in processes)
         redis1, busy1 = _redis_cpu_seconds(settings), machine_busy_seconds()

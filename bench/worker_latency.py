@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import percentiles_ms
 from bench.worker_support import WorkerRun, fences_applied
 from core.events import Play, PlayPayload
 from core.kafka_client import input_end_offsets
@@ -141,13 +142,8 @@ def e2e_latency(
         for name, value in metrics1.items()
         if name.startswith(bucket)
     }
-    ms = np.array(latencies) * 1000
     return {
-        "e2e_p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "e2e_p90_ms": round(float(np.percentile(ms, 90)), 1),
-        "e2e_p99_ms": round(float(np.percentile(ms, 99)), 1),
-        "e2e_max_ms": round(float(ms.max()), 1),
-        "e2e_mean_ms": round(float(ms.mean()), 1),
+        **percentiles_ms(latencies, digits=1, prefix="e2e_"),
         "samples": len(latencies),
         "samples_not_seen_within_15s": lost,
         "events_sent": total,

@@ -14,9 +14,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
 
+from bench.common import REPO_ROOT
 from bench.worker_support import (
-    _FENCE_POLL_S,
-    REPO_ROOT,
     Input,
     WorkerProcess,
     delete_topics,
@@ -25,6 +24,7 @@ from bench.worker_support import (
     isolated,
     produce_lines,
     promote_champion,
+    wait_first_batch,
 )
 from core.kafka_client import input_end_offsets
 from core.keys import Keys
@@ -206,8 +206,7 @@ def profiled_worker_run(
     worker = WorkerProcess(settings, root / "worker-py-spy.log")
     stack.callback(worker.stop)
     worker.start()
-    while fences_applied(store, ends)[0] == 0:
-        time.sleep(_FENCE_POLL_S)
+    wait_first_batch(store, ends, worker.exited, worker.log_tail)
     raw = root / "py-spy.raw"
     command = [py_spy, "record", "-p", str(worker.pid), "-d", str(seconds), "--idle",
                "--threads", "-f", "raw", "-o", str(raw)]  # fmt: skip

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,14 +22,16 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import DATA_DIR
+from bench.children import BenchChild
+from bench.common import CLI, DATA_DIR, child_env
+from bench.cpu import free_port, process_cpu_seconds
 from core.events import Event, encode_event
 from core.kafka_client import client_config
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
-from core.settings import Settings, env_var_name
+from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
@@ -42,15 +39,7 @@ from stream.batch import RawMessage
 
 log = logging.getLogger("bench.worker")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS_OF = tuple[str, int]
-
-# Settings the worker subprocess gets from the environment (everything else: defaults).
-_SETTINGS_PASSED = (
-    "kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
-    "redis_key_prefix", "run_dir", "consumer_group", "model_dir", "worker_web_port",
-    "batch_size", "batch_within_ms",
-) + (("worker_engine",) if "worker_engine" in Settings.model_fields else ())  # fmt: skip
 
 MODEL_CACHE = DATA_DIR / "worker-bench-model.json"
 _FENCE_POLL_S = 0.005
@@ -72,12 +61,6 @@ def champion_model() -> LinearModel:
 
 
 # --- isolated settings, the worker subprocess -------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def isolated(base: Settings, tag: str, root: Path) -> Settings:
@@ -102,52 +85,23 @@ def promote_champion(settings: Settings, model: LinearModel) -> None:
     registry.promote(registry.register(model, metrics={}, training={"source": "bench"}).version)
 
 
-class WorkerProcess:
+class WorkerProcess(BenchChild):
     """``churnstream worker`` as a subprocess, with ``settings`` in its environment."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
+        health = f"http://127.0.0.1:{settings.worker_web_port}/health"
+        super().__init__("worker", log_path, health, stop_seconds=30)
         self.settings = settings
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.healthy_at = 0.0
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def start(self, timeout: float = 90) -> None:
-        env = dict(os.environ)
-        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        for name in _SETTINGS_PASSED:
-            env[env_var_name(name)] = str(getattr(self.settings, name))
-        command = [sys.executable, "-c", "from churnstream.cli import main; main()", "worker"]
         self.started_at = time.perf_counter()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_tail()}")
-            if self.healthy():
-                self.healthy_at = time.perf_counter()
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"worker not healthy within {timeout}s: {self.log_tail()}")
+        self.launch([*CLI, "worker"], child_env(self.settings), timeout, interval=0.05)
+        self.healthy_at = time.perf_counter()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.worker_web_port}{path}"
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url("/health"), timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
 
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples, summed over labels other than a histogram's
@@ -163,44 +117,8 @@ class WorkerProcess:
                 totals[name] += sample.value
         return dict(totals)
 
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, summed over cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (total - idle) / tick, total / tick
-
-
-def redis_cpu_seconds(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 # --- Kafka helpers ----------------------------------------------------------------------
@@ -365,3 +283,38 @@ def fences_applied(store: FeatureStore, ends: dict[PARTITIONS_OF, int]) -> tuple
     applied = sum(f + 1 for f in fences.values())
     drained = all(fences[tp] >= end - 1 for tp, end in ends.items())
     return applied, drained
+
+
+def wait_first_batch(
+    store: FeatureStore,
+    ends: dict[PARTITIONS_OF, int],
+    exited: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float = 120,
+) -> tuple[int, bool]:
+    """Wait until a fence moves (the workers applied a first batch); return
+    :func:`fences_applied` then. Raises RuntimeError (with ``log_tail()``) when ``exited()``
+    or after ``timeout`` seconds. Polls every ``_FENCE_POLL_S``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        applied, drained = fences_applied(store, ends)
+        if applied > 0:
+            return applied, drained
+        if time.monotonic() > deadline or exited():
+            raise RuntimeError(f"the worker applied nothing: {log_tail()}")
+        time.sleep(_FENCE_POLL_S)
+
+
+def wait_all_applied(
+    store: FeatureStore,
+    ends: dict[PARTITIONS_OF, int],
+    exited: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float,
+) -> None:
+    """Wait until every partition is drained (see :func:`wait_first_batch` for the rest)."""
+    deadline = time.monotonic() + timeout
+    while not fences_applied(store, ends)[1]:
+        if time.monotonic() > deadline or exited():
+            raise RuntimeError(f"the worker did not drain: {log_tail()}")
+        time.sleep(_FENCE_POLL_S)

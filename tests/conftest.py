@@ -31,9 +31,10 @@ from typing import cast
 import pytest
 import redis
 
+from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
-from tests.support import free_ports
+from tests.support import free_ports, isolated_settings
 
 log = logging.getLogger(__name__)
 
@@ -202,20 +203,14 @@ def settings(
     redis_url = services.redis_url
     if redis_topology == "cluster":
         redis_url = cast(ClusterService, request.getfixturevalue("redis_cluster")).url
-    return Settings(
-        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        redis_url=redis_url,
-        topic_prefix=f"{test_id}.",
-        topic_partitions=3,
-        redis_key_prefix=test_id,
-        consumer_group=f"{test_id}-worker",
-        run_dir=tmp_path / "run",
-        model_dir=tmp_path / "models",
-        archive_dir=tmp_path / "archive",
-        reports_dir=tmp_path / "reports",
-        score_log_dir=tmp_path / "score-log",
-        worker_web_port=free_ports(1)[0],
-    )
+    return isolated_settings(services.kafka_bootstrap_servers, redis_url, test_id, tmp_path)
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[EventProducer]:
+    """An event producer to this test's topics, closed afterwards."""
+    with EventProducer(settings) as p:
+        yield p
 
 
 @pytest.fixture
@@ -231,14 +226,16 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point CLI commands (which read settings from the environment) at this test's settings."""
-    from core.settings import env_var_name, get_settings
+    """Point CLI commands (which read settings from the environment) at this test's settings
+    (every setting in its variable)."""
+    from core.settings import get_settings
+    from core.settings_env import settings_variables
 
-    for name in ("kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
-                 "redis_key_prefix", "run_dir", "consumer_group", "model_dir",
-                 "archive_dir", "reports_dir", "score_log_dir",
-                 "worker_web_port"):  # fmt: skip
-        monkeypatch.setenv(env_var_name(name), str(getattr(settings, name)))
+    for variable, value in settings_variables(settings).items():
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from contextlib import ExitStack, suppress
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Any
+
+from churnstream.infra.processes import churnstream_argv, cmdline, read_pid_file, stop_pid
+from churnstream.infra.redis_server import RedisServer
+from core.settings import Settings
+from core.settings_env import settings_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CLI = churnstream_argv()  # `churnstream`, run by this interpreter
 
 
 def free_ports(count: int) -> list[int]:
@@ -20,33 +28,63 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-def cli_env() -> dict[str, str]:
-    """The environment for CLI subprocesses: this repository first on the import path."""
-    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+def isolated_settings(
+    kafka_bootstrap_servers: str, redis_url: str, test_id: str, home: Path, **overrides: Any
+) -> Settings:
+    """Settings of one test: its own topics, Redis keys and consumer group (named after
+    ``test_id``), its directories under ``home`` and a free worker port."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka_bootstrap_servers,
+        "redis_url": redis_url,
+        "topic_prefix": f"{test_id}.",
+        "topic_partitions": 3,
+        "redis_key_prefix": test_id,
+        "consumer_group": f"{test_id}-worker",
+        "run_dir": home / "run",
+        "model_dir": home / "models",
+        "archive_dir": home / "archive",
+        "reports_dir": home / "reports",
+        "score_log_dir": home / "score-log",
+        "worker_web_port": free_ports(1)[0],
+    }
+    return Settings(**{**values, **overrides})
 
 
-def alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
+@contextmanager
+def own_redis_server(home: Path) -> Iterator[RedisServer]:
+    """A Redis server under ``home`` that only the caller uses (and may stop and restart),
+    stopped afterwards."""
+    server = RedisServer(home=home, port=free_ports(1)[0])
+    server.prepare()
+    server.wait_ready(server.start(), timeout=30)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+        yield server
+    finally:
+        pid = read_pid_file(server.pid_file)
+        if pid is not None:
+            stop_pid(pid, server.markers, timeout=10)
+
+
+def child_env(
+    settings: Settings | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment for CLI subprocesses: this repository first on the import path,
+    then every setting of ``settings`` (when given) in its variable, then ``extra``."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    if settings is None:
+        return {**env, **(extra or {})}
+    return settings_environment(settings, extra, base=env)
 
 
 def processes_mentioning(text: str) -> dict[int, str]:
     """pid -> command line of every live process whose command line contains ``text``."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if text in line and int(entry.name) != os.getpid():
-            found[int(entry.name)] = line
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            line = cmdline(int(entry.name))
+            if text in line:
+                found[int(entry.name)] = line
     return found
 
 

@@ -16,6 +16,19 @@ ONLINE_RETAIL = Path(
 )
 
 
+# The columns of the UCI Online Retail file (the 2009-2011 "II" file names some otherwise).
+UCI_COLUMNS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
+
+
 def online_retail_file() -> Path:
     """The real UCI Online Retail file, or skip the test saying where it was looked for.
 
@@ -90,16 +103,7 @@ def write_online_retail_csv(
             t += rng.expovariate(1 / gap)
     frame = pd.DataFrame(
         rows,
-        columns=[
-            "InvoiceNo",
-            "StockCode",
-            "Description",
-            "Quantity",
-            "InvoiceDate",
-            "UnitPrice",
-            "CustomerID",
-            "Country",
-        ],
+        columns=UCI_COLUMNS,
     )
     frame.sort_values("InvoiceDate", kind="stable").to_csv(path, index=False)
     return path

@@ -10,6 +10,7 @@ before the change are byte-for-byte those the champion learnt from.
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,16 +19,14 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from core.events import Event
-from core.keys import Keys
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.registry import ModelRegistry
 from core.settings import Settings
-from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from offline.train import bootstrap_from_simulation
 from stream.batch import BatchProcessor
-from tests.integration.test_batch_processor import as_messages, batches
+from tests.support_batch import feed, processor
 
 DAYS = 84
 DRIFT_AT = 63
@@ -81,16 +80,13 @@ def streaming(
 ) -> Iterator[BatchProcessor]:
     """The worker's batch processor (real Redis, real Kafka for band changes)."""
     with EventProducer(settings) as producer:
-        processor = BatchProcessor(
-            settings, FeatureStore(client, Keys.of(settings)), producer, lambda: model
-        )
-        yield processor
-        del processor
+        worker = processor(settings, client, producer, model, clock=time.time)
+        yield worker
+        del worker
     del producer
     gc.collect()  # librdkafka's client goes now, not after the broker stops
 
 
-def process(processor: BatchProcessor, scenario: DriftScenario, events: list[Event]) -> None:
+def process(worker: BatchProcessor, scenario: DriftScenario, events: list[Event]) -> None:
     """Apply ``events`` as the worker would, in batches of 2,000."""
-    for batch in batches(as_messages(processor.topics, events, scenario.offsets), 2000):
-        processor.process(batch)
+    feed(worker, events, 2000, scenario.offsets)

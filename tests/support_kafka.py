@@ -1,12 +1,15 @@
-"""Reading a topic back to its end offsets, so a test sees every record that landed:
-duplicates included, which reading "until N records arrived" cannot show."""
+"""Reading topics back: to their end offsets, so a test sees every record that landed
+(duplicates included, which reading "until N records arrived" cannot show), or with
+aiokafka, a Kafka client that shares no code with the producers under test."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from core.dlq import DeadLetter
@@ -78,3 +81,36 @@ def dead_letters(settings: Settings, topic: str) -> list[tuple[DeadLetter, Recor
 def band_changes(settings: Settings, topic: str) -> list[tuple[BandChange, Record]]:
     """The ``churn-scores`` topic read to its end: each record decoded, beside the record."""
     return [(decode_band_change(r.value), r) for r in read_to_end(settings, topic)]
+
+
+def read_topics(
+    settings: Settings, topics: list[str], expected: int, timeout: float = 30.0
+) -> list[Record]:
+    """Every record of ``topics``, read from the beginning by a fresh consumer group, until
+    ``expected`` records have arrived or ``timeout`` seconds have passed."""
+
+    async def consume() -> list[Record]:
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=f"{settings.topic_prefix}simulate-check-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        records: list[Record] = []
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while len(records) < expected and loop.time() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    records.extend(
+                        Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers))
+                        for m in messages
+                    )
+        finally:
+            await consumer.stop()
+        return records
+
+    return asyncio.run(consume())

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.kafka_client import input_end_offsets
+from churnstream.infra.processes import http_ok, kill_process, start_child, stop_process, tail
+from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
-from core.settings import Settings, env_var_name
+from core.registry import ModelRegistry
+from core.settings import Settings
 from core.store import FeatureStore
-from tests.support import REPO_ROOT, cli_env
-
-_SETTINGS_PASSED = (
-    "kafka_bootstrap_servers", "redis_url", "topic_prefix", "topic_partitions",
-    "redis_key_prefix", "run_dir", "consumer_group", "model_dir", "worker_web_port",
-    "archive_dir", "archive_enabled", "archive_compact_seconds",
-    "rescore_after_seconds", "rescore_tick_seconds", "model_check_seconds",
-    "batch_size", "batch_within_ms", "worker_engine",
-)  # fmt: skip
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = cli_env()
-    for name in _SETTINGS_PASSED:
-        env[env_var_name(name)] = str(getattr(settings, name))
-    return env
+from tests.support import CLI, REPO_ROOT, child_env
+from tests.support_models import recency_model
 
 
 class WorkerProcess:
@@ -43,45 +27,42 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from churnstream.cli import main; main()", "worker"],
-            stdout=log, stderr=subprocess.STDOUT, env=settings_env(self.settings), cwd=REPO_ROOT,
+        self.process = start_child(
+            [*CLI, "worker"], name="worker", log_file=self.log_path, ready=self.healthy,
+            timeout=timeout, env=child_env(self.settings), cwd=REPO_ROOT, interval=0.3,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_tail()}")
-            if self.healthy():
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"worker not healthy within {timeout}s: {self.log_tail()}")
 
     def healthy(self) -> bool:
-        try:
-            url = f"http://127.0.0.1:{self.settings.worker_web_port}/health"
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return http_ok(f"http://127.0.0.1:{self.settings.worker_web_port}/health")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+        if self.process is not None:
+            kill_process(self.process)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM (the worker finishes its batch), then SIGKILL after 30 s."""
+        if self.process is not None:
+            stop_process(self.process, timeout=30)
 
     def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
+
+
+def promote_recency_model(settings: Settings) -> None:
+    """Register the recency model and make it the champion the worker scores with."""
+    registry = ModelRegistry(settings, connect_redis(settings))
+    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
+
+
+def started_worker(settings: Settings, log_path: Path) -> WorkerProcess:
+    """A running worker scoring with the recency model, its topics created (the caller
+    stops it)."""
+    promote_recency_model(settings)
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, log_path)
+    worker.start()
+    return worker
 
 
 def wait_drained(settings: Settings, timeout: float = 120) -> None:

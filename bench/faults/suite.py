@@ -46,17 +46,10 @@ from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_result
+from bench.common import REPO_ROOT, child_env, write_result
 from bench.faults.malformed import KINDS, malformed
 from bench.faults.probes import ApiPoller, Progress, end_offsets, read_dead_letters
-from bench.faults.processes import (
-    REPO_ROOT,
-    ChildProcess,
-    api_process,
-    environment,
-    restart_service,
-    worker_process,
-)
+from bench.faults.processes import ChildProcess, api_process, restart_service, worker_process
 from churnstream.infra import LocalStack
 from core.kafka_client import ensure_topics
 from core.producer import EventProducer
@@ -250,7 +243,7 @@ def run_verify(settings: Settings) -> tuple[int, dict[str, Any], float, int]:
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env=environment(settings),
+        env=child_env(settings),
         cwd=REPO_ROOT,
         timeout=3600,
     )
@@ -289,7 +282,8 @@ def check_dead_letters(settings: Settings, sent: Sent) -> dict[str, Any]:
 
 def run(plan: Plan, keep: bool = False) -> dict[str, Any]:
     """Run the suite; return the result document (``passed`` says whether all checks held)."""
-    from bench.worker_support import champion_model, free_port
+    from bench.cpu import free_port
+    from bench.worker_support import champion_model
 
     rng = random.Random(plan.seed)
     faults = schedule(plan, rng)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,11 +32,13 @@ from typing import Any
 from rich.console import Console
 
 from churnstream.demo.errors import DemoError
-from churnstream.demo.worker_child import WorkerChild, start_worker, worker_env
+from churnstream.demo.worker_child import WorkerChild, start_worker
+from churnstream.infra.processes import churnstream_argv
 from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.settings import Settings
+from core.settings_env import settings_environment
 from core.store import FeatureStore
 
 PREFIX = "retail"
@@ -78,10 +79,9 @@ def run_command(
     """``churnstream ARGS`` with ``settings`` in its environment; its output shown (or
     captured and returned). Raises :class:`DemoError` when it fails."""
     console.print(f"[bold]$ churnstream {shlex.join(args)}[/]", highlight=False)
-    command = [sys.executable, "-c", "from churnstream.cli import main; main()", *args]
     result = subprocess.run(
-        command,
-        env=worker_env(settings),
+        churnstream_argv(*args),
+        env=settings_environment(settings),
         stdout=subprocess.PIPE if capture else None,
         text=True,
         check=False,
@@ -178,7 +178,7 @@ def wait_caught_up(
 
 def environment_lines(settings: Settings) -> list[str]:
     """``export`` lines that point a shell at this system (for `churnstream risk` etc.)."""
-    env = worker_env(settings)
+    env = settings_environment(settings)
     names = ("CHURN_TOPIC_PREFIX", "CHURN_REDIS_KEY_PREFIX", "CHURN_MODEL_DIR",
              "CHURN_ARCHIVE_DIR", "CHURN_RETENTION_DAYS", "CHURN_AS_OF",
              "KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")  # fmt: skip

@@ -147,15 +147,7 @@ def demo(
             gc.collect()
             child = services.worker
             if child is not None and child.started:
-                child.stop()
-                if child.exited_early is None:
-                    console.print(f"worker stopped; its log: {child.log_path}", highlight=False)
-                else:
-                    console.print(
-                        f"[red]the worker had exited (code {child.exited_early});[/] its log: "
-                        f"{child.log_path}",
-                        highlight=False,
-                    )
+                console.print(child.stop_and_say(), highlight=False)
             if already_running:
                 console.print("the local stack was already running before the demo: left up")
             else:

@@ -33,7 +33,7 @@ from churnstream.demo.risk_board import RiskBoard, print_scored
 from churnstream.demo.services import ApiChild, DemoServices, MonitorChild
 from churnstream.demo.starter_model import ensure_champion
 from churnstream.demo.streaming import stream
-from churnstream.demo.worker_child import WORKER_READY_SECONDS, WorkerChild
+from churnstream.demo.worker_child import WorkerChild, wait_for_worker
 from churnstream.infra.processes import port_open
 from core.events import Event
 from core.settings import Settings, env_var_name
@@ -74,7 +74,7 @@ def run_simulated(
             options.seed + TRAIN_SEED_OFFSET,
         )
         services.worker = WorkerChild(settings, run_dir / "worker.log")
-        services.worker.start()
+        services.worker.spawn()
     try:
         live = _backfill_then_serve(console, settings, options, services)
         board = RiskBoard(settings, services.worker)
@@ -118,12 +118,7 @@ def _backfill_then_serve(
     worker = services.worker
     if worker is None:
         return simulated.live
-    with console.status(f"starting the worker (log: {worker.log_path})…"):
-        worker.wait_ready(WORKER_READY_SECONDS)
-    console.print(
-        f"worker running (pid {worker.pid}, metrics {worker.metrics_url}, log {worker.log_path})",
-        highlight=False,
-    )
+    wait_for_worker(console, worker)
     with console.status("backfill: the worker is applying the history…"):
         applied = wait_caught_up(settings, worker)
     console.print(

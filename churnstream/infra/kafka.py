@@ -30,20 +30,13 @@ from typing import Any, ClassVar
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from churnstream.infra.processes import (
-    InfraError,
-    is_alive,
-    port_open,
-    start_detached,
-    tail,
-    wait_port,
-)
+from churnstream.infra.processes import InfraError, port_open, start_detached
+from churnstream.infra.service import HOST, LocalService
 
 log = logging.getLogger(__name__)
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-HOST = "127.0.0.1"
 
 
 def _has_kafka_jar(libs_dir: Path) -> bool:
@@ -136,7 +129,7 @@ def _prop(value: str | Path) -> str:
 
 
 @dataclass(frozen=True)
-class KafkaBroker:
+class KafkaBroker(LocalService):
     """One local broker: its files under ``home``, its ports and its jars."""
 
     home: Path
@@ -146,6 +139,9 @@ class KafkaBroker:
     heap: str = "512m"
 
     name: ClassVar[str] = "kafka"
+    file_stem: ClassVar[str] = "kafka"
+    title: ClassVar[str] = "Kafka broker"
+    poll_seconds: ClassVar[float] = 0.2
 
     @property
     def server_properties(self) -> Path:
@@ -158,22 +154,6 @@ class KafkaBroker:
     @property
     def cluster_id_file(self) -> Path:
         return self.home / "cluster-id"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "kafka.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "kafka.pid"
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -342,27 +322,6 @@ class KafkaBroker:
         except KafkaException:
             return False
         return bool(metadata.brokers)
-
-    def wait_ready(self, pid: int, timeout: float) -> None:
-        """Wait until the broker answers; raise :class:`InfraError` with the log tail if not."""
-        started = time.monotonic()
-        deadline = started + timeout
-        if wait_port(HOST, self.port, timeout, pid=pid):
-            while time.monotonic() < deadline and is_alive(pid):
-                if self.answers(timeout=min(3.0, max(0.5, deadline - time.monotonic()))):
-                    log.info(
-                        "kafka ready pid=%d address=%s elapsed=%.1fs",
-                        pid,
-                        self.address,
-                        _since(started),
-                    )
-                    return
-                time.sleep(0.2)
-        reason = "exited" if not is_alive(pid) else f"did not answer within {timeout:.0f}s"
-        raise InfraError(
-            f"Kafka broker (pid {pid}) {reason} on {self.address}; log: {self.log_file}",
-            tail(self.log_file),
-        )
 
 
 def _since(started: float) -> float:

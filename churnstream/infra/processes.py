@@ -1,4 +1,5 @@
-"""Process helpers for the local services: start detached, recognise, stop, wait, tail.
+"""Process helpers for the local services and for child commands: start detached,
+recognise, stop, wait, probe, tail.
 
 Conventions:
 
@@ -10,6 +11,9 @@ Conventions:
   A zombie counts as gone.
 * Children started by this interpreter are remembered so that stopping them also reaps
   them (no zombies); processes started by an earlier command are reaped by init.
+* A child held as a :class:`subprocess.Popen` (a worker or an API that a demo, a test or
+  a benchmark runs) is stopped with :func:`stop_process` and crashed with
+  :func:`kill_process`; both reap it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,18 @@ class InfraError(RuntimeError):
         full = f"{message}\n--- log tail ---\n{log_tail}" if log_tail else message
         super().__init__(full)
         self.log_tail = log_tail
+
+
+def churnstream_argv(*args: str, note: str = "") -> list[str]:
+    """The command line of ``churnstream ARGS`` run by this interpreter (so it works
+    without the console script installed). ``note`` goes into the command line as a
+    comment, so ``ps`` tells which run a child belongs to.
+
+    >>> churnstream_argv("worker")[1:]
+    ['-c', 'from churnstream.cli import main; main()', 'worker']
+    """
+    code = "from churnstream.cli import main; main()" + (f"  # {note}" if note else "")
+    return [sys.executable, "-c", code, *args]
 
 
 def start_detached(
@@ -176,6 +195,89 @@ def stop_pid(pid: int, markers: Sequence[str], timeout: float = 30.0) -> bool:
     if not wait_gone(pid, 10.0):
         raise InfraError(f"process {pid} survived SIGKILL")
     return True
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """Stop a child: SIGTERM (it shuts down cleanly), wait ``timeout``, then SIGKILL.
+
+    Returns its exit code (at once when it had already exited); the child is reaped.
+    """
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("process ignored SIGTERM, killing pid=%d timeout=%.0fs", process.pid, timeout)
+        return kill_process(process)
+
+
+def kill_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGKILL a child, as in a crash (no shutdown code runs); reap it, return its code."""
+    if process.poll() is None:
+        process.kill()
+    return process.wait(timeout=30)
+
+
+def start_child(
+    argv: Sequence[str],
+    *,
+    name: str,
+    log_file: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    interval: float = 0.1,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a child (output appended to ``log_file``) and wait until
+    ``ready()``. Raises :class:`InfraError` naming ``name``, with the log's tail, when the
+    child exits first or is not ready within ``timeout`` seconds (it is then stopped)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
+    outcome = wait_ready(process, ready, timeout, interval)
+    if outcome == "ready":
+        return process
+    if outcome == "exited":
+        message = f"{name} exited (code {process.returncode}) at start; log: {log_file}"
+    else:
+        stop_process(process, timeout=10)
+        message = f"{name} was not ready within {timeout:.0f}s; log: {log_file}"
+    raise InfraError(message, tail(log_file))
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.1,
+) -> Literal["ready", "exited", "timeout"]:
+    """Wait until ``ready()`` is true; ``"ready"``, ``"exited"`` when the child ended
+    first, or ``"timeout"`` after ``timeout`` seconds (the caller says what failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited"
+        if ready():
+            return "ready"
+        time.sleep(interval)
+    return "timeout"
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when a GET of ``url`` answers 200 (a health or readiness probe)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -20,21 +20,18 @@ import logging
 import os
 import shutil
 import signal
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from churnstream.infra.processes import InfraError, is_alive, start_detached, tail, wait_port
+from churnstream.infra.processes import InfraError, http_ok, start_detached
+from churnstream.infra.service import HOST, LocalService
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 METRICS_PATH = "/metrics"
 # The churnstream processes Prometheus scrapes (job names) and where their ports are set.
 WORKER_JOB = "churnstream-worker"
@@ -157,7 +154,7 @@ def find_prometheus() -> str:
 
 
 @dataclass(frozen=True)
-class PrometheusServer:
+class PrometheusServer(LocalService):
     """One local Prometheus: its files under ``home``, its port and what it scrapes."""
 
     home: Path
@@ -166,34 +163,16 @@ class PrometheusServer:
     scrape_interval_seconds: float = 5.0
 
     name: ClassVar[str] = "prometheus"
+    file_stem: ClassVar[str] = "prometheus"
+    title: ClassVar[str] = "Prometheus"
 
     @property
     def config_file(self) -> Path:
         return self.home / "prometheus.yml"
 
     @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "prometheus.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "prometheus.pid"
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    @property
     def url(self) -> str:
         return f"http://{self.address}"
-
-    @property
-    def ports(self) -> tuple[int, ...]:
-        return (self.port,)
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -245,30 +224,4 @@ class PrometheusServer:
 
     def answers(self, timeout: float = 2.0) -> bool:
         """True when ``/-/ready`` answers 200 (the storage is open, queries work)."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=timeout) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def wait_ready(self, pid: int, timeout: float) -> None:
-        """Wait until ``/-/ready`` answers; raise :class:`InfraError` with the log tail if not."""
-        started = time.monotonic()
-        deadline = started + timeout
-        if wait_port(HOST, self.port, timeout, pid=pid):
-            while time.monotonic() < deadline and is_alive(pid):
-                if self.answers():
-                    elapsed = time.monotonic() - started
-                    log.info(
-                        "prometheus ready pid=%d address=%s elapsed=%.1fs",
-                        pid,
-                        self.address,
-                        elapsed,
-                    )
-                    return
-                time.sleep(0.1)
-        reason = "exited" if not is_alive(pid) else f"did not answer within {timeout:.0f}s"
-        raise InfraError(
-            f"Prometheus (pid {pid}) {reason} on {self.address}; log: {self.log_file}",
-            tail(self.log_file),
-        )
+        return http_ok(f"{self.url}/-/ready", timeout=timeout)

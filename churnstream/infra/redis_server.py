@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from churnstream.infra.processes import InfraError, is_alive, start_detached, tail, wait_port
+from churnstream.infra.processes import InfraError, start_detached
+from churnstream.infra.service import HOST, LocalService
 
 log = logging.getLogger(__name__)
-
-HOST = "127.0.0.1"
 
 
 def find_redis_server() -> str:
@@ -35,33 +33,15 @@ def find_redis_server() -> str:
 
 
 @dataclass(frozen=True)
-class RedisServer:
+class RedisServer(LocalService):
     """One local Redis server: its files under ``home`` and its port."""
 
     home: Path
     port: int
 
     name: ClassVar[str] = "redis"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "redis.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "redis.pid"
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    @property
-    def ports(self) -> tuple[int, ...]:
-        return (self.port,)
+    file_stem: ClassVar[str] = "redis"
+    title: ClassVar[str] = "Redis server"
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -115,22 +95,3 @@ class RedisServer:
             return False
         finally:
             client.close()
-
-    def wait_ready(self, pid: int, timeout: float) -> None:
-        """Wait until PING answers; raise :class:`InfraError` with the log tail if not."""
-        started = time.monotonic()
-        deadline = started + timeout
-        if wait_port(HOST, self.port, timeout, pid=pid):
-            while time.monotonic() < deadline and is_alive(pid):
-                if self.answers():
-                    elapsed = time.monotonic() - started
-                    log.info(
-                        "redis ready pid=%d address=%s elapsed=%.1fs", pid, self.address, elapsed
-                    )
-                    return
-                time.sleep(0.1)
-        reason = "exited" if not is_alive(pid) else f"did not answer within {timeout:.0f}s"
-        raise InfraError(
-            f"Redis server (pid {pid}) {reason} on {self.address}; log: {self.log_file}",
-            tail(self.log_file),
-        )

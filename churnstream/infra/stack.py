@@ -44,6 +44,7 @@ from churnstream.infra.processes import (
 from churnstream.infra.prometheus import PrometheusServer, ScrapeTarget
 from churnstream.infra.redis_cluster import ClusterNode, cluster_nodes, cluster_url, form_cluster
 from churnstream.infra.redis_server import RedisServer
+from churnstream.infra.service import HOST
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -52,7 +53,12 @@ __all__ = ["InfraError", "LocalStack", "ServiceStatus", "StackStatus"]
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
+
+# The fields of a LocalStack that are settings of the same name.
+_FROM_SETTINGS = (
+    "run_dir", "kafka_port", "kafka_controller_port", "redis_port", "kafka_libs_dir",
+    "kafka_heap", "prometheus_port", "redis_cluster_port",
+)  # fmt: skip
 
 
 class Service(Protocol):
@@ -154,17 +160,10 @@ class LocalStack:
 
             api_port = int(ApiSettings.model_fields["port"].default)
         return cls(
-            run_dir=settings.run_dir,
-            kafka_port=settings.kafka_port,
-            kafka_controller_port=settings.kafka_controller_port,
-            redis_port=settings.redis_port,
-            kafka_libs_dir=settings.kafka_libs_dir,
-            kafka_heap=settings.kafka_heap,
+            **{name: getattr(settings, name) for name in _FROM_SETTINGS},
             with_prometheus=with_prometheus,
-            prometheus_port=settings.prometheus_port,
             scrape_targets=targets_from_settings(settings, api_port),
             with_redis_cluster=with_redis_cluster,
-            redis_cluster_port=settings.redis_cluster_port,
         )
 
     @property

@@ -32,12 +32,10 @@ from core.keys import Keys
 from core.producer import EventProducer
 from core.registry import ModelRegistry
 from core.settings import Settings
-from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from serving.config import ApiSettings
-from stream.batch import BatchProcessor
-from tests.integration.test_batch_processor import as_messages, batches
 from tests.support import every_shard, free_ports
+from tests.support_batch import feed, processor
 from tests.support_models import recency_model
 
 pytestmark = pytest.mark.integration
@@ -170,15 +168,9 @@ def test_dashboard_shows_live_risk(
     first = [e for e in events if e.customer_id not in later_ids]
     later = [e for e in events if e.customer_id in later_ids]
     with EventProducer(settings) as producer:
-        worker = BatchProcessor(
-            settings,
-            FeatureStore(redis_client, Keys.of(settings)),
-            producer,
-            lambda: model,
-        )
+        worker = processor(settings, redis_client, producer, model, clock=time.time)
         offsets: dict[tuple[str, int], int] = {}
-        for batch in batches(as_messages(worker.topics, first, offsets), 1000):
-            worker.process(batch)
+        feed(worker, first, 1000, offsets)
         customers = len({e.customer_id for e in first})
         assert len(every_shard(redis_client, Keys.of(settings), "risk")) == customers
 
@@ -285,8 +277,7 @@ def test_dashboard_shows_live_risk(
             driver.save_screenshot(str(tmp_path / "dashboard-not-found.png"))
 
             # the table refreshes by itself (every 5 s) as the worker scores new customers
-            for batch in batches(as_messages(worker.topics, later, offsets), 1000):
-                worker.process(batch)
+            feed(worker, later, 1000, offsets)
             total = customers + len(later_ids)
             wait_for(
                 driver,

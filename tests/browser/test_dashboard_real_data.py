@@ -33,12 +33,10 @@ from core.keys import Keys
 from core.producer import EventProducer
 from core.registry import ModelRegistry
 from core.settings import Settings
-from core.store import FeatureStore
 from serving.config import ApiSettings
-from stream.batch import BatchProcessor
 from tests.browser.test_dashboard import click_row, driver, serving, table_rows, wait_for
-from tests.integration.test_batch_processor import as_messages, batches
 from tests.support import every_shard
+from tests.support_batch import feed, processor
 from tests.support_data import online_retail_file
 
 pytestmark = pytest.mark.integration
@@ -93,14 +91,8 @@ def test_dashboard_text_on_backfilled_online_retail(
     # --- the real events through the streaming worker, scored as of AS_OF ---------------
     events, report = import_online_retail(data_file)
     with EventProducer(settings) as producer:
-        worker = BatchProcessor(
-            settings,
-            FeatureStore(redis_client, Keys.of(settings)),
-            producer,
-            lambda: model,
-        )
-        for batch in batches(as_messages(worker.topics, events, {}), 2000):
-            worker.process(batch)
+        worker = processor(settings, redis_client, producer, model, clock=time.time)
+        feed(worker, events, 2000)
         customers = len(every_shard(redis_client, Keys.of(settings), "risk"))
         assert customers == report.customers
         outcome, decision = drift_job(settings, redis_client)

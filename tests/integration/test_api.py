@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 
+from churnstream.infra.processes import stop_process
 from core.events import (
     Error,
     ErrorPayload,
@@ -43,15 +43,15 @@ from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.risk import assess
-from core.settings import Settings, env_var_name
+from core.settings import Settings
 from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
 from serving.config import ApiSettings
 from serving.main import create_app
 from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
-from tests.integration.test_batch_processor import as_messages, batches
-from tests.support import every_shard, free_ports
+from tests.support import child_env, every_shard, free_ports, isolated_settings
+from tests.support_batch import as_messages, feed
 from tests.support_models import engagement_model, recency_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -80,8 +80,7 @@ def fill_store(settings: Settings, client: redis.Redis, customers: int = 40) -> 
     store = FeatureStore(client, Keys.of(settings))
     with EventProducer(settings) as producer:
         worker = BatchProcessor(settings, store, producer, lambda: model)
-        for batch in batches(as_messages(worker.topics, events, {}), 1000):
-            worker.process(batch)
+        feed(worker, events, 1000)
     return sorted({event.customer_id for event in events})
 
 
@@ -772,15 +771,8 @@ def fuzz_settings(services: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     """One filled store and registry for every fuzzed operation (module scope: filled once)."""
     test_id = "t" + uuid.uuid4().hex[:10]
     root = tmp_path_factory.mktemp("fuzz")
-    settings = Settings(
-        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        redis_url=services.redis_url,
-        topic_prefix=f"{test_id}.",
-        topic_partitions=3,
-        redis_key_prefix=test_id,
-        model_dir=root / "models",
-        run_dir=root / "run",
-        reports_dir=root / "reports",
+    settings = isolated_settings(
+        services.kafka_bootstrap_servers, services.redis_url, test_id, root
     )
     client = connect_redis(settings)
     register_and_promote(ModelRegistry(settings, client), recency_model(FIRST))
@@ -887,9 +879,9 @@ def test_the_schema_follows_the_champion_without_a_restart(
 def live_api(fuzz_settings: Settings) -> Iterator[str]:
     """``churnstream api`` in its own process on the fuzz store; its base URL."""
     (port,) = free_ports(1)
-    env = {**os.environ, "CHURN_API_KEYS": ADMIN_KEY, "CHURN_API_READ_KEYS_REQUIRED": "false"}
-    for name in ("redis_url", "redis_key_prefix", "model_dir", "run_dir", "reports_dir"):
-        env[env_var_name(name)] = str(getattr(fuzz_settings, name))
+    env = child_env(
+        fuzz_settings, {"CHURN_API_KEYS": ADMIN_KEY, "CHURN_API_READ_KEYS_REQUIRED": "false"}
+    )
     command = [sys.executable, "-m", "churnstream.cli", "api", "--port", str(port)]
     log = fuzz_settings.run_dir / "api.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -909,8 +901,7 @@ def live_api(fuzz_settings: Settings) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
 
 
 def test_schemathesis_cli_finds_no_failure_against_a_live_api(

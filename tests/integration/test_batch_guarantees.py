@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
@@ -27,25 +26,19 @@ from core.settings import Settings
 from core.store import FeatureStore, FenceMoved
 from stream.batch import BatchProcessor, RawMessage
 from stream.rescore import rescore_stale_customers
-from tests.integration.test_batch_processor import (
+from tests.support_batch import (
     NOW,
     as_messages,
     batches,
-    offline,
+    online_and_offline,
     processor,
     simulated,
-    stored,
+    simulated_messages,
 )
 from tests.support_kafka import band_changes
 from tests.support_models import recency_model
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def producer(settings: Settings) -> Iterable[EventProducer]:
-    with EventProducer(settings) as p:
-        yield p
 
 
 def redis_contents(client: redis.Redis, prefix: str) -> dict[bytes, object]:
@@ -67,9 +60,8 @@ def redis_contents(client: redis.Redis, prefix: str) -> dict[bytes, object]:
 def test_a_stale_worker_is_refused_and_writes_nothing(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    events = simulated(customers=20, days=14, seed=7)
     stale = processor(settings, redis_client, producer)
-    messages = as_messages(stale.topics, events, {})
+    events, messages = simulated_messages(stale.topics, customers=20, days=14, seed=7)
     half = len(messages) // 2
     stale.process(messages[:half])  # it holds the partitions: their state and fences cached
 
@@ -87,11 +79,8 @@ def test_a_stale_worker_is_refused_and_writes_nothing(
     assert metrics.WORKER_COMMIT_RETRIES._value.get() >= retries_before + 1
     assert report.applied == 0 and report.fenced == len(messages) - half
     assert redis_contents(redis_client, settings.redis_key_prefix) == before
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
 
 
 def test_the_store_refuses_a_commit_whose_fence_moved(
@@ -99,9 +88,8 @@ def test_the_store_refuses_a_commit_whose_fence_moved(
 ) -> None:
     """The same promise one level down: a commit expecting a fence that another writer
     has moved raises FenceMoved and writes none of its customers, scores or fences."""
-    events = simulated(customers=4, days=5, seed=8)
     worker = processor(settings, redis_client, producer)
-    messages = as_messages(worker.topics, events, {})
+    events, messages = simulated_messages(worker.topics, customers=4, days=5, seed=8)
     worker.process(messages)
     keys = Keys.of(settings)
     store = FeatureStore(redis_client, keys)

@@ -5,107 +5,45 @@ from __future__ import annotations
 
 import json
 import random
-import zlib
-from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 import redis
 
-from core.aggregates import DAY_SECONDS, CustomerAggregates
+from core.aggregates import DAY_SECONDS
 from core.archive import EventArchive
-from core.events import Event, ItemReactionPayload, Like, encode_event
+from core.events import ItemReactionPayload, Like, encode_event
 from core.features import feature_matrix
 from core.keys import SEALED_FIELD, TILE_PREFIX, Keys, partition_of
 from core.producer import EventProducer
 from core.settings import Settings
 from core.store import FeatureStore
-from core.topics import Topics
-from offline.simulator import SimulationConfig, simulate
 from stream.batch import BatchProcessor, RawMessage
 from tests.support import every_shard
+from tests.support_batch import (
+    NOW,
+    as_messages,
+    batches,
+    feed,
+    offline,
+    online_and_offline,
+    processor,
+    simulated,
+    simulated_messages,
+    stored,
+)
 from tests.support_kafka import dead_letters
 from tests.support_models import recency_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
-
-PARTITIONS = 3
-NOW = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
-
-
-def simulated(
-    customers: int = 40,
-    days: int = 21,
-    seed: int = 3,
-    start: datetime = datetime(2026, 2, 1, tzinfo=UTC),
-) -> list[Event]:
-    config = SimulationConfig(customers=customers, days=days, seed=seed, start=start)
-    return list(simulate(config))
-
-
-def as_messages(
-    topics: Topics, events: Iterable[Event], offsets: dict[tuple[str, int], int]
-) -> list[RawMessage]:
-    """Messages as Kafka would deliver them: keyed by customer, offsets per partition."""
-    messages = []
-    for event in events:
-        topic = topics.for_kind(event.topic_kind)
-        partition = zlib.crc32(event.customer_id.encode()) % PARTITIONS
-        offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
-        messages.append(
-            RawMessage(topic, partition, offset, event.customer_id.encode(), encode_event(event))
-        )
-    return messages
-
-
-def batches(messages: Sequence[RawMessage], size: int) -> Iterable[list[RawMessage]]:
-    for start in range(0, len(messages), size):
-        yield list(messages[start : start + size])
-
-
-def offline(
-    events: Iterable[Event], retention_days: int, dedup_days: int | None = None
-) -> dict[str, CustomerAggregates]:
-    states: dict[str, CustomerAggregates] = {}
-    for event in events:
-        states.setdefault(event.customer_id, CustomerAggregates(event.customer_id)).apply(
-            event, retention_days, dedup_days
-        )
-    return states
-
-
-def stored(
-    settings: Settings, client: redis.Redis, customer_ids: Iterable[str]
-) -> dict[str, CustomerAggregates]:
-    store = FeatureStore(client, Keys.of(settings))
-    return {cid: c.aggregates for cid, c in store.load_customers(sorted(customer_ids)).items()}
-
-
-def processor(settings: Settings, client: redis.Redis, producer: EventProducer) -> BatchProcessor:
-    model = recency_model()
-    return BatchProcessor(
-        settings,
-        FeatureStore(client, Keys.of(settings)),
-        producer,
-        lambda: model,
-        clock=lambda: NOW,
-    )
-
-
-@pytest.fixture
-def producer(settings: Settings) -> Iterable[EventProducer]:
-    with EventProducer(settings) as p:
-        yield p
 
 
 def test_redis_state_equals_offline_computation(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
     events = simulated()
-    worker = processor(settings, redis_client, producer)
-    for batch in batches(as_messages(worker.topics, events, {}), 500):
-        worker.process(batch)
+    feed(processor(settings, redis_client, producer), events, 500)
 
     expected = offline(events, settings.retention_days)
     got = stored(settings, redis_client, expected)
@@ -134,15 +72,10 @@ def test_events_shuffled_within_customers_give_the_same_state(
     # interleaved: arrival order differs from event-time order within every customer.
     arrival = sorted(events, key=lambda e: e.event_time + timedelta(days=rng.uniform(0, 30)))
     assert arrival != events
-    worker = processor(settings, redis_client, producer)
-    for batch in batches(as_messages(worker.topics, arrival, {}), 300):
-        worker.process(batch)
+    feed(processor(settings, redis_client, producer), arrival, 300)
 
-    in_order = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, in_order)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in in_order.items()
-    }
+    online, in_order = online_and_offline(settings, redis_client, events)
+    assert online == in_order
 
 
 def test_events_older_than_the_retention_give_the_same_state_in_any_order(
@@ -163,14 +96,12 @@ def test_events_older_than_the_retention_give_the_same_state_in_any_order(
     ]
     assert old
     late = processor(settings, redis_client, producer)
-    reports = [late.process(b) for b in batches(as_messages(late.topics, recent + old, {}), 200)]
+    reports = feed(late, recent + old, 200)
     assert sum(r.expired for r in reports) == len(old)
     late_state = stored(settings, redis_client, {e.customer_id for e in recent})
 
     first = settings.model_copy(update={"redis_key_prefix": settings.redis_key_prefix + "-first"})
-    early = processor(first, redis_client, producer)
-    for batch in batches(as_messages(early.topics, old + recent, {}), 200):
-        early.process(batch)
+    feed(processor(first, redis_client, producer), old + recent, 200)
     early_state = stored(first, redis_client, {e.customer_id for e in recent})
 
     assert {c: a.snapshot() for c, a in late_state.items()} == {
@@ -324,9 +255,8 @@ def malformed_cases(
 def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    events = simulated(customers=5, days=3, seed=6)
     worker = processor(settings, redis_client, producer)
-    good = as_messages(worker.topics, events, {})
+    events, good = simulated_messages(worker.topics, customers=5, days=3, seed=6)
     topic = worker.topics.activity
     cases = malformed_cases(
         encode_event(next(e for e in events if e.type == "purchase")),
@@ -351,11 +281,8 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_the_rest_applies(
         assert letter.value == value
         assert letter.source_topic == topic and letter.source_partition == 0
         assert letter.reason
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
     # dead letters are not archived; every valid event is
     assert EventArchive(settings.archive_dir).count() == len(good)
 
@@ -368,9 +295,7 @@ def test_scores_are_taken_as_of_a_fixed_time_when_one_is_set(
     fixed = settings.model_copy(update={"as_of": as_of})
     model = recency_model()
     store = FeatureStore(redis_client, Keys.of(settings))
-    worker = BatchProcessor(fixed, store, producer, lambda: model, clock=lambda: NOW)
-    for batch in batches(as_messages(worker.topics, events, {}), 500):
-        worker.process(batch)
+    feed(BatchProcessor(fixed, store, producer, lambda: model, clock=lambda: NOW), events, 500)
     expected = offline(events, settings.retention_days)
     ids = sorted(expected)
     for cid, agg in zip(ids, [expected[c] for c in ids], strict=True):

@@ -27,7 +27,6 @@ from core.archive import EventArchive
 from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import client_is_cluster, connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -36,8 +35,7 @@ from offline.verify import VerifyReport, verify
 from tests.integration.test_two_workers import events_applied, wait_for_members
 from tests.integration.test_worker import produce
 from tests.support import free_ports
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import WorkerProcess, promote_recency_model, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -64,11 +62,6 @@ def verify_exact(settings: Settings, events: list[object]) -> VerifyReport:
     return report
 
 
-def promote_model(settings: Settings) -> None:
-    registry = ModelRegistry(settings, connect_redis(settings))
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-
-
 @pytest.fixture
 def cluster_settings(settings: Settings, redis_cluster: object) -> Settings:
     return settings.model_copy(
@@ -83,7 +76,7 @@ def cluster_settings(settings: Settings, redis_cluster: object) -> Settings:
 
 @pytest.fixture
 def four_workers(cluster_settings: Settings, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    promote_model(cluster_settings)
+    promote_recency_model(cluster_settings)
     ensure_topics(cluster_settings)
     workers = [
         WorkerProcess(
@@ -154,7 +147,7 @@ def test_a_master_killed_mid_stream_and_restarted_from_its_aof_verify_is_exact(
             "batch_size": 50,
         }
     )
-    promote_model(cluster)
+    promote_recency_model(cluster)
     ensure_topics(cluster)
     events = list(simulate(SimulationConfig(customers=200, days=30, seed=43, start=START)))
     produce(cluster, events)

@@ -27,14 +27,11 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from churnstream.infra.processes import stop_pid
-from churnstream.infra.redis_server import RedisServer
 from core.archive import EventArchive
 from core.events import Event, encode_event
 from core.kafka_client import client_config, ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -42,10 +39,9 @@ from offline.simulator import SimulationConfig, simulate
 from tests.conftest import Services
 from tests.integration.test_batch_processor import malformed_cases
 from tests.integration.test_worker import offline_state, online_state, produce
-from tests.support import free_ports
+from tests.support import isolated_settings, own_redis_server
 from tests.support_kafka import band_changes, dead_letters, read_to_end
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import WorkerProcess, promote_recency_model, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -66,38 +62,23 @@ class Crashed:
 def crashed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashed]:
     """Run the scenario once (see the module docstring) for the tests below."""
     home = tmp_path_factory.mktemp("commit-window")
-    server = RedisServer(home=home / "redis", port=free_ports(1)[0])
-    server.prepare()
-    server.wait_ready(server.start(), timeout=30)
-    test_id = "t" + uuid.uuid4().hex[:10]
-    settings = Settings(
-        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        redis_url=f"redis://{server.address}/0",
-        topic_prefix=f"{test_id}.",
-        topic_partitions=3,
-        redis_key_prefix=test_id,
-        consumer_group=f"{test_id}-worker",
-        run_dir=home / "run",
-        model_dir=home / "models",
-        archive_dir=home / "archive",
-        worker_web_port=free_ports(1)[0],
-        worker_engine="batch",
-        batch_size=100_000,  # one batch takes all that is waiting when the worker starts
-        batch_within_ms=1_500,
-        rescore_after_seconds=3_600,  # no re-scoring: every record comes from events
-    )
-    try:
+    with own_redis_server(home / "redis") as server:
+        settings = isolated_settings(
+            services.kafka_bootstrap_servers,
+            f"redis://{server.address}/0",
+            "t" + uuid.uuid4().hex[:10],
+            home,
+            worker_engine="batch",
+            batch_size=100_000,  # one batch takes all that is waiting when the worker starts
+            batch_within_ms=1_500,
+            rescore_after_seconds=3_600,  # no re-scoring: every record comes from events
+        )
         yield crash_in_the_commit_window(settings, home)
-    finally:
-        pid = int(server.pid_file.read_text()) if server.pid_file.exists() else None
-        if pid is not None:
-            stop_pid(pid, server.markers, timeout=10)
 
 
 def crash_in_the_commit_window(settings: Settings, home: Path) -> Crashed:
     client = connect_redis(settings)
-    registry = ModelRegistry(settings, client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
+    promote_recency_model(settings)
     ensure_topics(settings)
     topics = Topics.from_settings(settings)
     events = list(simulate(SimulationConfig(customers=20, days=7, seed=61, start=START)))

@@ -12,11 +12,9 @@ the High band's share is checked at every point a user could look at the dashboa
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,12 +24,13 @@ from typing import Any
 
 import pytest
 
+from churnstream.infra.processes import is_alive, kill_process
 from churnstream.infra.redis_cluster import free_cluster_port
 from offline.train import HIGH_QUANTILE
 from tests.support import (
+    CLI,
     REPO_ROOT,
-    alive,
-    cli_env,
+    child_env,
     free_ports,
     kill_leftovers,
     processes_mentioning,
@@ -39,7 +38,6 @@ from tests.support import (
 
 pytestmark = pytest.mark.integration
 
-DEMO = "from churnstream.cli import main; main()"
 SMALL = ["--customers", "300", "--days", "21", "--drift-every", "600"]
 POLICY_HIGH_SHARE = 1 - HIGH_QUANTILE  # the starter model's band policy
 DRIFT_REPORT_SECONDS = 60.0
@@ -50,7 +48,7 @@ def demo_env(run_dir: Path) -> tuple[dict[str, str], int]:
     kafka, controller, redis, web, api, monitor = free_ports(6)
     cluster = free_cluster_port()
     base = run_dir.parent
-    env = cli_env()
+    env = child_env()
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"):
         env.pop(name, None)
     env.update(
@@ -86,7 +84,7 @@ class DemoRun:
         self.run_dir, self.url = run_dir, f"http://127.0.0.1:{port}"
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", DEMO, "demo", *args],
+            [*CLI, "demo", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=env, cwd=REPO_ROOT,
         )  # fmt: skip
@@ -140,8 +138,7 @@ class DemoRun:
 
     def kill(self) -> None:
         self.sampling = False
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+        kill_process(self.process)
         kill_leftovers(self.run_dir)
         self.reader.join(timeout=10)
         self.sampler.join(timeout=10)
@@ -177,7 +174,7 @@ def assert_high_share_bounded(samples: list[tuple[float, int, int]]) -> None:
 def assert_everything_stopped(output: str, run_dir: Path) -> None:
     found = re.search(r"worker running \(pid (\d+)", output)
     assert found, output
-    assert not alive(int(found.group(1))), output
+    assert not is_alive(int(found.group(1))), output
     for name, log in (("monitor", "monitor.log"), ("API", "api.log"), ("worker", "worker.log")):
         assert f"{name} stopped; its log: {run_dir / log}" in output
     assert "local Kafka and Redis stopped" in output

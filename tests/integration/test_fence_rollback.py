@@ -4,31 +4,20 @@ the fences are behind what it committed and read those events again, not skip th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from core.events import Event
-from core.kafka_client import ensure_topics
 from core.keys import Keys
 from core.producer import EventProducer
-from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import FencesWentBack
-from tests.integration.test_batch_processor import (
-    as_messages,
-    batches,
-    offline,
-    processor,
-    simulated,
-    stored,
-)
 from tests.integration.test_worker import START, produce
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_batch import batches, online_and_offline, processor, simulated_messages
+from tests.support_worker import started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +35,11 @@ def roll_back(client: redis.Redis, prefix: str, to: dict[bytes, bytes]) -> None:
         client.restore(key, 0, value, replace=True)
 
 
-@pytest.fixture
-def producer(settings: Settings) -> Iterator[EventProducer]:
-    with EventProducer(settings) as p:
-        yield p
-
-
 def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
-    events = simulated(customers=20, days=10, seed=8)
     worker = processor(settings, redis_client, producer)
-    messages = as_messages(worker.topics, events, {})
+    events, messages = simulated_messages(worker.topics, customers=20, days=10, seed=8)
     chunks = list(batches(messages, 300))
     assert len(chunks) >= 4
     worker.process(chunks[0])
@@ -84,21 +66,14 @@ def test_the_processor_refuses_a_batch_when_redis_lost_committed_batches(
     again = [m for m in messages if m.offset > fences_after_first[(m.topic, m.partition)]]
     for batch in batches(again, 300):
         worker.process(batch)
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
 
 
 def test_the_worker_reads_again_what_redis_lost_and_ends_exact(
     settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    registry = ModelRegistry(settings, redis_client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
+    worker = started_worker(settings, tmp_path / "worker.log")
     try:
         events: list[Event] = list(
             simulate(SimulationConfig(customers=60, days=20, seed=41, start=START))
@@ -115,9 +90,6 @@ def test_the_worker_reads_again_what_redis_lost_and_ends_exact(
         assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
     finally:
         worker.stop()
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
     assert "fences went back" in worker.log_path.read_text()

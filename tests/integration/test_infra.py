@@ -28,15 +28,9 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from churnstream.infra import InfraError, LocalStack
+from churnstream.infra.processes import is_alive
 from core.topics import BASE_NAMES
-from tests.support import (
-    REPO_ROOT,
-    alive,
-    cli_env,
-    free_ports,
-    kill_leftovers,
-    processes_mentioning,
-)
+from tests.support import REPO_ROOT, child_env, free_ports, kill_leftovers, processes_mentioning
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +38,7 @@ CLI = "from churnstream.infra.cli import infra_app; infra_app()"
 WORKER_PORT, API_PORT = free_ports(2)
 # What `up --prometheus` scrapes comes from the settings, read from the environment.
 ENV = dict(
-    cli_env(),
+    child_env(),
     CHURN_WORKER_WEB_PORT=str(WORKER_PORT),
     CHURN_API_PORT=str(API_PORT),
     CHURN_MONITOR_METRICS_PORT="0",
@@ -168,7 +162,7 @@ def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
 def test_services_outlive_the_command_and_answer(running: Handle) -> None:
     pids = running.pids()
     for pid in pids.values():
-        assert alive(pid)
+        assert is_alive(pid)
         assert os.getsid(pid) == pid  # detached: leader of its own session
     client = redis.Redis(host="127.0.0.1", port=running.redis_port)
     assert client.ping()
@@ -251,7 +245,7 @@ def test_down_leaves_no_process_behind(running: Handle) -> None:
     pids = running.pids()
     result = cli("down", *running.args)
     assert result.returncode == 0, result.stderr
-    assert not any(alive(pid) for pid in pids.values())
+    assert not any(is_alive(pid) for pid in pids.values())
     assert processes_mentioning(str(running.run_dir)) == {}
     assert not (running.run_dir / "kafka" / "kafka.pid").exists()
     assert not (running.run_dir / "redis" / "redis.pid").exists()

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from churnstream.infra.processes import is_alive
 from churnstream.infra.redis_cluster import cluster_nodes, cluster_ok, free_cluster_port
 from core.redis_client import client_is_cluster, connect_redis
 from core.settings import Settings
 from tests.integration.test_infra import ENV, cli
-from tests.support import alive, free_ports, kill_leftovers, processes_mentioning
+from tests.support import free_ports, kill_leftovers, processes_mentioning
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def test_up_redis_cluster_is_idempotent_points_the_env_at_it_and_down_stops_it(
         assert result.returncode == 0, result.stdout + result.stderr
         assert cluster_ok(nodes)
         pids = [int(node.pid_file.read_text()) for node in nodes]
-        assert all(alive(pid) for pid in pids)
+        assert all(is_alive(pid) for pid in pids)
 
         again = cli("up", *args, "--redis-cluster", env=env)
         assert again.returncode == 0, again.stderr
@@ -52,7 +53,7 @@ def test_up_redis_cluster_is_idempotent_points_the_env_at_it_and_down_stops_it(
 
         down = cli("down", *args, env=env)
         assert down.returncode == 0, down.stderr
-        assert not any(alive(pid) for pid in pids)
+        assert not any(is_alive(pid) for pid in pids)
         assert processes_mentioning(str(run_dir)) == {}
         assert cli("status", *args, env=env).returncode == 3
     finally:

@@ -28,7 +28,7 @@ from monitoring.labels import ScoreLog
 from offline.dataset import build_dataset
 from offline.simulator import SimulationConfig, simulate
 from stream.batch import BatchProcessor
-from tests.integration.test_batch_processor import as_messages, batches
+from tests.support_batch import feed
 from tests.support_models import recency_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -59,13 +59,11 @@ def test_realized_performance_matches_the_training_labels(
         # the worker at the cutoff: it scores what it knows then
         at_cutoff = BatchProcessor(settings, store, producer, lambda: model,
                                    clock=lambda: cutoff.timestamp())  # fmt: skip
-        for batch in batches(as_messages(at_cutoff.topics, before, offsets), 2000):
-            at_cutoff.process(batch)
+        feed(at_cutoff, before, 2000, offsets)
         path = log.snapshot(store, cutoff)
         assert path is not None
         later = BatchProcessor(settings, store, producer, lambda: model)
-        for batch in batches(as_messages(later.topics, after, offsets), 2000):
-            later.process(batch)
+        feed(later, after, 2000, offsets)
         del at_cutoff, later
 
     # not matured yet one second before the horizon ends

@@ -191,29 +191,23 @@ def test_the_monitor_process_drains_requests_and_serves_its_metrics(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     import subprocess
-    import sys
     import time
     import urllib.request
 
     from core.decisions import RetrainRequest, push_retrain_request
-    from core.settings import env_var_name
-    from tests.support import REPO_ROOT, free_ports
-    from tests.support_worker import settings_env
+    from tests.support import CLI, REPO_ROOT, child_env, free_ports
 
     port = free_ports(1)[0]
-    env = settings_env(settings)
-    for name, value in {
-        "reports_dir": settings.reports_dir,
-        "score_log_dir": settings.score_log_dir,
-        "monitor_metrics_port": port,
-        "score_shift_bucket_seconds": 0.5,
-    }.items():
-        env[env_var_name(name)] = str(value)
+    env = child_env(
+        settings.model_copy(
+            update={"monitor_metrics_port": port, "score_shift_bucket_seconds": 0.5}
+        )
+    )
     keys = Keys.of(settings)
     log_path = tmp_path / "monitor.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from churnstream.cli import main; main()", "monitor"],
+            [*CLI, "monitor"],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
         )  # fmt: skip
     try:

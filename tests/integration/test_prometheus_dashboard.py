@@ -18,7 +18,6 @@ import math
 import random
 import re
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -35,7 +34,7 @@ import redis
 from confluent_kafka import Producer
 
 from churnstream.infra import LocalStack
-from churnstream.infra.processes import port_open, stop_pid
+from churnstream.infra.processes import port_open, stop_pid, stop_process, tail
 from churnstream.infra.prometheus import API_JOB, MONITOR_JOB, WORKER_JOB, PrometheusServer
 from core.archive import EventArchive
 from core.events import Event
@@ -43,14 +42,14 @@ from core.kafka_client import client_config
 from core.keys import Keys
 from core.producer import EventProducer
 from core.registry import ModelRegistry
-from core.settings import Settings, env_var_name
+from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from monitoring.labels import ScoreLog
 from offline.simulator import SimulationConfig, simulate
 from offline.train import bootstrap_from_simulation
-from tests.support import REPO_ROOT, free_ports
-from tests.support_worker import WorkerProcess, settings_env, wait_drained
+from tests.support import CLI, REPO_ROOT, child_env, free_ports
+from tests.support_worker import WorkerProcess, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +161,7 @@ class CliProcess:
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", "from churnstream.cli import main; main()", command],
+                [*CLI, command],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
             )  # fmt: skip
 
@@ -174,16 +173,10 @@ class CliProcess:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout=30)
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
 
 class Traffic:
@@ -269,13 +262,7 @@ def register_champion(settings: Settings, client: redis.Redis) -> int:
 
 
 def process_env(settings: Settings, api_port: int) -> dict[str, str]:
-    env = settings_env(settings)
-    for name in ("reports_dir", "score_log_dir", "monitor_metrics_port",
-                 "monitor_interval_seconds", "score_shift_bucket_seconds"):  # fmt: skip
-        env[env_var_name(name)] = str(getattr(settings, name))
-    env["CHURN_API_PORT"] = str(api_port)
-    env["CHURN_API_ACCESS_LOG"] = "off"
-    return env
+    return child_env(settings, {"CHURN_API_PORT": str(api_port), "CHURN_API_ACCESS_LOG": "off"})
 
 
 # --- the test ------------------------------------------------------------------------------

@@ -8,11 +8,8 @@ SIGKILL and ``--resume``, and the same Redis state after replaying the same even
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
-import sys
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -25,19 +22,17 @@ import redis
 from typer.testing import CliRunner
 
 from churnstream.cli import app
+from churnstream.infra.processes import kill_process
 from core.events import Event, encode_event, topic_kind_of
 from core.kafka_client import ensure_topics
 from core.keys import Keys
-from core.redis_client import connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from tests.integration.test_simulate_kafka import Record, read_topics
 from tests.integration.test_worker import offline_state, online_state
-from tests.support import REPO_ROOT, every_shard
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, settings_env, wait_drained
+from tests.support import CLI, REPO_ROOT, child_env, every_shard
+from tests.support_kafka import Record, read_topics
+from tests.support_worker import WorkerProcess, started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -120,9 +115,8 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
     args = [str(path), "--checkpoint", str(checkpoint), "--checkpoint-seconds", "0.5"]
     ensure_topics(settings)
     process = subprocess.Popen(
-        [sys.executable, "-c", "from churnstream.cli import main; main()", "replay", *args,
-         "--speed", str(span / 12), "--quiet"],
-        env=settings_env(settings), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*CLI, "replay", *args, "--speed", str(span / 12), "--quiet"],
+        env=child_env(settings), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -133,12 +127,9 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
         time.sleep(random.uniform(0.6, 1.4))
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        kill_process(process)  # as in a crash: no checkpoint on the way out
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_process(process)
     killed_at = _checkpoint(checkpoint)
     assert killed_at is not None and not killed_at["complete"]
     assert 0 < int(killed_at["delivered"]) < len(events)  # type: ignore[call-overload]
@@ -158,11 +149,7 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    registry = ModelRegistry(settings, connect_redis(settings))
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(settings)
-    process = WorkerProcess(settings, tmp_path / "worker.log")
-    process.start()
+    process = started_worker(settings, tmp_path / "worker.log")
     yield process
     process.stop()
 

@@ -6,64 +6,20 @@ Kafka client that shares no code with the producer under test.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
 
 from churnstream.cli import app
 from core.events import topic_kind_of
 from core.settings import Settings
 from core.topics import Topics
+from tests.support_kafka import Record, read_topics
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
-def read_topics(
-    settings: Settings, topics: list[str], expected: int, timeout: float = 30.0
-) -> list[Record]:
-    """Every record of ``topics``, read from the beginning by a fresh consumer group, until
-    ``expected`` records have arrived or ``timeout`` seconds have passed."""
-
-    async def consume() -> list[Record]:
-        consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=f"{settings.topic_prefix}simulate-check-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        records: list[Record] = []
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while len(records) < expected and loop.time() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for messages in batch.values():
-                    records.extend(
-                        Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages
-                    )
-        finally:
-            await consumer.stop()
-        return records
-
-    return asyncio.run(consume())
 
 
 def test_simulate_sends_every_event_keyed_by_customer_in_order(

@@ -20,7 +20,6 @@ from core.archive import EventArchive
 from core.kafka_client import client_config, ensure_topics
 from core.keys import Keys
 from core.redis_client import connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -28,8 +27,7 @@ from offline.simulator import SimulationConfig, simulate
 from offline.verify import verify
 from tests.integration.test_worker import produce
 from tests.support import free_ports
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import WorkerProcess, promote_recency_model, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -94,8 +92,7 @@ def group_settings(settings: Settings, request: pytest.FixtureRequest) -> Settin
 def workers(
     group_settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
-    registry = ModelRegistry(group_settings, redis_client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
+    promote_recency_model(group_settings)
     ensure_topics(group_settings)
     first, second = (
         WorkerProcess(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +23,7 @@ from typer.testing import CliRunner
 from core.aggregates import C
 from core.archive import ArchivedEvent, EventArchive
 from core.events import Event, ItemReactionPayload, Like, encode_event
-from core.kafka_client import ensure_topics
 from core.keys import Keys
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -34,9 +31,8 @@ from offline.consistency import FeatureDiff
 from offline.simulator import SimulationConfig, simulate
 from offline.verify import verify
 from tests.integration.test_worker import produce
-from tests.support import REPO_ROOT
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, settings_env, wait_drained
+from tests.support import CLI, REPO_ROOT, child_env
+from tests.support_worker import started_worker, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
@@ -45,8 +41,8 @@ START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - t
 
 def run_verify(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from churnstream.cli import main; main()", "verify", "-q", *args],
-        capture_output=True, text=True, env=settings_env(settings), cwd=REPO_ROOT, timeout=120,
+        [*CLI, "verify", "-q", *args],
+        capture_output=True, text=True, env=child_env(settings), cwd=REPO_ROOT, timeout=120,
     )  # fmt: skip
 
 
@@ -62,11 +58,7 @@ def verify_json() -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def drained(settings: Settings, tmp_path: Path, redis_client: redis.Redis) -> Iterator[list[Event]]:
     """A worker that has applied 40 simulated customers' events (and is then stopped)."""
-    registry = ModelRegistry(settings, redis_client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
+    worker = started_worker(settings, tmp_path / "worker.log")
     try:
         events = list(simulate(SimulationConfig(customers=40, days=20, seed=21, start=START)))
         produce(settings, events)

@@ -25,7 +25,7 @@ from core.aggregates import CustomerAggregates
 from core.archive import EventArchive
 from core.events import Event, encode_event
 from core.features import feature_matrix
-from core.kafka_client import client_config, ensure_topics, input_end_offsets
+from core.kafka_client import client_config, input_end_offsets
 from core.keys import Keys
 from core.model import LinearModel
 from core.producer import EventProducer
@@ -39,7 +39,7 @@ from tests.integration.test_batch_processor import malformed_cases
 from tests.support import every_shard
 from tests.support_kafka import dead_letters
 from tests.support_models import engagement_model, linear_model, recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import WorkerProcess, started_worker, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
@@ -73,11 +73,7 @@ def worker_settings(
 
 @pytest.fixture
 def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    registry = ModelRegistry(worker_settings, connect_redis(worker_settings))
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(worker_settings)
-    process = WorkerProcess(worker_settings, tmp_path / "worker.log")
-    process.start()
+    process = started_worker(worker_settings, tmp_path / "worker.log")
     yield process
     process.stop()
 

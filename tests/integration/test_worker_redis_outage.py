@@ -5,7 +5,6 @@ stopped mid-test) and the session's Kafka broker."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,33 +12,18 @@ import pytest
 
 from churnstream.infra.processes import stop_pid
 from churnstream.infra.redis_server import RedisServer
-from core.kafka_client import ensure_topics
 from core.keys import Keys
 from core.redis_client import connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from offline.simulator import SimulationConfig, simulate
-from tests.integration.test_batch_processor import offline
 from tests.integration.test_worker import produce
-from tests.support import free_ports
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_batch import offline
+from tests.support_worker import started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
 
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=12)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(home=tmp_path / "redis", port=free_ports(1)[0])
-    server.prepare()
-    server.wait_ready(server.start(), timeout=30)
-    yield server
-    pid = int(server.pid_file.read_text()) if server.pid_file.exists() else None
-    if pid is not None:
-        stop_pid(pid, server.markers, timeout=10)
 
 
 def test_the_worker_rides_out_a_redis_restart(
@@ -53,11 +37,7 @@ def test_the_worker_rides_out_a_redis_restart(
         }
     )
     client = connect_redis(worker_settings)
-    registry = ModelRegistry(worker_settings, client)
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(worker_settings)
-    worker = WorkerProcess(worker_settings, tmp_path / "worker.log")
-    worker.start()
+    worker = started_worker(worker_settings, tmp_path / "worker.log")
     try:
         events = list(simulate(SimulationConfig(customers=30, days=10, seed=51, start=START)))
         produce(worker_settings, events[: len(events) // 2])

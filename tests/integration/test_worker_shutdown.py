@@ -9,7 +9,7 @@ it is no different from a crash.)
 
 from __future__ import annotations
 
-import subprocess
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,17 +18,13 @@ from pathlib import Path
 import pytest
 
 from churnstream.infra.kafka import KafkaBroker
-from churnstream.infra.processes import is_alive, read_pid_file, stop_pid
+from churnstream.infra.processes import is_alive, read_pid_file, stop_pid, stop_process
 from churnstream.infra.redis_server import RedisServer
-from core.kafka_client import ensure_topics
-from core.redis_client import connect_redis
-from core.registry import ModelRegistry
 from core.settings import Settings
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_worker import produce
 from tests.support import free_ports
-from tests.support_models import recency_model
-from tests.support_worker import WorkerProcess, wait_drained
+from tests.support_worker import WorkerProcess, started_worker, wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -67,28 +63,12 @@ def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]
         stop_pid(pid, broker.markers, timeout=10)
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(home=tmp_path / "redis", port=free_ports(1)[0])
-    server.prepare()
-    server.wait_ready(server.start(), timeout=30)
-    yield server
-    pid = read_pid_file(server.pid_file)
-    if pid is not None:
-        stop_pid(pid, server.markers, timeout=10)
-
-
 def _sigterm_exit_seconds(worker: WorkerProcess) -> float:
-    """Send SIGTERM; the seconds until the process exited (killed after 60 s)."""
+    """Send SIGTERM; the seconds until the process exited (inf: killed after 60 s)."""
     assert worker.process is not None
     sent = time.monotonic()
-    worker.process.terminate()
-    try:
-        worker.process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        return float("inf")
-    return time.monotonic() - sent
+    code = stop_process(worker.process, timeout=60)
+    return float("inf") if code == -signal.SIGKILL else time.monotonic() - sent
 
 
 @pytest.mark.parametrize("engine", ["batch", "faust"])
@@ -115,12 +95,8 @@ def test_sigterm_stops_the_worker_within_10s_with_a_service_gone(
             "rescore_tick_seconds": 0.5,
         }
     )
-    registry = ModelRegistry(worker_settings, connect_redis(worker_settings))
-    registry.promote(registry.register(recency_model(), metrics={}, training={}).version)
-    ensure_topics(worker_settings)
     events = list(simulate(SimulationConfig(customers=20, days=6, seed=52, start=START)))
-    worker = WorkerProcess(worker_settings, tmp_path / "worker.log")
-    worker.start()
+    worker = started_worker(worker_settings, tmp_path / "worker.log")
     try:
         produce(worker_settings, events[: len(events) // 2])
         wait_drained(worker_settings)

@@ -11,45 +11,24 @@ import pytest
 
 from core.aggregates import CustomerAggregates
 from core.customer_encoding import decode_customer, encode_scalars, encode_tile
-from core.events import (
-    Event,
-    ItemReactionPayload,
-    Like,
-    Purchase,
-    PurchasePayload,
-    SessionStart,
-    SessionStartPayload,
-)
+from core.events import Event, Like, Purchase
 from core.features import FEATURE_NAMES, feature_matrix
 from offline.consistency import FeatureComparison, differs, smape, state_differences
 from offline.verify import customer_ranges, watermark_mask
+from tests import support_events as events_for_tests
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def like(i: int, days: float = 0, customer: str = "c1") -> Like:
-    return Like(
-        event_id=f"l{i}",
-        customer_id=customer,
-        event_time=T0 + timedelta(days=days),
-        payload=ItemReactionPayload(),
-    )
+    return events_for_tests.like(i, T0 + timedelta(days=days), customer)
 
 
 def purchase(i: int, days: float, amount: float = 10.0) -> Purchase:
-    return Purchase(
-        event_id=f"p{i}",
-        customer_id="c1",
-        event_time=T0 + timedelta(days=days),
-        payload=PurchasePayload(order_id=f"o{i}", amount=amount, quantity=1),
-    )
+    return events_for_tests.purchase(i, T0 + timedelta(days=days), amount)
 
 
-def state(events: list[Event], customer: str = "c1") -> CustomerAggregates:
-    agg = CustomerAggregates(customer)
-    for event in events:
-        agg.apply(event)
-    return agg
+state = events_for_tests.aggregates_of
 
 
 def round_trip(agg: CustomerAggregates) -> CustomerAggregates:
@@ -156,12 +135,7 @@ def test_states_are_order_free_across_the_retention_edge() -> None:
     """Events further apart than the retention: whichever arrives first, the old ones
     leave no tile but set the same scalars (first seen, last activity and purchase,
     plan level)."""
-    old_session = SessionStart(
-        event_id="s-old",
-        customer_id="c1",
-        event_time=T0,
-        payload=SessionStartPayload(session_id="a", level="paid"),
-    )
+    old_session = events_for_tests.session_start("s-old", T0, session_id="a", level="paid")
     events: list[Event] = [
         old_session,
         purchase(1, 1.0),
@@ -201,12 +175,7 @@ def test_a_counter_changed_in_place_is_found_even_with_the_same_event_ids() -> N
 
 
 def test_scalar_differences_are_named() -> None:
-    start = SessionStart(
-        event_id="s1",
-        customer_id="c1",
-        event_time=T0,
-        payload=SessionStartPayload(session_id="x", level="paid"),
-    )
+    start = events_for_tests.session_start("s1", T0, session_id="x", level="paid")
     agg = state([start])
     other = round_trip(agg)
     other.level = "free"

@@ -9,18 +9,10 @@ import numpy as np
 import pytest
 
 from core.aggregates import CustomerAggregates
-from core.events import (
-    Event,
-    ItemReactionPayload,
-    Like,
-    Purchase,
-    PurchasePayload,
-    SessionStart,
-    SessionStartPayload,
-)
 from core.feature_context import FeatureContext
 from core.features import FEATURE_NAMES, FEATURES, WindowSum, feature_matrix, features_of
 from offline.simulator import SimulationConfig, simulate
+from tests.support_events import aggregates_of, like, purchase, session_start
 
 T = datetime(2026, 3, 1, tzinfo=UTC)  # a midnight
 
@@ -29,27 +21,9 @@ def ts(when: datetime) -> int:
     return int(when.timestamp())
 
 
-def like(i: int, when: datetime, customer: str = "c1") -> Like:
-    return Like(
-        event_id=f"l{i}", customer_id=customer, event_time=when, payload=ItemReactionPayload()
-    )
-
-
-def purchase(i: int, when: datetime, amount: float = 10.0, customer: str = "c1") -> Purchase:
-    payload = PurchasePayload(order_id=f"o{i}", amount=amount, quantity=1)
-    return Purchase(event_id=f"p{i}", customer_id=customer, event_time=when, payload=payload)
-
-
-def build(events: list[Event]) -> CustomerAggregates:
-    agg = CustomerAggregates(events[0].customer_id)
-    for event in events:
-        agg.apply(event)
-    return agg
-
-
 def test_window_edges_follow_days_before_t() -> None:
     # With t at midnight, the 7-day window is the 7 whole days before it.
-    agg = build(
+    agg = aggregates_of(
         [
             like(0, T - timedelta(days=7, seconds=1)),
             like(1, T - timedelta(days=7) + timedelta(seconds=1)),
@@ -63,12 +37,12 @@ def test_window_edges_follow_days_before_t() -> None:
 
 
 def test_events_at_or_after_t_do_not_count() -> None:
-    agg = build([like(0, T - timedelta(days=1)), like(1, T + timedelta(hours=1))])
+    agg = aggregates_of([like(0, T - timedelta(days=1)), like(1, T + timedelta(hours=1))])
     assert features_of(agg, ts(T))["likes_7d"] == 1
 
 
 def test_recency_and_tenure_grow_with_t_and_counts_never_grow_without_events() -> None:
-    agg = build(
+    agg = aggregates_of(
         [
             like(0, T - timedelta(days=40)),
             like(1, T - timedelta(days=3)),
@@ -88,8 +62,10 @@ def test_recency_and_tenure_grow_with_t_and_counts_never_grow_without_events() -
 
 
 def test_purchase_regularity() -> None:
-    regular = build([purchase(i, T - timedelta(days=7 * i + 1)) for i in range(5)])
-    irregular = build([purchase(i, T - timedelta(days=d)) for i, d in enumerate((1, 2, 3, 30, 60))])
+    regular = aggregates_of([purchase(i, T - timedelta(days=7 * i + 1)) for i in range(5)])
+    irregular = aggregates_of(
+        [purchase(i, T - timedelta(days=d)) for i, d in enumerate((1, 2, 3, 30, 60))]
+    )
     f_regular, f_irregular = features_of(regular, ts(T)), features_of(irregular, ts(T))
     assert f_regular["mean_purchase_gap_days_90d"] == pytest.approx(7.0)
     assert f_regular["purchase_gap_cv_90d"] == pytest.approx(0.0)
@@ -99,20 +75,10 @@ def test_purchase_regularity() -> None:
 
 
 def test_plan_level_follows_the_latest_event_whatever_the_arrival_order() -> None:
-    paid = SessionStart(
-        event_id="s1",
-        customer_id="c1",
-        event_time=T - timedelta(days=1),
-        payload=SessionStartPayload(session_id="a", level="paid"),
-    )
-    free = SessionStart(
-        event_id="s0",
-        customer_id="c1",
-        event_time=T - timedelta(days=5),
-        payload=SessionStartPayload(session_id="b", level="free"),
-    )
-    assert features_of(build([paid, free]), ts(T))["is_paid"] == 1.0
-    assert features_of(build([free, paid]), ts(T))["is_paid"] == 1.0
+    paid = session_start("s1", T - timedelta(days=1), session_id="a", level="paid")
+    free = session_start("s0", T - timedelta(days=5), session_id="b", level="free")
+    assert features_of(aggregates_of([paid, free]), ts(T))["is_paid"] == 1.0
+    assert features_of(aggregates_of([free, paid]), ts(T))["is_paid"] == 1.0
 
 
 def simulated_states(customers: int, days: int, seed: int) -> list[CustomerAggregates]:
@@ -153,7 +119,7 @@ def test_the_matrix_equals_every_feature_computed_on_its_own() -> None:
 
 
 def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() -> None:
-    agg = build([like(0, T - timedelta(days=100))])
+    agg = aggregates_of([like(0, T - timedelta(days=100))])
     f = features_of(agg, ts(T))
     assert all(np.isfinite(v) for v in f.values())
     assert f["like_share_30d"] == 0.5 and f["mean_order_value_90d"] == 0.0

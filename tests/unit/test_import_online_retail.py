@@ -15,18 +15,9 @@ from churnstream.cli import app
 from core.events import EventValidator, Purchase, Refund, encode_event
 from offline.importers.common import ImportFormatError, RejectWriter
 from offline.importers.online_retail import import_online_retail
-from tests.support_data import online_retail_file
+from tests.support_data import UCI_COLUMNS, online_retail_file
 
-UCI = [
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-]
+UCI = UCI_COLUMNS
 II = [
     "Invoice",
     "StockCode",

@@ -270,10 +270,10 @@ def test_one_customer_value_agrees_exactly_with_the_vectorised_one(
 
 def test_plan_values_reach_child_processes_intact(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo passes its settings to the commands it runs through the environment."""
-    from churnstream.demo.worker_child import worker_env
+    from core.settings_env import settings_environment
 
     mine = Settings(_env_file=None, plan_values={"free": 1.5, "paid": 150.0}, save_rate=0.25)
-    for variable, value in worker_env(mine).items():
+    for variable, value in settings_environment(mine).items():
         monkeypatch.setenv(variable, value)
     again = Settings(_env_file=None)
     assert again.plan_values == {"free": 1.5, "paid": 150.0} and again.save_rate == 0.25

@@ -115,12 +115,20 @@ def perturb(events: list[Event], rng: random.Random, side: str) -> list[Event]:
     return keep + touched
 
 
+def built_and_perturbed(
+    events: list[Event], seed: int, side: str
+) -> tuple[Dataset, Dataset, dict[str, int], dict[str, int]]:
+    """The dataset of ``events`` and of their perturbation on ``side`` of CUT, with the
+    rows of each at CUT."""
+    base, other = build(events), build(perturb(events, random.Random(seed), side))
+    return base, other, rows_at(base, CUT), rows_at(other, CUT)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_events_after_a_cutoff_never_change_its_transaction_features(
     events: list[Event], seed: int
 ) -> None:
-    base, other = build(events), build(perturb(events, random.Random(seed), "after"))
-    rows, other_rows = rows_at(base, CUT), rows_at(other, CUT)
+    base, other, rows, other_rows = built_and_perturbed(events, seed, "after")
     assert len(rows) > 80 and list(rows) == list(other_rows)
     assert np.array_equal(base.X[list(rows.values())], other.X[list(other_rows.values())])
 
@@ -129,8 +137,7 @@ def test_events_after_a_cutoff_never_change_its_transaction_features(
 def test_events_before_a_cutoff_never_change_its_no_purchase_label(
     events: list[Event], seed: int
 ) -> None:
-    base, other = build(events), build(perturb(events, random.Random(seed), "before"))
-    rows, other_rows = rows_at(base, CUT), rows_at(other, CUT)
+    base, other, rows, other_rows = built_and_perturbed(events, seed, "before")
     common = [c for c in rows if c in other_rows]
     assert len(common) > 80 and len(other_rows) > len(common)
     assert [base.y[rows[c]] for c in common] == [other.y[other_rows[c]] for c in common]
