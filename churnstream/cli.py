@@ -1,7 +1,7 @@
 """The ``churnstream`` command: one root app on which every sub-command is mounted.
 
 The commands live in :mod:`churnstream.commands` (one module each); the local stack's in
-:mod:`churnstream.infra.cli` and :mod:`churnstream.demo`.
+:mod:`churnstream.commands.infra_command` and :mod:`churnstream.demo`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from churnstream.commands.api_command import api_command
 from churnstream.commands.archive_command import archive_app
 from churnstream.commands.drift_command import drift_command
 from churnstream.commands.import_command import import_app
+from churnstream.commands.infra_command import infra_app
 from churnstream.commands.models_command import models_app
 from churnstream.commands.monitor_command import monitor_command
 from churnstream.commands.produce_command import produce_command
@@ -26,7 +27,6 @@ from churnstream.commands.verify_command import verify_command
 from churnstream.commands.worker_command import worker_command
 from churnstream.demo import demo
 from churnstream.help_text import ParagraphHelpGroup
-from churnstream.infra.cli import infra_app
 
 app = typer.Typer(
     name="churnstream",

@@ -5,6 +5,6 @@ Commands are thin: they parse options, call the plain functions of ``core``, ``s
 ``serving``, ``offline`` and ``monitoring``, and print. Each imports its heavy dependencies
 (pandas, scikit-learn, Faust, uvicorn, ...) inside the function, so ``churnstream --help``
 starts fast. What several commands share is in :mod:`.shared`. The local stack's commands
-are :mod:`churnstream.infra.cli` (``infra``) and :mod:`churnstream.demo` (``demo``);
+are :mod:`churnstream.commands.infra_command` (``infra``) and :mod:`churnstream.demo` (``demo``);
 :mod:`churnstream.cli` mounts them all.
 """

@@ -34,7 +34,7 @@ from tests.support import REPO_ROOT, child_env, free_ports, kill_leftovers, proc
 
 pytestmark = pytest.mark.integration
 
-CLI = "from churnstream.infra.cli import infra_app; infra_app()"
+CLI = "from churnstream.commands.infra_command import infra_app; infra_app()"
 WORKER_PORT, API_PORT = free_ports(2)
 # What `up --prometheus` scrapes comes from the settings, read from the environment.
 ENV = dict(

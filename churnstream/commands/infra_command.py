@@ -165,8 +165,8 @@ def _env_lines(stack: LocalStack, status: StackStatus) -> str:
     return "\n".join(lines)
 
 
-@infra_app.command()
-def up(
+@infra_app.command("up")
+def up_command(
     run_dir: RunDirOpt = None,
     kafka_port: KafkaPortOpt = None,
     kafka_controller_port: ControllerPortOpt = None,
@@ -244,8 +244,8 @@ def up(
     _out.print('point clients here with:  eval "$(churnstream infra status --env)"')
 
 
-@infra_app.command()
-def down(
+@infra_app.command("down")
+def down_command(
     run_dir: RunDirOpt = None,
     kafka_port: KafkaPortOpt = None,
     kafka_controller_port: ControllerPortOpt = None,
@@ -269,8 +269,8 @@ def down(
     _out.print(_table(stack, status))
 
 
-@infra_app.command()
-def status(
+@infra_app.command("status")
+def status_command(
     run_dir: RunDirOpt = None,
     kafka_port: KafkaPortOpt = None,
     kafka_controller_port: ControllerPortOpt = None,
@@ -306,8 +306,8 @@ def status(
         raise typer.Exit(3)
 
 
-@infra_app.command()
-def fetch() -> None:
+@infra_app.command("fetch")
+def fetch_command() -> None:
     """Download the Kafka broker's jars from Maven Central with `mvn` (once; cached).
 
     `up` does this by itself when needed; run it ahead to prepare an offline machine.
