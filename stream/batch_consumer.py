@@ -82,6 +82,7 @@ class BatchConsumer:
                 if not batch:
                     if time.monotonic() >= next_check:
                         self._check_fences()
+                        self._take_over_pending()
                         next_check = time.monotonic() + FENCE_CHECK_SECONDS
                     continue
                 try:
@@ -95,6 +96,7 @@ class BatchConsumer:
                 self._commit(batch)
         finally:
             self.consumer.close()  # leaves the group: partitions move at once
+            self.processor.close()
 
     def _fences_behind(self) -> dict[tuple[str, int], int]:
         assigned = [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
@@ -108,6 +110,11 @@ class BatchConsumer:
             return
         if behind:
             self._rewind(behind)
+
+    def _take_over_pending(self) -> None:
+        """Publish what assigned partitions' outboxes hold when their take-over failed at
+        assignment and no message has come since (:meth:`BatchProcessor.take_over`)."""
+        self.processor.take_over_pending({tp.partition for tp in self.consumer.assignment()})
 
     def _rewind(self, fences: Mapping[tuple[str, int], int]) -> None:
         """Read these partitions again from right after the fences Redis holds."""
@@ -159,7 +166,9 @@ class BatchConsumer:
         for p in partitions:
             fence = fences[(p.topic, p.partition)]
             p.offset = fence + 1 if fence >= 0 else OFFSET_BEGINNING
-        self.processor.forget_partitions(p.partition for p in partitions)
+        # Before any message is read: fence the previous owners' outbox producers and
+        # publish what they left (stream.delivery).
+        self.processor.take_over(p.partition for p in partitions)
         consumer.assign(partitions)
         log.info(
             "partitions assigned %s",
