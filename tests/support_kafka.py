@@ -1,5 +1,6 @@
 """Reading a topic back to its end offsets, so a test sees every record that landed:
-duplicates included, which reading "until N records arrived" cannot show."""
+duplicates included, which reading "until N records arrived" cannot show. Read as
+``read_committed`` readers do (the worker publishes in Kafka transactions), unless asked."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from core.dlq import DeadLetter
 from core.kafka_client import client_config
@@ -25,15 +26,21 @@ class Record:
     headers: tuple[tuple[str, bytes], ...]
 
 
-def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[Record]:
+def read_to_end(
+    settings: Settings, topic: str, timeout: float = 30.0, isolation: str = "read_committed"
+) -> list[Record]:
     """Every record of ``topic`` from the beginning up to the end offsets it has now, in
-    (partition, offset) order. Raises TimeoutError when they are not all read in time."""
+    (partition, offset) order, as a reader with ``isolation.level`` = ``isolation`` sees
+    them: by default only committed ones (records of aborted transactions are left out;
+    transaction markers take offsets but are not records). Raises TimeoutError when they
+    are not all read in time (e.g. a transaction is still open)."""
     consumer = Consumer(
         {
             **client_config(settings),
             "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
-            "isolation.level": "read_uncommitted",
+            "enable.partition.eof": True,
+            "isolation.level": isolation,
         }
     )
     try:
@@ -52,9 +59,15 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[R
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic} not read to its end offsets {ends}")
             for m in consumer.consume(1000, timeout=0.5):
-                if m.error() is not None:
-                    raise RuntimeError(f"reading {topic}: {m.error()}")
+                error = m.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(f"reading {topic}: {error}")
                 partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None
+                if error is not None:
+                    if offset >= ends[partition]:  # the end, past any transaction marker
+                        todo.discard(partition)
+                    continue
                 if offset < ends[partition]:
                     headers = tuple((k, v or b"") for k, v in (m.headers() or []))
                     records.append(
