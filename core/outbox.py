@@ -9,15 +9,18 @@ records either not committed (the batch is applied again and makes them again) o
 committed and waiting in the outbox for whoever owns the partition next.
 
 Layout (key names in :mod:`core.keys`): partition ``p``'s outbox is a sorted set whose
-score is the entry's **sequence number** (1, 2, 3, ... per partition, from
-``INCR outbox:seq``, given by the commit script) and whose member is the msgpack array
+score is the entry's **sequence number** (1, 2, 3, ... per partition, counted in
+``outbox:seq`` by the commit script, and never below the delivered mark the worker passes:
+should Redis lose committed writes, new entries still follow what Kafka has; records of
+the lost batches are then published again when those batches are applied again) and
+whose member is the msgpack array
 ``[seq, [[topic, key, value, headers], ...]]`` (``key``: bytes or nil; ``headers``:
 ``[[name, bytes], ...]`` or nil). A dead letter belongs to the partition of the message
 it rejects, a band change to its customer's partition (:meth:`core.keys.Keys.shard_of`),
 so an entry lives in the same hash slot as the fences it commits with.
 
-Entries below the delivered sequence number that the worker passes with its next commit
-of that partition are trimmed by that commit.
+Entries below the delivered mark (the next sequence number to publish) that the worker
+passes with its next commit of that partition are trimmed by that commit.
 """
 
 from __future__ import annotations

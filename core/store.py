@@ -266,7 +266,10 @@ for j = 1, m do
   redis.call('ZREMRANGEBYSCORE', box, '-inf', '(' .. below)
   seqs[j] = 0
   if records ~= '' then
-    local seq = redis.call('INCR', seq_key)
+    -- never below the delivered mark, even if Redis lost the counter (core.outbox)
+    local held = tonumber(redis.call('GET', seq_key) or '0')
+    local seq = math.max(held, tonumber(below) - 1) + 1
+    redis.call('SET', seq_key, seq)
     -- the member is the msgpack array [seq, records] (0x92: an array of two)
     redis.call('ZADD', box, seq, '\\146' .. cmsgpack.pack(seq) .. records)
     seqs[j] = seq

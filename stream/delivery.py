@@ -119,6 +119,7 @@ class OutboxDelivery:
         ``KafkaException`` (or a Redis error) when one failed; the others are taken."""
         todo = sorted(set(partitions))
         self.drop(todo)
+        self._marker_reader()  # created once, before the threads use it
         self._each(self._take_over, todo)
 
     def drop(self, partitions: Iterable[int]) -> None:
@@ -153,7 +154,8 @@ class OutboxDelivery:
                 entries = [OutboxEntry(seq, list(records))]
             else:  # entries committed but not published by this process: read them all
                 entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
-            work.append((partition, entries))
+            if entries:
+                work.append((partition, entries))
         self._each(lambda item: self._publish_or_drop(*item), work)
 
     def _take_over(self, partition: int) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 import redis
 
+from core.kafka_client import ensure_topics
 from core.keys import Keys
 from core.outbox import OutboxRecord, decode_entry
 from core.settings import Settings
@@ -39,6 +40,7 @@ def worker(
     version: str,
     delivery: OutboxDelivery | None = None,
 ) -> BatchProcessor:
+    ensure_topics(settings)
     model = recency_model(version)
     store = FeatureStore(client, Keys.of(settings))
     return BatchProcessor(
