@@ -7,7 +7,11 @@ partition is assigned, reading starts right after its fence, so Kafka's committe
 are only informational and a crash anywhere loses and repeats nothing. Should Redis lose
 committed writes (its fences go back: a failover to a lagging replica, a restore from a
 backup), the partitions concerned are read again from the fences Redis holds — noticed at
-the next batch, or within ``FENCE_CHECK_SECONDS`` while idle.
+the next batch, or within ``FENCE_CHECK_SECONDS`` while idle. An assigned partition's
+outbox is taken over before its first message is read (:mod:`stream.delivery`: records a
+previous owner committed but did not publish are published first); a take-over that
+failed is tried again with the partition's next batch, or within ``FENCE_CHECK_SECONDS``
+while idle.
 
 The two input topics must have the same partition count: the range assignor then gives
 partition *p* of both to the same worker, which therefore owns all of a customer's state.
