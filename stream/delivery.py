@@ -209,13 +209,14 @@ class OutboxDelivery:
         owned.next_seq = last + 1
 
     def _marker(self, partition: int) -> int:
-        """The delivered marker of ``partition`` (0 when nothing was ever published)."""
+        """The delivered marker of ``partition`` (1, the first sequence number, when
+        nothing was ever published)."""
         [committed] = self._marker_reader().committed(
             [TopicPartition(self.marker_topic, partition)], _TIMEOUT_SECONDS
         )
         if committed.error is not None:
             raise KafkaException(committed.error)
-        return max(committed.offset, 0)
+        return max(committed.offset, 1)
 
     def _marker_reader(self) -> Consumer:
         if self._markers is None:

@@ -32,8 +32,9 @@ def read_to_end(
     """Every record of ``topic`` from the beginning up to the end offsets it has now, in
     (partition, offset) order, as a reader with ``isolation.level`` = ``isolation`` sees
     them: by default only committed ones (records of aborted transactions are left out;
-    transaction markers take offsets but are not records). Raises TimeoutError when they
-    are not all read in time (e.g. a transaction is still open)."""
+    transaction markers take offsets but are not records). The end offsets are the high
+    watermarks, so every transaction written by then must be complete: raises TimeoutError
+    when the records are not all read in time (e.g. a transaction is still open)."""
     consumer = Consumer(
         {
             **client_config(settings),
@@ -48,10 +49,7 @@ def read_to_end(
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:
             raise TimeoutError(f"topic {topic}: {metadata.error}")
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-            for p in sorted(metadata.partitions)
-        }
+        ends = end_offsets(settings, topic, sorted(metadata.partitions), timeout)
         todo = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
         records: list[Record] = []
@@ -78,6 +76,29 @@ def read_to_end(
     finally:
         consumer.close()
     return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def end_offsets(
+    settings: Settings, topic: str, partitions: list[int], timeout: float
+) -> dict[int, int]:
+    """The high watermarks of ``topic``'s partitions: the offsets after everything written,
+    transaction markers included. (A ``read_committed`` consumer would be told the last
+    stable offsets instead, which stop before a transaction whose marker is not written
+    yet: a reader stopping there would miss records committed a moment ago.)"""
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
 
 
 def dead_letters(settings: Settings, topic: str) -> list[tuple[DeadLetter, Record]]:

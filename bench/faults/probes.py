@@ -169,10 +169,22 @@ def read_dead_letters(settings: Settings, timeout: float = 120) -> list[DeadLett
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics[topic]
         ends = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
+        # High watermarks (a read_committed consumer is told the last stable offsets,
+        # which stop before a transaction whose commit marker is not written yet).
+        watermarks = Consumer(
+            {
+                **client_config(settings),
+                "group.id": "faults-dlq-reader",
+                "isolation.level": "read_uncommitted",
+            }
+        )
+        try:
+            for p in metadata.partitions:
+                low, high = watermarks.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                if high > low:
+                    ends[p] = high
+        finally:
+            watermarks.close()
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         letters: list[DeadLetter] = []
         todo = set(ends)
