@@ -4,8 +4,9 @@ Conventions: times are epoch seconds (UTC); a tile is stored as msgpack
 ``[counters (trailing zeros trimmed), packed little-endian uint32 event hashes, 4]`` (the
 last item is the hash width in bytes; tiles written by older releases have two items and
 8-byte hashes, read as their low 32 bits: see :func:`core.aggregates.event_hash`); writes
-of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, and the
-offset fences of the partitions the batch came from — happen in one Lua script that
+of one micro-batch — tiles, scalars, scores, the risk and staleness indexes, the offset
+fences of the partitions the batch came from, and its output records (each partition's
+outbox, :mod:`core.outbox`) — happen in one Lua script that
 refuses them all when any of those fences is not where the batch expects it (another
 worker took over), so a batch is applied exactly once. On a Redis Cluster the script
 runs once per partition: a partition's customers, sorted sets and fences share a hash tag
