@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,12 @@ from core.topics import Topics
 
 log = logging.getLogger(__name__)
 
-_TIMEOUT_SECONDS = 30.0  # longest a transaction call waits for the broker
+_TIMEOUT_SECONDS = 15.0  # longest a transaction call waits for the broker
+# Longest a take-over or a publication may take, all calls included. librdkafka does not
+# always honour a call's timeout (a transactional call was seen to hang after a broker
+# restart): past this the partition is dropped and taken over again by a new producer,
+# which fences the stuck one; the stuck thread is left behind.
+_WATCHDOG_SECONDS = 45.0
 _MAX_THREADS = 8
 
 
@@ -100,6 +105,7 @@ class OutboxDelivery:
         self.keys = keys
         self.marker_topic = Topics.from_settings(settings).activity
         self._owned: dict[int, _Owned] = {}
+        self._generation: dict[int, int] = {}  # bumped by drop(): late threads see it
         self._markers: Consumer | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -120,12 +126,13 @@ class OutboxDelivery:
         todo = sorted(set(partitions))
         self.drop(todo)
         self._marker_reader()  # created once, before the threads use it
-        self._each(self._take_over, todo)
+        self._each(self._take_over, todo, lambda partition: partition)
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Stop publishing ``partitions`` (revoked, or in doubt after a failure): their
         producers are closed; :meth:`take_over` must run before they publish again."""
         for partition in set(partitions):
+            self._generation[partition] = self._generation.get(partition, 0) + 1
             owned = self._owned.pop(partition, None)
             if owned is not None:
                 _close(owned.producer)
@@ -156,9 +163,10 @@ class OutboxDelivery:
                 entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
             if entries:
                 work.append((partition, entries))
-        self._each(lambda item: self._publish_or_drop(*item), work)
+        self._each(lambda item: self._publish_or_drop(*item), work, lambda item: item[0])
 
     def _take_over(self, partition: int) -> None:
+        generation = self._generation.get(partition, 0)
         producer = Producer(
             {
                 **client_config(self.settings),
@@ -179,6 +187,9 @@ class OutboxDelivery:
         except BaseException:
             _close(producer)
             raise
+        if self._generation.get(partition, 0) != generation:  # given up on meanwhile
+            _close(producer)
+            return
         self._owned[partition] = owned
         log.info(
             "outbox taken over partition=%d next_seq=%d published_entries=%d",
@@ -230,18 +241,33 @@ class OutboxDelivery:
             )
         return self._markers
 
-    def _each(self, step: Callable[[Any], None], items: Sequence[Any]) -> None:
-        """Run ``step`` on every item, concurrently when there are several; raise the
-        first error once all are done."""
-        if len(items) <= 1:
-            for item in items:
-                step(item)
+    def _each(
+        self, step: Callable[[Any], None], items: Sequence[Any], partition_of: Callable[[Any], int]
+    ) -> None:
+        """Run ``step`` on every item in the thread pool, concurrently; raise the first
+        error once all are done. An item not done within ``_WATCHDOG_SECONDS`` has its
+        partition dropped and counts as failed (see ``_WATCHDOG_SECONDS``)."""
+        if not items:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="outbox")
         futures = [self._pool.submit(step, item) for item in items]
-        errors = [f.exception() for f in futures]
-        for error in errors:
+        _, stuck = wait(futures, timeout=_WATCHDOG_SECONDS)
+        if stuck:
+            late = [item for item, f in zip(items, futures, strict=True) if f in stuck]
+            partitions = sorted(partition_of(item) for item in late)
+            log.error(
+                "outbox publication stuck; partitions dropped, to be taken over again "
+                "partitions=%s watchdog_s=%.0f",
+                ",".join(map(str, partitions)),
+                _WATCHDOG_SECONDS,
+            )
+            self.drop(partitions)
+            self._pool.shutdown(wait=False)  # its stuck threads are left behind
+            self._pool = None
+            raise KafkaException(f"outbox publication stuck for partitions {partitions}")
+        for future in futures:
+            error = future.exception()
             if error is not None:
                 raise error
 
