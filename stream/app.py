@@ -211,13 +211,13 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
             state["runtime"].processor.forget_partitions(partitions)
 
     @app.on_partitions_assigned.connect
-    async def take_over_assigned(sender: faust.App, assigned: set[TP], **_: Any) -> None:
-        # The 'faust' engine's input partitions (the 'batch' engine's consumer has its
-        # own callbacks). State from an earlier assignment may be stale; the outboxes are
-        # taken over before the agent gets a message (on the loop, like the agent).
-        if settings.worker_engine == "faust":
+    async def forget_assigned(sender: faust.App, assigned: set[TP], **_: Any) -> None:
+        # State from an earlier assignment may be stale. The outboxes are taken over by
+        # the partitions' first batches (stream.batch), not here: blocking Faust's loop in
+        # this handler for the take-over left newly assigned partitions unread.
+        if "runtime" in state and settings.worker_engine == "faust":
             partitions = {tp.partition for tp in assigned if tp.topic in inputs}
-            runtime().processor.take_over(partitions)
+            state["runtime"].processor.forget_partitions(partitions)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
