@@ -25,6 +25,12 @@ key                                        holds
                                            latest score
 ``{p}:{<n>}:fence:<topic>``                string: last offset applied from ``<topic>``'s
                                            partition ``n``
+``{p}:{<n>}:outbox``                       sorted set: partition ``n``'s output records
+                                           (dead letters, band changes) committed with
+                                           their batch and not yet known delivered; score:
+                                           the entry's sequence number (:mod:`core.outbox`)
+``{p}:{<n>}:outbox:seq``                   string: the last sequence number given to an
+                                           entry of partition ``n``'s outbox
 ``{p}:decisions``                          list: retraining decisions (JSON), newest first
 ``{p}:retrain:requests``                   list: pending retrain requests (JSON)
 ``{p}:retrain:cooldown``                   string: set (with an expiry) when a trigger asked
@@ -66,6 +72,8 @@ class Keys:
     ('churn:{1}:c:C00042', 'churn:{1}:risk', 'churn:{3}:fence:customer-activity')
     >>> k.customer_id_of("churn:{1}:c:C00042")
     'C00042'
+    >>> k.outbox(2), k.outbox_seq(2)
+    ('churn:{2}:outbox', 'churn:{2}:outbox:seq')
     """
 
     prefix: str
@@ -114,6 +122,15 @@ class Keys:
 
     def fence(self, topic: str, partition: int) -> str:
         return f"{self._tag(partition)}:fence:{topic}"
+
+    def outbox(self, partition: int) -> str:
+        """Sorted set: partition ``partition``'s output records awaiting delivery, by
+        sequence number (:mod:`core.outbox`)."""
+        return f"{self._tag(partition)}:outbox"
+
+    def outbox_seq(self, partition: int) -> str:
+        """String: the last sequence number given to an entry of that outbox."""
+        return f"{self._tag(partition)}:outbox:seq"
 
     @property
     def decisions(self) -> str:

@@ -2,12 +2,13 @@
 
 Conventions: times are epoch seconds (UTC); a customer's hash fields are encoded as
 :mod:`core.customer_encoding` says; writes of one micro-batch — tiles, scalars, scores,
-the risk and staleness indexes, and the offset fences of the partitions the batch came
-from — happen in one Lua script that refuses them all when any of those fences is not
-where the batch expects it (another worker took over), so a batch is applied exactly
-once. On a Redis Cluster the script runs once per partition: a partition's customers,
-sorted sets and fences share a hash tag (:mod:`core.keys`), so each partition's part of
-a batch is all-or-nothing, which is what exactly-once needs (fences are per partition).
+the risk and staleness indexes, the offset fences of the partitions the batch came from,
+and its output records (each partition's outbox, :mod:`core.outbox`) — happen in one Lua
+script that refuses them all when any of those fences is not where the batch expects it
+(another worker took over), so a batch is applied exactly once. On a Redis Cluster the
+script runs once per partition: a partition's customers, sorted sets and fences share a
+hash tag (:mod:`core.keys`), so each partition's part of a batch is all-or-nothing, which
+is what exactly-once needs (fences are per partition).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from core.keys import (
     Keys,
 )
 from core.model import BANDS
+from core.outbox import OutboxAppend
 from core.redis_client import client_is_cluster, get_many
 from core.score_reads import ScoreReads
 from core.scores import Score
@@ -94,9 +96,12 @@ def _lua_string(value: bytes) -> msgspec.Raw:
 
 
 _FENCE_MOVED = "FENCE_MOVED"
-# KEYS: the n fences, then one key of the shard (so that a cluster runs the script where
-# the shard lives); ARGV: n, the expected fences, the new fences, then the writes (msgpack:
-# [HSET, HDEL, ZADD, ZREM argument lists]; see FeatureStore._writes).
+# KEYS: the n fences, then the m outboxes' sequence and entry keys (pairs), then one key
+# of the shard (so that a cluster runs the script where the shard lives); ARGV: n, the
+# expected fences, the new fences, the writes (msgpack: [HSET, HDEL, ZADD, ZREM argument
+# lists]; see FeatureStore._writes), m, then per outbox its encoded records (empty: none)
+# and the sequence number below which its entries are delivered (core.outbox). Returns
+# the sequence number given to each outbox's new entry (0: none), in KEYS order.
 _COMMIT_LUA = """
 local n = tonumber(ARGV[1])
 for i = 1, n do
@@ -112,7 +117,24 @@ for _, args in ipairs(writes[2]) do redis.call('HDEL', unpack(args)) end
 for _, args in ipairs(writes[3]) do redis.call('ZADD', unpack(args)) end
 for _, args in ipairs(writes[4]) do redis.call('ZREM', unpack(args)) end
 for i = 1, n do redis.call('SET', KEYS[i], ARGV[n + i + 1]) end
-return n
+local m = tonumber(ARGV[2 * n + 3])
+local seqs = {}
+for j = 1, m do
+  local seq_key, box = KEYS[n + 2 * j - 1], KEYS[n + 2 * j]
+  local records, below = ARGV[2 * n + 2 + 2 * j], ARGV[2 * n + 3 + 2 * j]
+  redis.call('ZREMRANGEBYSCORE', box, '-inf', '(' .. below)
+  seqs[j] = 0
+  if records ~= '' then
+    -- never below the delivered mark, even if Redis lost the counter (core.outbox)
+    local held = tonumber(redis.call('GET', seq_key) or '0')
+    local seq = math.max(held, tonumber(below) - 1) + 1
+    redis.call('SET', seq_key, seq)
+    -- the member is the msgpack array [seq, records] (0x92: an array of two)
+    redis.call('ZADD', box, seq, '\\146' .. cmsgpack.pack(seq) .. records)
+    seqs[j] = seq
+  end
+end
+return seqs
 """
 
 
@@ -263,12 +285,23 @@ class FeatureStore:
         return PreparedCommit(customers, writes)
 
     def commit_prepared(
-        self, prepared: PreparedCommit, fences: Mapping[tuple[str, int], tuple[int, int]]
-    ) -> None:
+        self,
+        prepared: PreparedCommit,
+        fences: Mapping[tuple[str, int], tuple[int, int]],
+        outbox: Mapping[int, OutboxAppend] | None = None,
+    ) -> dict[int, int]:
         """The second half of :meth:`commit_batch`: one round trip (on a cluster, one per
-        partition with writes or a fence to move)."""
+        partition with writes or a fence to move).
+
+        ``outbox`` (partition -> :class:`~core.outbox.OutboxAppend`) adds each partition's
+        output records to its outbox in the same script, after the fence check (a refused
+        commit writes none of them), and trims its delivered entries. Only partitions whose
+        fence this commit moves take part. Returns the sequence number given to each
+        partition's new entry (partitions without records are left out)."""
+        appends = {p: a for p, a in (outbox or {}).items() if any(tp[1] == p for tp in fences)}
+        given: dict[int, int] = {}
         if None in prepared.writes:
-            self._run_commit(0, list(fences), fences, prepared.writes[None])
+            given = self._run_commit(0, list(fences), fences, prepared.writes[None], appends)
         else:
             by_shard: dict[int, list[tuple[str, int]]] = {}
             for tp in fences:
@@ -276,9 +309,11 @@ class FeatureStore:
             empty = _MSGPACK.encode([[], [], [], []])
             for shard in sorted(set(by_shard) | {s for s in prepared.writes if s is not None}):
                 writes = prepared.writes.get(shard, empty)
-                self._run_commit(shard, by_shard.get(shard, []), fences, writes)
+                mine = {shard: appends[shard]} if shard in appends else {}
+                given.update(self._run_commit(shard, by_shard.get(shard, []), fences, writes, mine))
         for agg in prepared.customers:
             agg.mark_written()
+        return given
 
     def _run_commit(
         self,
@@ -286,20 +321,29 @@ class FeatureStore:
         tp_order: Sequence[tuple[str, int]],
         fences: Mapping[tuple[str, int], tuple[int, int]],
         writes: bytes,
-    ) -> None:
-        """One EVALSHA of :data:`_COMMIT_LUA`: ``writes`` and the moves of ``tp_order``'s
-        fences, routed to ``shard``'s node."""
-        keys = [self.keys.fence(*tp) for tp in tp_order] + [self.keys.risk(shard)]
+        outbox: Mapping[int, OutboxAppend],
+    ) -> dict[int, int]:
+        """One EVALSHA of :data:`_COMMIT_LUA`: ``writes``, the moves of ``tp_order``'s
+        fences and the ``outbox`` appends, routed to ``shard``'s node; returns the sequence
+        number of each new outbox entry."""
+        boxes = sorted(outbox)
+        keys = [self.keys.fence(*tp) for tp in tp_order]
+        keys += [k for p in boxes for k in (self.keys.outbox_seq(p), self.keys.outbox(p))]
+        keys.append(self.keys.risk(shard))
         args: list[Any] = [len(tp_order)]
         args += [fences[tp][0] for tp in tp_order]
         args += [fences[tp][1] for tp in tp_order]
         args.append(writes)
+        args.append(len(boxes))
+        for p in boxes:
+            args += [outbox[p].records, outbox[p].delivered_below]
         try:
-            self._commit_script(keys=keys, args=args)
+            seqs = cast(list[int], self._commit_script(keys=keys, args=args))
         except redis.ResponseError as exc:
             if str(exc).startswith(_FENCE_MOVED):
                 raise FenceMoved(str(exc)) from exc
             raise
+        return {p: int(seq) for p, seq in zip(boxes, seqs, strict=True) if int(seq) > 0}
 
     def _writes(
         self, customers: Sequence[CustomerAggregates], scores: Sequence[Score]

@@ -49,15 +49,13 @@ class WorkerRuntime:
         self.topics = Topics.from_settings(settings)
         client = connect_redis(settings)
         self.store = FeatureStore(client, Keys.of(settings))
-        self.producer = EventProducer(settings, create_topics=False)
-        # The timer runs beside the batch thread: it gets its own producer and counters.
+        # Batches publish through their partitions' outboxes (stream.delivery); the
+        # re-scoring timer, which runs beside them, sends with a producer of its own.
         self.rescore_producer = EventProducer(settings, create_topics=False)
         self.models = ChampionWatcher(
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
-        self.processor = BatchProcessor(
-            settings, self.store, self.producer, self.models, stopping=stopping
-        )
+        self.processor = BatchProcessor(settings, self.store, None, self.models, stopping=stopping)
 
     def process(self, messages: list[RawMessage]) -> None:
         report = self.processor.process(messages)
@@ -204,15 +202,22 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     async def check_champion_model() -> None:
         runtime().models.refresh()
 
+    inputs = {Topics.from_settings(settings).activity, Topics.from_settings(settings).transactions}
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
-        if "runtime" in state:
-            state["runtime"].processor.forget_partitions(tp.partition for tp in revoked)
+        if "runtime" in state and settings.worker_engine == "faust":
+            partitions = {tp.partition for tp in revoked if tp.topic in inputs}
+            state["runtime"].processor.forget_partitions(partitions)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget_assigned(sender: faust.App, assigned: set[TP], **_: Any) -> None:
-        if "runtime" in state:  # state from an earlier assignment may be stale
-            state["runtime"].processor.forget_partitions(tp.partition for tp in assigned)
+        # State from an earlier assignment may be stale. The outboxes are taken over by
+        # the partitions' first batches (stream.batch), not here: blocking Faust's loop in
+        # this handler for the take-over left newly assigned partitions unread.
+        if "runtime" in state and settings.worker_engine == "faust":
+            partitions = {tp.partition for tp in assigned if tp.topic in inputs}
+            state["runtime"].processor.forget_partitions(partitions)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -3,15 +3,19 @@
 For each batch: skip messages at or below their partition's fence (already applied);
 validate the rest (invalid ones become dead letters); apply valid events to the
 customers' aggregates, held in memory per partition and loaded from Redis on first
-touch; score every touched customer in one vectorised call; send dead letters and band
-changes to Kafka and wait for their delivery; append the applied events to the event
-archive (``core.archive``); then commit aggregates, scores and the new fences to Redis in
-one transaction. Failures are retried with backoff inside
-:meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
-caller may acknowledge it. A crash at any point leaves Redis at the previous fences and
-the batch is applied again, once, after restart. If Redis itself loses committed writes
-(its fences go back), the batch is refused with :class:`FencesWentBack` so the caller reads
-those partitions again from the fences Redis holds, instead of skipping what was lost.
+touch; score every touched customer in one vectorised call; append the applied events to
+the event archive (``core.archive``); then commit aggregates, scores, the new fences and
+the batch's output records (dead letters, band changes: the partitions' outboxes,
+:mod:`core.outbox`) to Redis in one transaction; then publish those records to Kafka in
+one transaction per partition (:mod:`stream.delivery`). Failures are retried with backoff
+inside :meth:`BatchProcessor.process`, which returns only once the batch is applied and
+its records published — so the caller may acknowledge it. A crash at any point leaves
+Redis at the previous fences (the batch is applied again, once, after restart, and makes
+its records again) or at the new ones with the records in the outbox (the partition's
+next owner publishes them). Either way each record is published once. If Redis itself
+loses committed writes (its fences go back), the batch is refused with
+:class:`FencesWentBack` so the caller reads those partitions again from the fences Redis
+holds, instead of skipping what was lost.
 """
 
 from __future__ import annotations
@@ -34,13 +38,21 @@ from core.dlq import DeadLetter
 from core.events import Event, EventValidationError, EventValidator
 from core.features import feature_matrix
 from core.model import Scorer
+from core.outbox import (
+    OutboxAppend,
+    OutboxRecord,
+    band_change_record,
+    dead_letter_record,
+    encode_records,
+)
 from core.producer import EventProducer
 from core.redis_client import REDIS_ERRORS
-from core.scores import BandChange, Score, encode_band_change
+from core.scores import BandChange, Score
 from core.settings import Settings, get_settings, scoring_clock
 from core.store import FeatureStore, FenceMoved
 from core.targeting import Valuation, customer_values, with_value_inputs
 from core.topics import Topics
+from stream.delivery import OutboxDelivery
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +117,22 @@ class BatchProcessor:
         self,
         settings: Settings,
         store: FeatureStore,
-        producer: EventProducer,
+        producer: EventProducer | None,
         model: ModelSource,
         clock: Callable[[], float] = time.time,
         archive: SegmentLog | None = None,
         score_clock: Callable[[], float] | None = None,
         stopping: threading.Event | None = None,
+        delivery: OutboxDelivery | None = None,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
         ``archive`` defaults to a segment log under ``settings.archive_dir`` when
         ``settings.archive_enabled``. ``stopping``, once set, makes a failing batch give
-        up instead of retrying (see :meth:`process`)."""
+        up instead of retrying (see :meth:`process`). ``delivery`` publishes the outboxes
+        (default: one for ``settings`` and ``store``, created on first use). ``producer``
+        is not used by batches (their records go through the outbox); it is accepted for
+        callers that still pass one."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -146,21 +162,65 @@ class BatchProcessor:
         self._committed: dict[TopicPartition, int] = {}
         # Set when the worker stops: a failing batch then stops retrying (BatchAbandoned).
         self.stopping = stopping if stopping is not None else threading.Event()
-        self._failed_before = 0  # the producer's failures before this batch's records
+        self._delivery = delivery
 
     # --- partition ownership --------------------------------------------------------------
 
+    @property
+    def delivery(self) -> OutboxDelivery:
+        """What publishes the outboxes of this worker's partitions (:mod:`stream.delivery`)."""
+        if self._delivery is None:
+            self._delivery = OutboxDelivery(self.settings, self.store.redis, self.store.keys)
+        return self._delivery
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
-        """Drop cached state of partitions this worker no longer (or newly) owns."""
-        for partition in set(partitions):
+        """Drop cached state of partitions this worker no longer (or newly) owns, and stop
+        publishing their outboxes until they are taken over again."""
+        partitions = set(partitions)
+        for partition in partitions:
             self._customers.pop(partition, None)
             for tp in [tp for tp in self._fences if tp[1] == partition]:
                 del self._fences[tp]
+        if self._delivery is not None:
+            self._delivery.drop(partitions)
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
 
     def forget_all(self) -> None:
         self._customers.clear()
         self._fences.clear()
+        if self._delivery is not None:
+            self._delivery.drop(range(self.store.keys.partitions))
+
+    def take_over(self, partitions: Iterable[int]) -> None:
+        """Start owning ``partitions`` (newly assigned): forget their cached state, then
+        take their outboxes over (fence earlier owners' producers, publish what they left;
+        :mod:`stream.delivery`) before any of their messages is processed. A failure is
+        logged, not raised: the partition's next batch, or :meth:`take_over_pending`,
+        takes it over."""
+        partitions = set(partitions)
+        self.forget_partitions(partitions)
+        self.take_over_pending(partitions)
+
+    def take_over_pending(self, partitions: Iterable[int]) -> None:
+        """Take over those of ``partitions`` whose outbox is not taken over yet (e.g. an
+        earlier take-over failed), so that records left in them are published even while
+        no message arrives. Failures are logged."""
+        pending = [p for p in set(partitions) if not self.delivery.ready(p)]
+        if not pending:
+            return
+        try:
+            self.delivery.take_over(pending)
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
+            log.warning(
+                "outbox take-over failed; retried with the next batch partitions=%s error=%r",
+                ",".join(map(str, sorted(pending))),
+                exc,
+            )
+
+    def close(self) -> None:
+        """Release the outbox publishers (producers, the marker reader)."""
+        if self._delivery is not None:
+            self._delivery.close()
 
     def fences_behind(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Those of ``partitions`` whose fence in Redis is behind what this worker committed
@@ -221,6 +281,10 @@ class BatchProcessor:
 
     def _process_once(self, messages: Sequence[RawMessage]) -> BatchReport:
         report = BatchReport(messages=len(messages))
+        partitions = {m.partition for m in messages}
+        unowned = [p for p in partitions if not self.delivery.ready(p)]
+        if unowned:  # publish what an earlier owner left before adding to it
+            self.delivery.take_over(unowned)
         fences = self._current_fences({(m.topic, m.partition) for m in messages})
         fresh = [m for m in messages if m.offset > fences[(m.topic, m.partition)]]
         report.fenced = len(messages) - len(fresh)
@@ -229,25 +293,29 @@ class BatchProcessor:
         touched, archived, late = self._apply(events, report)
         letters += late
         scores, changes = self._score(touched, self.score_clock())
-        # Kafka must have the dead letters and band changes before the fences move; the
-        # archive append and the encoding of the writes overlap the wait for its answer.
-        self._send(letters, changes)
         if self.archive is not None and archived:
             self.archive.append(archived)
         prepared = self.store.prepare_commit([c.aggregates for c in touched], scores)
-        self._await_delivery(letters, changes)
         newest: dict[TopicPartition, int] = {}
         for m in fresh:
             tp = (m.topic, m.partition)
             if m.offset > newest.get(tp, -1):
                 newest[tp] = m.offset
         new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
-        self.store.commit_prepared(prepared, new_fences)
+        records = self._records(letters, changes)
+        outbox = {
+            p: OutboxAppend(encode_records(records.get(p, [])), self.delivery.delivered_below(p))
+            for p in {p for _, p in new_fences}
+        }
+        appended = self.store.commit_prepared(prepared, new_fences, outbox)
         for tp, (_, new) in new_fences.items():
             self._fences[tp] = new
             self._committed[tp] = max(self._committed.get(tp, -1), new)
         for customer, score in zip(touched, scores, strict=False):
             customer.score = score
+        # Committed: now publish the records (a failure leaves them in the outbox and the
+        # retry publishes them; see stream.delivery).
+        self.delivery.deliver({p: (seq, records[p]) for p, seq in appended.items()})
         report.dead_letters = len(letters)
         report.dead_letter_reasons = _count_codes(letters)
         report.scored = len(scores)
@@ -360,25 +428,18 @@ class BatchProcessor:
             return [], []
         return score_customers(model, customers, now, valuation=_valuation(model, self.settings))
 
-    def _send(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
-        """Hand dead letters and band changes to the producer (see _await_delivery)."""
-        self._failed_before = self.producer.stats.failed
+    def _records(
+        self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]
+    ) -> dict[int, list[OutboxRecord]]:
+        """The batch's output records by partition: a dead letter in its message's, a band
+        change in its customer's (:mod:`core.outbox`)."""
+        records: dict[int, list[OutboxRecord]] = defaultdict(list)
         for letter in letters:
-            self.producer.send_dead_letter(letter)
+            records[letter.source_partition].append(dead_letter_record(self.topics.dlq, letter))
         for change in changes:
-            self.producer.send_record(
-                self.topics.scores, change.customer_id.encode(), encode_band_change(change)
-            )
-
-    def _await_delivery(self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]) -> None:
-        """Wait until Kafka has every record :meth:`_send` handed over."""
-        if not letters and not changes:
-            return
-        remaining = self.producer.flush(timeout=30)
-        if remaining:
-            raise KafkaException(f"{remaining} dead letters or score records not delivered")
-        if self.producer.stats.failed > self._failed_before:
-            raise KafkaException("a dead letter or score record failed delivery")
+            partition = self.store.keys.shard_of(change.customer_id)
+            records[partition].append(band_change_record(self.topics.scores, change))
+        return records
 
     def _observe(self, messages: Sequence[RawMessage], report: BatchReport, seconds: float) -> None:
         for topic in {m.topic for m in messages}:

@@ -7,7 +7,11 @@ partition is assigned, reading starts right after its fence, so Kafka's committe
 are only informational and a crash anywhere loses and repeats nothing. Should Redis lose
 committed writes (its fences go back: a failover to a lagging replica, a restore from a
 backup), the partitions concerned are read again from the fences Redis holds — noticed at
-the next batch, or within ``FENCE_CHECK_SECONDS`` while idle.
+the next batch, or within ``FENCE_CHECK_SECONDS`` while idle. An assigned partition's
+outbox is taken over before its first message is read (:mod:`stream.delivery`: records a
+previous owner committed but did not publish are published first); a take-over that
+failed is tried again with the partition's next batch, or within ``FENCE_CHECK_SECONDS``
+while idle.
 
 The two input topics must have the same partition count: the range assignor then gives
 partition *p* of both to the same worker, which therefore owns all of a customer's state.
@@ -82,6 +86,7 @@ class BatchConsumer:
                 if not batch:
                     if time.monotonic() >= next_check:
                         self._check_fences()
+                        self._take_over_pending()
                         next_check = time.monotonic() + FENCE_CHECK_SECONDS
                     continue
                 try:
@@ -95,6 +100,7 @@ class BatchConsumer:
                 self._commit(batch)
         finally:
             self.consumer.close()  # leaves the group: partitions move at once
+            self.processor.close()
 
     def _fences_behind(self) -> dict[tuple[str, int], int]:
         assigned = [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
@@ -108,6 +114,11 @@ class BatchConsumer:
             return
         if behind:
             self._rewind(behind)
+
+    def _take_over_pending(self) -> None:
+        """Publish what assigned partitions' outboxes hold when their take-over failed at
+        assignment and no message has come since (:meth:`BatchProcessor.take_over`)."""
+        self.processor.take_over_pending({tp.partition for tp in self.consumer.assignment()})
 
     def _rewind(self, fences: Mapping[tuple[str, int], int]) -> None:
         """Read these partitions again from right after the fences Redis holds."""
@@ -159,7 +170,9 @@ class BatchConsumer:
         for p in partitions:
             fence = fences[(p.topic, p.partition)]
             p.offset = fence + 1 if fence >= 0 else OFFSET_BEGINNING
-        self.processor.forget_partitions(p.partition for p in partitions)
+        # Before any message is read: fence the previous owners' outbox producers and
+        # publish what they left (stream.delivery).
+        self.processor.take_over(p.partition for p in partitions)
         consumer.assign(partitions)
         log.info(
             "partitions assigned %s",

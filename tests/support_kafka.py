@@ -1,6 +1,7 @@
 """Reading topics back: to their end offsets, so a test sees every record that landed
-(duplicates included, which reading "until N records arrived" cannot show), or with
-aiokafka, a Kafka client that shares no code with the producers under test."""
+(duplicates included, which reading "until N records arrived" cannot show), as
+``read_committed`` readers do (the worker publishes in Kafka transactions) unless asked;
+or with aiokafka, a Kafka client that shares no code with the producers under test."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from core.dlq import DeadLetter
 from core.kafka_client import client_config
@@ -28,15 +29,22 @@ class Record:
     headers: tuple[tuple[str, bytes], ...]
 
 
-def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[Record]:
+def read_to_end(
+    settings: Settings, topic: str, timeout: float = 30.0, isolation: str = "read_committed"
+) -> list[Record]:
     """Every record of ``topic`` from the beginning up to the end offsets it has now, in
-    (partition, offset) order. Raises TimeoutError when they are not all read in time."""
+    (partition, offset) order, as a reader with ``isolation.level`` = ``isolation`` sees
+    them: by default only committed ones (records of aborted transactions are left out;
+    transaction markers take offsets but are not records). The end offsets are the high
+    watermarks, so every transaction written by then must be complete: raises TimeoutError
+    when the records are not all read in time (e.g. a transaction is still open)."""
     consumer = Consumer(
         {
             **client_config(settings),
             "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
-            "isolation.level": "read_uncommitted",
+            "enable.partition.eof": True,
+            "isolation.level": isolation,
         }
     )
     try:
@@ -44,10 +52,7 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[R
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:
             raise TimeoutError(f"topic {topic}: {metadata.error}")
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-            for p in sorted(metadata.partitions)
-        }
+        ends = end_offsets(settings, topic, sorted(metadata.partitions), timeout)
         todo = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
         records: list[Record] = []
@@ -55,9 +60,15 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[R
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic} not read to its end offsets {ends}")
             for m in consumer.consume(1000, timeout=0.5):
-                if m.error() is not None:
-                    raise RuntimeError(f"reading {topic}: {m.error()}")
+                error = m.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(f"reading {topic}: {error}")
                 partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None
+                if error is not None:
+                    if offset >= ends[partition]:  # the end, past any transaction marker
+                        todo.discard(partition)
+                    continue
                 if offset < ends[partition]:
                     headers = tuple((k, v or b"") for k, v in (m.headers() or []))
                     records.append(
@@ -68,6 +79,29 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[R
     finally:
         consumer.close()
     return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def end_offsets(
+    settings: Settings, topic: str, partitions: list[int], timeout: float
+) -> dict[int, int]:
+    """The high watermarks of ``topic``'s partitions: the offsets after everything written,
+    transaction markers included. (A ``read_committed`` consumer would be told the last
+    stable offsets instead, which stop before a transaction whose marker is not written
+    yet: a reader stopping there would miss records committed a moment ago.)"""
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
 
 
 def dead_letters(settings: Settings, topic: str) -> list[tuple[DeadLetter, Record]]:

@@ -162,33 +162,50 @@ def read_dead_letters(settings: Settings, timeout: float = 120) -> list[DeadLett
             "group.id": "faults-dlq-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # The worker publishes dead letters in Kafka transactions: committed ones only.
+            "isolation.level": "read_committed",
         }
     )
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics[topic]
         ends = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
+        # High watermarks (a read_committed consumer is told the last stable offsets,
+        # which stop before a transaction whose commit marker is not written yet).
+        watermarks = Consumer(
+            {
+                **client_config(settings),
+                "group.id": "faults-dlq-reader",
+                "isolation.level": "read_uncommitted",
+            }
+        )
+        try:
+            for p in metadata.partitions:
+                low, high = watermarks.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                if high > low:
+                    ends[p] = high
+        finally:
+            watermarks.close()
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         letters: list[DeadLetter] = []
-        position = {p: -1 for p in ends}
+        todo = set(ends)
         deadline = time.monotonic() + timeout
-        while any(position[p] < ends[p] - 1 for p in ends):
+        while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"dead-letter topic not read within {timeout:.0f}s")
             for message in consumer.consume(10_000, timeout=1.0):
                 error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"reading {topic}: {error.str()}")
-                    continue
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(f"reading {topic}: {error.str()}")
                 p, offset = message.partition(), message.offset()
                 assert p is not None and offset is not None
+                if error is not None:
+                    if offset >= ends[p]:  # the end, past any transaction marker
+                        todo.discard(p)
+                    continue
                 if offset >= ends[p]:
                     continue
-                position[p] = max(position[p], offset)
+                if offset >= ends[p] - 1:
+                    todo.discard(p)
                 letters.append(
                     DeadLetter.from_headers(
                         message.value() or b"",

@@ -1,0 +1,292 @@
+"""Publishing the outbox (:mod:`core.outbox`) to Kafka: one transaction per partition.
+
+After a batch's Redis commit has put a partition's dead letters and band changes in that
+partition's outbox, the partition's own transactional producer publishes them::
+
+    begin_transaction()
+    produce(...) for every record of the entries not yet delivered
+    send_offsets_to_transaction([<activity topic>[p] @ last seq + 1], <outbox group>)
+    commit_transaction()
+
+The offset committed for the **outbox consumer group** (:func:`outbox_group`, never
+subscribed) on partition ``p`` of the activity topic (a topic with one partition per
+outbox) is not a read position: it is the **delivered marker**, the next sequence number
+to publish. Kafka stores it as given, and it commits atomically with the records, so
+readers with ``isolation.level=read_committed`` (librdkafka's default) see every entry
+exactly once, or not yet.
+
+**Taking a partition over** (on assignment, and again after any delivery failure): a new
+producer with the partition's ``transactional.id`` (:func:`transactional_id`), whose
+``init_transactions()`` fences every earlier producer of that id (a crashed or stale
+owner) and aborts its open transaction; then the marker is read, the outbox entries at
+or above it are read from Redis and published in one transaction. So records a previous
+owner committed to Redis but had not (or not completely) published are published once by
+the new owner, and those of a stale owner whose transaction was aborted are not seen.
+
+**Failures.** Any Kafka error during a take-over or a delivery drops the partition's
+producer (its open transaction, if any, is aborted by the next ``init_transactions``) and
+raises; the records stay in the outbox. :meth:`stream.batch.BatchProcessor.process`
+retries with backoff, and the retry takes the partition over again first. A stopping
+worker gives up instead (the next owner publishes them).
+
+**Cost.** Per batch, only partitions whose outbox got an entry: about five round trips
+to the broker each (adding the partitions to the transaction, the produce request with
+``acks=all``, adding the offsets, the offset commit to the group coordinator, ending the
+transaction), a few milliseconds on a local broker. Partitions are delivered
+concurrently from a small thread pool (librdkafka releases the GIL while it waits), so a
+batch waits about as long as its slowest partition. The records are taken from memory;
+Redis is read only at a take-over, or when an entry was committed but not delivered by
+this process (a gap in the sequence numbers). A take-over costs the producer's
+``init_transactions`` (a few round trips), the marker fetch and one ``ZRANGEBYSCORE``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from core.kafka_client import client_config
+from core.keys import Keys
+from core.outbox import OutboxEntry, OutboxRecord, read_entries
+from core.settings import Settings
+from core.topics import Topics
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT_SECONDS = 15.0  # longest a transaction call waits for the broker
+# Longest a take-over or a publication may take, all calls included. librdkafka does not
+# always honour a call's timeout (a transactional call was seen to hang after a broker
+# restart): past this the partition is dropped and taken over again by a new producer,
+# which fences the stuck one; the stuck thread is left behind.
+_WATCHDOG_SECONDS = 45.0
+_MAX_THREADS = 8
+
+
+def transactional_id(settings: Settings, partition: int) -> str:
+    """The ``transactional.id`` of partition ``partition``'s outbox producer.
+
+    >>> transactional_id(Settings(consumer_group="workers"), 3)
+    'workers-outbox-3'
+    """
+    return f"{settings.consumer_group}-outbox-{partition}"
+
+
+def outbox_group(settings: Settings) -> str:
+    """The consumer group whose committed offsets are the delivered markers.
+
+    >>> outbox_group(Settings(consumer_group="workers"))
+    'workers-outbox'
+    """
+    return f"{settings.consumer_group}-outbox"
+
+
+@dataclass
+class _Owned:
+    """A partition this process publishes: its producer and the next sequence number to
+    publish (every entry below it is in Kafka)."""
+
+    producer: Producer
+    next_seq: int
+
+
+class OutboxDelivery:
+    """Publishes the outboxes of the partitions this process took over. Thread-safe for
+    distinct partitions; one caller at a time (the batch loop)."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, keys: Keys) -> None:
+        self.settings = settings
+        self.redis = client
+        self.keys = keys
+        self.marker_topic = Topics.from_settings(settings).activity
+        self._owned: dict[int, _Owned] = {}
+        self._generation: dict[int, int] = {}  # bumped by drop(): late threads see it
+        self._markers: Consumer | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # --- ownership ------------------------------------------------------------------------
+
+    def ready(self, partition: int) -> bool:
+        """Whether ``partition`` was taken over (and not dropped since)."""
+        return partition in self._owned
+
+    def delivered_below(self, partition: int) -> int:
+        """The sequence number below which ``partition``'s entries are in Kafka."""
+        return self._owned[partition].next_seq
+
+    def take_over(self, partitions: Iterable[int]) -> None:
+        """Take ``partitions`` over (module docstring): fence their earlier producers,
+        then publish what their outboxes hold beyond the delivered markers. Raises
+        ``KafkaException`` (or a Redis error) when one failed; the others are taken."""
+        todo = sorted(set(partitions))
+        self.drop(todo)
+        self._marker_reader()  # created once, before the threads use it
+        self._each(self._take_over, todo, lambda partition: partition)
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Stop publishing ``partitions`` (revoked, or in doubt after a failure): their
+        producers are closed; :meth:`take_over` must run before they publish again."""
+        for partition in set(partitions):
+            self._generation[partition] = self._generation.get(partition, 0) + 1
+            owned = self._owned.pop(partition, None)
+            if owned is not None:
+                _close(owned.producer)
+
+    def close(self) -> None:
+        self.drop(list(self._owned))
+        if self._markers is not None:
+            self._markers.close()
+            self._markers = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    # --- publishing -----------------------------------------------------------------------
+
+    def deliver(self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]) -> None:
+        """Publish the entries a commit just appended (partition -> (sequence number,
+        records)), each partition in one transaction. A partition not taken over is left
+        for its take-over. Raises ``KafkaException`` when one failed (module docstring)."""
+        work: list[tuple[int, list[OutboxEntry]]] = []
+        for partition, (seq, records) in sorted(appended.items()):
+            owned = self._owned.get(partition)
+            if owned is None:
+                continue
+            if seq == owned.next_seq:
+                entries = [OutboxEntry(seq, list(records))]
+            else:  # entries committed but not published by this process: read them all
+                entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
+            if entries:
+                work.append((partition, entries))
+        self._each(lambda item: self._publish_or_drop(*item), work, lambda item: item[0])
+
+    def _take_over(self, partition: int) -> None:
+        generation = self._generation.get(partition, 0)
+        producer = Producer(
+            {
+                **client_config(self.settings),
+                "transactional.id": transactional_id(self.settings, partition),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+            }
+        )
+        try:
+            producer.init_transactions(_TIMEOUT_SECONDS)
+            marker = self._marker(partition)
+            owned = _Owned(producer, marker)
+            entries = read_entries(self.redis, self.keys, partition, marker)
+            if entries:
+                self._publish(partition, owned, entries)
+        except BaseException:
+            _close(producer)
+            raise
+        if self._generation.get(partition, 0) != generation:  # given up on meanwhile
+            _close(producer)
+            return
+        self._owned[partition] = owned
+        log.info(
+            "outbox taken over partition=%d next_seq=%d published_entries=%d",
+            partition,
+            owned.next_seq,
+            len(entries),
+        )
+
+    def _publish_or_drop(self, partition: int, entries: list[OutboxEntry]) -> None:
+        try:
+            self._publish(partition, self._owned[partition], entries)
+        except BaseException:
+            self.drop([partition])
+            raise
+
+    def _publish(self, partition: int, owned: _Owned, entries: Sequence[OutboxEntry]) -> None:
+        producer = owned.producer
+        producer.begin_transaction()
+        for entry in entries:
+            for record in entry.records:
+                _produce(producer, record)
+        last = entries[-1].seq
+        marker = TopicPartition(self.marker_topic, partition, last + 1)
+        producer.send_offsets_to_transaction(
+            [marker], self._marker_reader().consumer_group_metadata(), _TIMEOUT_SECONDS
+        )
+        producer.commit_transaction(_TIMEOUT_SECONDS)
+        owned.next_seq = last + 1
+
+    def _marker(self, partition: int) -> int:
+        """The delivered marker of ``partition`` (1, the first sequence number, when
+        nothing was ever published)."""
+        [committed] = self._marker_reader().committed(
+            [TopicPartition(self.marker_topic, partition)], _TIMEOUT_SECONDS
+        )
+        if committed.error is not None:
+            raise KafkaException(committed.error)
+        return max(committed.offset, 1)
+
+    def _marker_reader(self) -> Consumer:
+        if self._markers is None:
+            self._markers = Consumer(
+                {
+                    **client_config(self.settings),
+                    "group.id": outbox_group(self.settings),
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",  # markers of committed txns only
+                }
+            )
+        return self._markers
+
+    def _each(
+        self, step: Callable[[Any], None], items: Sequence[Any], partition_of: Callable[[Any], int]
+    ) -> None:
+        """Run ``step`` on every item in the thread pool, concurrently; raise the first
+        error once all are done. An item not done within ``_WATCHDOG_SECONDS`` has its
+        partition dropped and counts as failed (see ``_WATCHDOG_SECONDS``)."""
+        if not items:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="outbox")
+        futures = [self._pool.submit(step, item) for item in items]
+        _, stuck = wait(futures, timeout=_WATCHDOG_SECONDS)
+        if stuck:
+            late = [item for item, f in zip(items, futures, strict=True) if f in stuck]
+            partitions = sorted(partition_of(item) for item in late)
+            log.error(
+                "outbox publication stuck; partitions dropped, to be taken over again "
+                "partitions=%s watchdog_s=%.0f",
+                ",".join(map(str, partitions)),
+                _WATCHDOG_SECONDS,
+            )
+            self.drop(partitions)
+            self._pool.shutdown(wait=False)  # its stuck threads are left behind
+            self._pool = None
+            raise KafkaException(f"outbox publication stuck for partitions {partitions}")
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+
+
+def _produce(producer: Producer, record: OutboxRecord) -> None:
+    while True:
+        try:
+            headers = cast(list[tuple[str, str | bytes | None]] | None, record.headers)
+            producer.produce(record.topic, record.value, record.key, headers=headers)
+            return
+        except BufferError:  # local queue full: let it drain, then retry
+            producer.poll(0.05)
+
+
+def _close(producer: Producer) -> None:
+    """Let ``producer`` go without waiting on a broker that may be gone: records not yet
+    sent are dropped (they stay in the outbox), and a transaction left open is aborted by
+    the next owner's ``init_transactions`` (or the broker's transaction timeout)."""
+    try:
+        producer.purge()
+    except KafkaException as exc:
+        log.debug("closing an outbox producer error=%r", exc)

@@ -1,0 +1,224 @@
+"""Each output record is published once (the outbox, core.outbox + stream.delivery), against a
+real Redis and a real Kafka:
+
+* a stale worker (one that lost its partitions to another) is refused, and publishes
+  nothing: ``events-dlq`` and ``churn-scores``, read to their end offsets as
+  ``read_committed`` readers see them, hold nothing of its refused batch;
+* a worker that stops dead after its Redis commit, in the middle of publishing the
+  batch's records (its Kafka transaction open), leaves them to the partition's next owner:
+  the owner's take-over aborts that transaction and publishes them once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+
+import pytest
+import redis
+
+from core.kafka_client import ensure_topics
+from core.keys import Keys
+from core.outbox import OutboxRecord, decode_entry
+from core.settings import Settings
+from core.store import FeatureStore
+from core.topics import Topics
+from stream.batch import BatchProcessor, RawMessage
+from stream.delivery import OutboxDelivery
+from tests.integration.test_batch_guarantees import redis_contents
+from tests.integration.test_batch_processor import NOW, as_messages, offline, simulated, stored
+from tests.support_kafka import band_changes, dead_letters, read_to_end
+from tests.support_models import recency_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
+
+
+def worker(
+    settings: Settings,
+    client: redis.Redis,
+    version: str,
+    delivery: OutboxDelivery | None = None,
+) -> BatchProcessor:
+    ensure_topics(settings)
+    model = recency_model(version)
+    store = FeatureStore(client, Keys.of(settings))
+    return BatchProcessor(
+        settings, store, None, lambda: model, clock=lambda: NOW, delivery=delivery
+    )
+
+
+def with_malformed(
+    topics: Topics, messages: list[RawMessage], offsets: dict[tuple[str, int], int], tag: str
+) -> tuple[list[RawMessage], list[bytes]]:
+    """``messages`` plus one malformed message per partition of the activity topic, at the
+    partitions' next offsets; and the malformed values."""
+    bad = []
+    for partition in range(3):
+        tp = (topics.activity, partition)
+        offset = offsets[tp] = offsets.get(tp, -1) + 1
+        value = f"{{not json {tag} {partition}".encode()
+        bad.append(RawMessage(topics.activity, partition, offset, b"k", value))
+    return messages + bad, [m.value for m in bad]
+
+
+def chains_are_whole(changes: Sequence[tuple[str, str | None, str]]) -> dict[str, list[str]]:
+    """Each customer's bands from ``(customer, previous, band)`` records in order, asserting
+    that they chain: a first score first, then each change from the band before it."""
+    chains: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    for customer_id, previous, band in changes:
+        chains[customer_id].append((previous, band))
+    for customer_id, chain in chains.items():
+        assert chain[0][0] is None, (customer_id, chain)
+        for (_, band), (previous, new) in itertools.pairwise(chain):
+            assert previous == band != new, (customer_id, chain)
+    return {c: [band for _, band in chain] for c, chain in chains.items()}
+
+
+def test_a_stale_worker_is_refused_and_publishes_nothing(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    events = simulated(customers=20, days=14, seed=7)
+    stale = worker(settings, redis_client, "stale-model")
+    taker = worker(settings, redis_client, "taker-model")
+    topics = stale.topics
+    offsets: dict[tuple[str, int], int] = {}
+    half = len(events) // 2
+    first, first_bad = with_malformed(
+        topics, as_messages(topics, events[:half], offsets), offsets, "first"
+    )
+    second, second_bad = with_malformed(
+        topics, as_messages(topics, events[half:], offsets), offsets, "second"
+    )
+    try:
+        one = stale.process(first)  # it holds the partitions: state and fences cached
+        assert one.band_changes > 0 and one.dead_letters == 3
+
+        # Another worker takes the partitions over (a rebalance the first has not noticed)
+        # and applies the second half, malformed messages included.
+        two = taker.process(second)
+        assert two.applied > 0 and two.dead_letters == 3 and two.band_changes > 0
+        before = redis_contents(redis_client, settings.redis_key_prefix)
+
+        # The stale worker gets the same second half: from its cached state it makes the
+        # same kind of records (with its own model version), but its commit is refused
+        # and nothing of that batch may reach Kafka or Redis.
+        three = stale.process(second)
+        assert three.retries >= 1  # its first commit was refused
+        assert three.applied == 0 and three.fenced == len(second)
+        assert (three.dead_letters, three.band_changes) == (0, 0)
+        assert redis_contents(redis_client, settings.redis_key_prefix) == before
+    finally:
+        stale.close()
+        taker.close()
+
+    letters = dead_letters(settings, topics.dlq)
+    assert Counter(letter.value for letter, _ in letters) == Counter(first_bad + second_bad)
+    records = band_changes(settings, topics.scores)
+    by_version = Counter(change.model_version for change, _ in records)
+    assert by_version == {"stale-model": one.band_changes, "taker-model": two.band_changes}
+    chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
+    expected = offline(events, settings.retention_days)
+    got = stored(settings, redis_client, expected)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in expected.items()
+    }
+
+
+class Crash(BaseException):
+    """The process stops dead here (as under SIGKILL): no clean-up code runs."""
+
+
+class StopsBeforeTheKafkaCommit(OutboxDelivery):
+    """Publishes like :class:`OutboxDelivery` until :attr:`armed`; then it produces a
+    batch's records in a Kafka transaction and stops dead before committing it: what a
+    worker killed between its Redis commit and the end of its Kafka transaction leaves."""
+
+    armed = False
+
+    def deliver(self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]) -> None:
+        if not self.armed or not appended:
+            super().deliver(appended)
+            return
+        for partition, (_, records) in appended.items():
+            producer = self._owned[partition].producer
+            producer.begin_transaction()
+            for record in records:
+                producer.produce(record.topic, record.value, record.key, headers=record.headers)
+            assert producer.flush(30) == 0
+        raise Crash
+
+
+def test_records_a_dead_worker_committed_but_did_not_publish_are_published_once(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    events = simulated(customers=15, days=10, seed=11)
+    keys = Keys.of(settings)
+    client = redis_client
+    dies = StopsBeforeTheKafkaCommit(settings, client, keys)
+    zombie = worker(settings, client, "m1", delivery=dies)
+    topics = zombie.topics
+    offsets: dict[tuple[str, int], int] = {}
+    half = len(events) // 2
+    first = as_messages(topics, events[:half], offsets)
+    second, bad = with_malformed(
+        topics, as_messages(topics, events[half:], offsets), offsets, "crash"
+    )
+    owner = worker(settings, client, "m1")
+    try:
+        zombie.process(first)  # published normally
+        published = len(read_to_end(settings, topics.scores))
+        assert published > 0
+
+        # The zombie commits the second half to Redis, starts publishing and dies.
+        dies.armed = True
+        with pytest.raises(Crash):
+            zombie.process(second)
+        fences = zombie.store.read_fences(sorted({(m.topic, m.partition) for m in second}))
+        assert all(fences[(m.topic, m.partition)] >= m.offset for m in second)
+        waiting = [
+            decode_entry(member)
+            for p in range(3)
+            for member in client.zrange(keys.outbox(p), 0, -1)
+        ]
+        assert sum(len(e.records) for e in waiting) >= len(bad)
+        # its records are in Kafka, in a transaction that is still open
+        uncommitted = read_to_end(settings, topics.dlq, isolation="read_uncommitted")
+        assert sorted(r.value for r in uncommitted) == sorted(bad)
+
+        # The next owner takes the partitions over: the open transaction is aborted and
+        # the outbox published once.
+        owner.take_over(range(3))
+        assert all(owner.delivery.ready(p) for p in range(3))
+        report = owner.process(second)  # Kafka redelivers the batch: all fenced
+        assert report.fenced == len(second) and report.applied == 0
+    finally:
+        owner.close()
+
+    # Yet another worker takes the partitions over, with the published entries still in
+    # the outboxes (trimmed only by a partition's next commit): it must not publish them
+    # again. Its batch trims them.
+    more, more_bad = with_malformed(topics, [], offsets, "after")
+    owner2 = worker(settings, client, "m1")
+    try:
+        owner2.process(more)
+    finally:
+        owner2.close()
+    for p in range(3):
+        assert [decode_entry(m).seq for m in client.zrange(keys.outbox(p), 0, -1)] == [
+            int(client.get(keys.outbox_seq(p)))  # type: ignore[arg-type]
+        ]
+
+    letters = dead_letters(settings, topics.dlq)
+    assert Counter(letter.value for letter, _ in letters) == Counter(bad + more_bad)
+    with_aborted = read_to_end(settings, topics.dlq, isolation="read_uncommitted")
+    # the zombie's (aborted), the owner's, owner2's
+    assert len(with_aborted) == 2 * len(bad) + len(more_bad)
+    records = band_changes(settings, topics.scores)
+    assert len(records) > published
+    bands = chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
+    stored_bands = {
+        c: client.hget(keys.customer(c), "band").decode()  # type: ignore[union-attr]
+        for c in bands
+    }
+    assert {c: chain[-1] for c, chain in bands.items()} == stored_bands
