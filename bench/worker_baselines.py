@@ -26,7 +26,7 @@ from core.redis_client import connect_redis
 from core.settings import Settings
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from stream.batch import RawMessage
+from stream.messages import RawMessage
 
 log = logging.getLogger("bench.worker")
 

@@ -33,7 +33,8 @@ from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
 from core.store import FeatureStore
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor
+from stream.messages import RawMessage
 
 log = logging.getLogger("bench.worker")
 

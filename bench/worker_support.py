@@ -35,7 +35,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from stream.batch import RawMessage
+from stream.messages import RawMessage
 
 log = logging.getLogger("bench.worker")
 

@@ -30,9 +30,10 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack, RawMessage
+from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack
 from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
+from stream.messages import RawMessage
 from stream.rescore import rescore_stale_customers
 from stream.shutdown import EXIT_SHUTDOWN_DEADLINE
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaException
 
@@ -35,8 +34,7 @@ from core.aggregates import DAY_SECONDS, CustomerAggregates
 from core.archive import ArchivedEvent, SegmentLog
 from core.customer_encoding import StoredCustomer
 from core.dlq import DeadLetter
-from core.events import Event, EventValidationError, EventValidator
-from core.features import feature_matrix
+from core.events import Event
 from core.model import Scorer
 from core.outbox import (
     OutboxAppend,
@@ -48,11 +46,18 @@ from core.outbox import (
 from core.producer import EventProducer
 from core.redis_client import REDIS_ERRORS
 from core.scores import BandChange, Score
-from core.settings import Settings, get_settings, scoring_clock
+from core.settings import Settings, scoring_clock
 from core.store import FeatureStore, FenceMoved
-from core.targeting import Valuation, customer_values, with_value_inputs
 from core.topics import Topics
 from stream.delivery import OutboxDelivery
+from stream.messages import (
+    RawMessage,
+    count_codes,
+    decode_messages,
+    too_late_letter,
+    validators,
+)
+from stream.scoring import score_customers, valuation_of
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +84,6 @@ class BatchAbandoned(RuntimeError):
 
 
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    """One Kafka message as the worker received it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 @dataclass
@@ -145,13 +139,7 @@ class BatchProcessor:
         self.model = model
         self.clock = clock
         self.topics = Topics.from_settings(settings)
-        skew = timedelta(seconds=settings.max_future_skew_seconds)
-        self._validators = {
-            self.topics.activity: EventValidator(settings.max_event_bytes, skew, "activity"),
-            self.topics.transactions: EventValidator(
-                settings.max_event_bytes, skew, "transactions"
-            ),
-        }
+        self._validators = validators(settings)
         # partition number -> customer -> state; the two input topics are co-partitioned
         # (same key, same partition count), so one partition number owns a customer.
         self._customers: dict[int, dict[str, StoredCustomer]] = defaultdict(dict)
@@ -289,7 +277,7 @@ class BatchProcessor:
         fresh = [m for m in messages if m.offset > fences[(m.topic, m.partition)]]
         report.fenced = len(messages) - len(fresh)
         now = self.clock()
-        events, letters = self._decode(fresh, now)
+        events, letters = decode_messages(fresh, self._validators, self.store.keys, now)
         touched, archived, late = self._apply(events, report)
         letters += late
         scores, changes = self._score(touched, self.score_clock())
@@ -317,7 +305,7 @@ class BatchProcessor:
         # retry publishes them; see stream.delivery).
         self.delivery.deliver({p: (seq, records[p]) for p, seq in appended.items()})
         report.dead_letters = len(letters)
-        report.dead_letter_reasons = _count_codes(letters)
+        report.dead_letter_reasons = count_codes(letters)
         report.scored = len(scores)
         report.band_changes = len(changes)
         event_times = [c.aggregates.last_event for c in touched]
@@ -335,49 +323,6 @@ class BatchProcessor:
             for tp, fence in read.items():
                 self._committed[tp] = max(self._committed.get(tp, -1), fence)
         return {tp: self._fences[tp] for tp in partitions}
-
-    def _decode(
-        self, messages: Sequence[RawMessage], now: float
-    ) -> tuple[list[tuple[RawMessage, Event]], list[DeadLetter]]:
-        events: list[tuple[RawMessage, Event]] = []
-        letters: list[DeadLetter] = []
-        now_dt = datetime.fromtimestamp(now, UTC)
-        for m in messages:
-            try:
-                event = self._validators[m.topic].decode(m.value, now_dt)
-                if m.key is not None and m.key != event.customer_id.encode():
-                    raise EventValidationError(
-                        f"message key {m.key!r} differs from customer_id "
-                        f"{event.customer_id!r}: key messages by customer id",
-                        "customer_id",
-                        code="key_mismatch",
-                    )
-                expected = self.store.keys.shard_of(event.customer_id)
-                if expected != m.partition:
-                    raise EventValidationError(
-                        f"customer {event.customer_id!r} belongs to partition {expected} "
-                        f"(CRC32 of the key modulo {self.store.keys.partitions}, librdkafka's "
-                        f"default partitioner) but arrived on partition {m.partition}: "
-                        "produce with that partitioner",
-                        "customer_id",
-                        code="wrong_partition",
-                    )
-            except EventValidationError as error:
-                letters.append(
-                    DeadLetter(
-                        value=m.value,
-                        reason=str(error),
-                        code=error.code,
-                        field=error.field,
-                        source_topic=m.topic,
-                        source_partition=m.partition,
-                        source_offset=m.offset,
-                        key=m.key,
-                    )
-                )
-                continue
-            events.append((m, event))
-        return events, letters
 
     def _apply(
         self, events: Sequence[tuple[RawMessage, Event]], report: BatchReport
@@ -411,7 +356,7 @@ class BatchProcessor:
                 touched[event.customer_id] = customer
             elif agg.is_too_late(event, dedup):
                 report.too_late += 1
-                late.append(_too_late(m, agg, dedup))
+                late.append(too_late_letter(m, agg, dedup))
                 continue
             else:
                 report.duplicates += 1
@@ -426,7 +371,7 @@ class BatchProcessor:
         model = self.model()
         if model is None or not customers:
             return [], []
-        return score_customers(model, customers, now, valuation=_valuation(model, self.settings))
+        return score_customers(model, customers, now, valuation=valuation_of(model, self.settings))
 
     def _records(
         self, letters: Sequence[DeadLetter], changes: Sequence[BandChange]
@@ -460,72 +405,6 @@ class BatchProcessor:
             metrics.WORKER_LAG_SECONDS.set(max(self.clock() - report.newest_event_time, 0.0))
 
 
-def score_customers(
-    model: Scorer,
-    customers: Sequence[StoredCustomer],
-    now: float,
-    trigger: str = "event",
-    valuation: Valuation | None = None,
-) -> tuple[list[Score], list[BandChange]]:
-    """Score ``customers`` at ``now`` in one vectorised call, with each customer's value
-    (:func:`core.targeting.customer_values`; ``valuation`` defaults to the settings' for
-    the model); list the band changes."""
-    aggregates = [c.aggregates for c in customers]
-    names = with_value_inputs(model.feature_names)  # the model's inputs first
-    features = feature_matrix(aggregates, int(now), names)
-    values = model.score_many(features[:, : len(model.feature_names)])
-    worth = customer_values(features, names, valuation or _valuation(model)).tolist()
-    bands = model.bands.bands_of(values)
-    scores: list[Score] = []
-    changes: list[BandChange] = []
-    for band, count in Counter(bands).items():
-        metrics.WORKER_SCORES.labels(band, trigger).inc(count)
-    for customer, value, band, at_stake in zip(
-        customers, values.tolist(), bands, worth, strict=True
-    ):
-        score = Score(
-            customer_id=customer.aggregates.customer_id,
-            score=round(value, 6),
-            band=band,
-            model_version=model.version,
-            scored_at=round(now, 3),
-            last_event_time=customer.aggregates.last_event,
-            value=at_stake,
-        )
-        scores.append(score)
-        previous = customer.score.band if customer.score is not None else None
-        if previous != band:
-            changes.append(BandChange.of(score, previous))
-    return scores, changes
-
-
-def _valuation(model: Scorer, settings: Settings | None = None) -> Valuation:
-    return Valuation.from_settings(settings or get_settings(), model.metadata)
-
-
 def _is_expired(agg: CustomerAggregates, event: Event, retention_days: int) -> bool:
     day = int(event.event_time.timestamp()) // DAY_SECONDS
     return day <= agg.last_event // DAY_SECONDS - retention_days
-
-
-def _too_late(m: RawMessage, agg: CustomerAggregates, dedup_days: int) -> DeadLetter:
-    newest = datetime.fromtimestamp(agg.last_activity, UTC).date().isoformat()
-    return DeadLetter(
-        value=m.value,
-        reason=f"event_time is more than {dedup_days} days (CHURN_DEDUP_DAYS) before the "
-        f"newest activity event of its customer ({newest}): a duplicate could no longer "
-        "be recognised, so it is not counted",
-        code="too_late",
-        field="event_time",
-        source_topic=m.topic,
-        source_partition=m.partition,
-        source_offset=m.offset,
-        key=m.key,
-    )
-
-
-def _count_codes(letters: Sequence[DeadLetter]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for letter in letters:
-        counts[letter.code] += 1
-    return dict(counts)

@@ -38,7 +38,8 @@ from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack, RawMessage
+from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack
+from stream.messages import RawMessage
 
 log = logging.getLogger(__name__)
 

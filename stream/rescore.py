@@ -11,7 +11,7 @@ from core.producer import EventProducer
 from core.scores import encode_band_change
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import score_customers
+from stream.scoring import score_customers
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from stream.batch import BatchProcessor, BatchReport, RawMessage
+from stream.batch import BatchProcessor, BatchReport
+from stream.messages import RawMessage
 from tests.support_models import recency_model
 
 PARTITIONS = 3

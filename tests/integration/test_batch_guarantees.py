@@ -24,7 +24,8 @@ from core.producer import EventProducer
 from core.scores import Score
 from core.settings import Settings
 from core.store import FeatureStore, FenceMoved
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor
+from stream.messages import RawMessage
 from stream.rescore import rescore_stale_customers
 from tests.support_batch import (
     NOW,

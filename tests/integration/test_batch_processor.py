@@ -19,7 +19,8 @@ from core.keys import SEALED_FIELD, TILE_PREFIX, Keys, partition_of
 from core.producer import EventProducer
 from core.settings import Settings
 from core.store import FeatureStore
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor
+from stream.messages import RawMessage
 from tests.support import every_shard
 from tests.support_batch import (
     NOW,

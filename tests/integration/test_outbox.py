@@ -24,8 +24,9 @@ from core.outbox import OutboxRecord, decode_entry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor, RawMessage
+from stream.batch import BatchProcessor
 from stream.delivery import OutboxDelivery
+from stream.messages import RawMessage
 from tests.integration.test_batch_guarantees import redis_contents
 from tests.integration.test_batch_processor import NOW, as_messages, offline, simulated, stored
 from tests.support_kafka import band_changes, dead_letters, read_to_end

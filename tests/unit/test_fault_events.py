@@ -5,33 +5,29 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from bench.faults.malformed import KINDS, malformed
+from core.keys import Keys
 from core.settings import Settings
 from core.topics import Topics
-from stream.batch import BatchProcessor, RawMessage
+from stream.messages import RawMessage, decode_messages, validators
 
 WHEN = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
 
 
-def processor(max_event_bytes: int) -> BatchProcessor:
-    settings = Settings(
-        topic_prefix="unit.", archive_enabled=False, max_event_bytes=max_event_bytes
-    )
-    none: Any = None  # decoding touches neither Redis nor Kafka
-    return BatchProcessor(settings, store=none, producer=none, model=lambda: None)
+SETTINGS = Settings(topic_prefix="unit.", archive_enabled=False, max_event_bytes=4096)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_is_rejected_by_the_worker_with_its_code(kind: str) -> None:
-    worker = processor(max_event_bytes=4096)
     topics = Topics.from_prefix("unit.")
     bad = malformed(kind, 3, "C00042", WHEN, max_event_bytes=4096)
     message = RawMessage(topics.for_kind(bad.topic_kind), 0, 17, bad.key, bad.value)
-    events, letters = worker._decode([message], time.time())
+    events, letters = decode_messages(
+        [message], validators(SETTINGS), Keys.of(SETTINGS), time.time()
+    )
     assert events == []
     assert [letter.code for letter in letters] == [kind]
     assert letters[0].value == bad.value and letters[0].source_offset == 17

@@ -8,7 +8,7 @@ and a row's score does not depend on its batch (``score_many`` equals ``score_on
 by row); bands follow the model's cut-offs; contributions name every feature in
 ``feature_names`` order and add up to the score's log-odds; every feature is required;
 the metadata gives the valuation its horizon; and the worker's
-(:func:`stream.batch.score_customers`) and the API's (:func:`core.risk.assess_stored`)
+(:func:`stream.scoring.score_customers`) and the API's (:func:`core.risk.assess_stored`)
 answers are the scorer's own.
 
 A new implementation joins by adding a factory to :data:`IMPLEMENTATIONS`.
@@ -36,7 +36,7 @@ from offline.challenger import OnlineChallenger
 from offline.dataset import Dataset
 from offline.evaluate import BandPolicy
 from offline.train import fit_linear, split_latest_cutoffs, train_bootstrap
-from stream.batch import score_customers
+from stream.scoring import score_customers
 from tests.support_models import recency_model
 from tests.unit.contracts.histories import all_histories
 
