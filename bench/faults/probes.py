@@ -22,6 +22,7 @@ from core.redis_client import connect_redis
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
+from stream.delivery import outbox_group
 
 # --- the API -------------------------------------------------------------------------------
 
@@ -216,3 +217,24 @@ def read_dead_letters(settings: Settings, timeout: float = 120) -> list[DeadLett
         return letters
     finally:
         consumer.close()
+
+
+def outboxes_published(settings: Settings) -> bool:
+    """Whether every partition's outbox is published: the position the worker records in
+    Kafka (:mod:`stream.delivery`) is past the last sequence number Redis gave out."""
+    keys = Keys.of(settings)
+    client = connect_redis(settings)
+    try:
+        given = {p: client.get(keys.outbox_seq(p)) for p in range(settings.topic_partitions)}
+    finally:
+        client.close()
+    wanted = {p: int(seq) for p, seq in given.items() if seq is not None}
+    if not wanted:
+        return True
+    marker_topic = Topics.from_settings(settings).activity
+    reader = Consumer({**client_config(settings), "group.id": outbox_group(settings)})
+    try:
+        committed = reader.committed([TopicPartition(marker_topic, p) for p in wanted], 30)
+    finally:
+        reader.close()
+    return all(c.offset > wanted[c.partition] for c in committed)

@@ -48,7 +48,13 @@ from typing import Any
 
 from bench.common import REPO_ROOT, child_env, write_result
 from bench.faults.malformed import KINDS, malformed
-from bench.faults.probes import ApiPoller, Progress, end_offsets, read_dead_letters
+from bench.faults.probes import (
+    ApiPoller,
+    Progress,
+    end_offsets,
+    outboxes_published,
+    read_dead_letters,
+)
 from bench.faults.processes import ChildProcess, api_process, restart_service, worker_process
 from churnstream.infra import LocalStack
 from core.kafka_client import ensure_topics
@@ -358,6 +364,10 @@ def run(plan: Plan, keep: bool = False) -> dict[str, Any]:
         wait_for(
             lambda: all(progress.fences()[tp] >= end - 1 for tp, end in ends.items()),
             supervisor, begun, 3600, "every partition drained",
+        )  # fmt: skip
+        wait_for(
+            lambda: outboxes_published(settings),
+            supervisor, begun, 3600, "every partition's output records published",
         )  # fmt: skip
         timings["stream_s"] = round(time.monotonic() - begun, 1)
         poller.stop()
