@@ -48,10 +48,11 @@ def batch_processor_rate(
     batch: int,
     profile: cProfile.Profile | None = None,
 ) -> tuple[float, int]:
-    """Feed ``messages`` to a fresh BatchProcessor (own key prefix); return (eps, scored)."""
+    """Feed ``messages`` to a fresh BatchProcessor (own key prefix), publishing each
+    batch's records behind the next as the worker does; return (eps, scored)."""
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     producer = EventProducer(settings, create_topics=False)
-    processor = BatchProcessor(settings, store, producer, lambda: model)
+    processor = BatchProcessor(settings, store, producer, lambda: model, publish_behind=True)
     scored = 0
     start = time.perf_counter()
     if profile is not None:
@@ -61,6 +62,7 @@ def batch_processor_rate(
         scored += report.scored
         if report.dead_letters or report.retries:
             raise RuntimeError(f"unexpected batch report: {report}")
+    processor.delivery.settle()  # the last batch's records are published too
     if profile is not None:
         profile.disable()
     elapsed = time.perf_counter() - start

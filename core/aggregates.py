@@ -332,16 +332,18 @@ class CustomerAggregates:
         self.sealed_through = sealed_through
 
     def _add_row(self, day: int) -> int:
-        if self.n_rows == self._capacity:
-            self._capacity = max(2 * self._capacity, 8)
-            self.days = np.resize(self.days, self._capacity)
-            grown = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
-            grown[: self.n_rows] = self.counts[: self.n_rows]
-            self.counts = grown
         row = self.n_rows
+        if row == self._capacity:  # grow: new rows are zero
+            self._capacity = max(2 * self._capacity, 8)
+            days = np.zeros(self._capacity, dtype=np.int64)
+            days[:row] = self.days[:row]
+            grown = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
+            grown[:row] = self.counts[:row]
+            self.days, self.counts = days, grown
+        else:  # a row freed by _drop_tiles_up_to may hold old counters
+            self.counts[row] = 0
         self.n_rows += 1
         self.days[row] = day
-        self.counts[row] = 0
         self.event_hashes.append(set())
         self.transaction_hashes.append(None)
         self._row_of_day[day] = row
@@ -382,15 +384,15 @@ class CustomerAggregates:
     def _seal_up_to(self, last_sealed: int) -> None:
         """Seal the tiles of days up to ``last_sealed``: drop their activity hashes, move
         them from their own fields to the sealed field (at the next write)."""
-        if last_sealed <= self.sealed_through:
+        sealed_through = self.sealed_through
+        if last_sealed <= sealed_through:
             return
-        days = self.days[: self.n_rows]
-        rows = np.flatnonzero((days <= last_sealed) & (days > self.sealed_through)).tolist()
+        # A plain loop: a customer has a few dozen tiles at most, where numpy's per-call
+        # overhead would cost more (this runs once per customer and new activity day).
         self.sealed_through = last_sealed
-        for row in rows:
-            day = int(days[row])
-            self.event_hashes[row] = cast(set[int], _NO_HASHES)
-            self.dropped_days.add(day)
-            self.changed_days.discard(day)
-        if rows:
-            self.sealed_changed = True
+        for day, row in self._row_of_day.items():
+            if sealed_through < day <= last_sealed:
+                self.event_hashes[row] = cast(set[int], _NO_HASHES)
+                self.dropped_days.add(day)
+                self.changed_days.discard(day)
+                self.sealed_changed = True

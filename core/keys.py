@@ -92,6 +92,10 @@ class Keys:
     def shard_of(self, customer_id: str) -> int:
         return partition_of(customer_id, self.partitions)
 
+    def shard_of_key(self, key: bytes) -> int:
+        """:meth:`shard_of` for a customer id already encoded (a Kafka message key)."""
+        return zlib.crc32(key) % self.partitions
+
     def _tag(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}"
 

@@ -7,9 +7,12 @@ touch; score every touched customer in one vectorised call; append the applied e
 the event archive (``core.archive``); then commit aggregates, scores, the new fences and
 the batch's output records (dead letters, band changes: the partitions' outboxes,
 :mod:`core.outbox`) to Redis in one transaction; then publish those records to Kafka in
-one transaction per partition (:mod:`stream.delivery`). Failures are retried with backoff
-inside :meth:`BatchProcessor.process`, which returns only once the batch is applied and
-its records published — so the caller may acknowledge it. A crash at any point leaves
+one transaction per partition (:mod:`stream.delivery`), either before returning or, with
+``publish_behind``, while the next batch is decoded, applied and scored (the records are
+safe in the outbox once committed; the next batch waits for their publication just
+before its own commit). Failures are retried with backoff inside
+:meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
+caller may acknowledge it. A crash at any point leaves
 Redis at the previous fences (the batch is applied again, once, after restart, and makes
 its records again) or at the new ones with the records in the outbox (the partition's
 next owner publishes them). Either way each record is published once. If Redis itself
@@ -118,6 +121,7 @@ class BatchProcessor:
         score_clock: Callable[[], float] | None = None,
         stopping: threading.Event | None = None,
         delivery: OutboxDelivery | None = None,
+        publish_behind: bool = False,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
@@ -126,7 +130,9 @@ class BatchProcessor:
         up instead of retrying (see :meth:`process`). ``delivery`` publishes the outboxes
         (default: one for ``settings`` and ``store``, created on first use). ``producer``
         is not used by batches (their records go through the outbox); it is accepted for
-        callers that still pass one."""
+        callers that still pass one. ``publish_behind``: :meth:`process` returns once the
+        batch is committed, and its records are published while the next batch is
+        worked on (see :meth:`process`); by default it returns once they are published."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -151,6 +157,10 @@ class BatchProcessor:
         # Set when the worker stops: a failing batch then stops retrying (BatchAbandoned).
         self.stopping = stopping if stopping is not None else threading.Event()
         self._delivery = delivery
+        self.publish_behind = publish_behind
+        # Partitions taken over and not revoked since: one whose publication failed is
+        # taken over again by the next batch even when none of its messages is in it.
+        self._assigned: set[int] = set()
 
     # --- partition ownership --------------------------------------------------------------
 
@@ -165,6 +175,12 @@ class BatchProcessor:
         """Drop cached state of partitions this worker no longer (or newly) owns, and stop
         publishing their outboxes until they are taken over again."""
         partitions = set(partitions)
+        self._assigned -= partitions
+        self._reload(partitions)
+
+    def _reload(self, partitions: set[int]) -> None:
+        """Drop the cached state of ``partitions`` (still owned): it is read from Redis
+        again, and their outboxes are taken over again, before their next batch."""
         for partition in partitions:
             self._customers.pop(partition, None)
             for tp in [tp for tp in self._fences if tp[1] == partition]:
@@ -174,6 +190,7 @@ class BatchProcessor:
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
 
     def forget_all(self) -> None:
+        self._assigned.clear()
         self._customers.clear()
         self._fences.clear()
         if self._delivery is not None:
@@ -187,6 +204,7 @@ class BatchProcessor:
         takes it over."""
         partitions = set(partitions)
         self.forget_partitions(partitions)
+        self._assigned |= partitions
         self.take_over_pending(partitions)
 
     def take_over_pending(self, partitions: Iterable[int]) -> None:
@@ -205,8 +223,20 @@ class BatchProcessor:
                 exc,
             )
 
+    def settle(self) -> None:
+        """Wait for the publication of the last batch's records (``publish_behind``); a
+        failure is logged, and its partition is taken over again by its next batch, or
+        by :meth:`take_over_pending`."""
+        if self._delivery is None:
+            return
+        try:
+            self._delivery.settle()
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
+            log.warning("publishing a batch's records failed; retried error=%r", exc)
+
     def close(self) -> None:
-        """Release the outbox publishers (producers, the marker reader)."""
+        """Release the outbox publishers (producers, the marker reader), giving records
+        still being published a few seconds (the rest stay in the outbox)."""
         if self._delivery is not None:
             self._delivery.close()
 
@@ -228,7 +258,7 @@ class BatchProcessor:
                 " ".join(f"{t}[{p}]@{f}<{self._committed[(t, p)]}" for (t, p), f in behind.items()),
             )
             self._committed.update(behind)
-            self.forget_partitions(p for _, p in behind)
+            self._reload({p for _, p in behind})
         return behind
 
     @property
@@ -238,7 +268,9 @@ class BatchProcessor:
     # --- processing -----------------------------------------------------------------------
 
     def process(self, messages: Sequence[RawMessage]) -> BatchReport:
-        """Apply ``messages`` exactly once; return only when done (retrying failures).
+        """Apply ``messages`` exactly once; return only when done (retrying failures):
+        committed to Redis, and its records published (or, with ``publish_behind``, being
+        published: :meth:`settle` waits for them).
 
         Raises :class:`BatchAbandoned` when :attr:`stopping` is set while the batch fails."""
         backoff = _BACKOFF_START
@@ -252,7 +284,7 @@ class BatchProcessor:
                 retries += 1
                 metrics.WORKER_COMMIT_RETRIES.inc()
                 # Our in-memory state may be ahead of Redis now: reload on the next try.
-                self.forget_partitions({m.partition for m in messages})
+                self._reload({m.partition for m in messages})
                 log.warning(
                     "batch failed, retrying messages=%d retry=%d backoff_s=%.1f error=%r",
                     len(messages),
@@ -269,10 +301,6 @@ class BatchProcessor:
 
     def _process_once(self, messages: Sequence[RawMessage]) -> BatchReport:
         report = BatchReport(messages=len(messages))
-        partitions = {m.partition for m in messages}
-        unowned = [p for p in partitions if not self.delivery.ready(p)]
-        if unowned:  # publish what an earlier owner left before adding to it
-            self.delivery.take_over(unowned)
         fences = self._current_fences({(m.topic, m.partition) for m in messages})
         fresh = [m for m in messages if m.offset > fences[(m.topic, m.partition)]]
         report.fenced = len(messages) - len(fresh)
@@ -291,6 +319,15 @@ class BatchProcessor:
                 newest[tp] = m.offset
         new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
         records = self._records(letters, changes)
+        # The last batch's records were published meanwhile (publish_behind): wait for
+        # that before appending to the same outboxes; a failure raises here, before the
+        # commit, and the retry takes the partition over again.
+        self.delivery.settle()
+        partitions = {m.partition for m in messages} | self._assigned
+        unowned = [p for p in partitions if not self.delivery.ready(p)]
+        if unowned:  # publish what an earlier owner left before adding to it
+            self.delivery.take_over(unowned)
+            self._assigned.update(p for p in unowned if self.delivery.ready(p))
         outbox = {
             p: OutboxAppend(encode_records(records.get(p, [])), self.delivery.delivered_below(p))
             for p in {p for _, p in new_fences}
@@ -302,8 +339,12 @@ class BatchProcessor:
         for customer, score in zip(touched, scores, strict=False):
             customer.score = score
         # Committed: now publish the records (a failure leaves them in the outbox and the
-        # retry publishes them; see stream.delivery).
-        self.delivery.deliver({p: (seq, records[p]) for p, seq in appended.items()})
+        # retry, or the next batch, publishes them; see stream.delivery).
+        published = {p: (seq, records[p]) for p, seq in appended.items()}
+        if self.publish_behind:
+            self.delivery.deliver_behind(published)
+        else:
+            self.delivery.deliver(published)
         report.dead_letters = len(letters)
         report.dead_letter_reasons = count_codes(letters)
         report.scored = len(scores)
@@ -340,28 +381,36 @@ class BatchProcessor:
             loaded = self.store.load_customers(list(missing))
             for customer_id, partition in missing.items():
                 self._customers[partition][customer_id] = loaded[customer_id]
+        # Cost: one dict lookup, CustomerAggregates.apply (a few µs: see there) and one
+        # ArchivedEvent per event; counters are summed locally, not on the report.
         touched: dict[str, StoredCustomer] = {}
         archived: list[ArchivedEvent] = []
         late: list[DeadLetter] = []
         retention = self.settings.retention_days
         dedup = self.settings.dedup_days
+        customers = self._customers
+        applied = expired = duplicates = 0
         for m, event in events:
-            customer = self._customers[m.partition][event.customer_id]
+            customer_id = event.customer_id
+            customer = customers[m.partition][customer_id]
             agg = customer.aggregates
             if agg.apply(event, retention, dedup):
-                report.applied += 1
-                touched[event.customer_id] = customer
+                applied += 1
+                touched[customer_id] = customer
             elif _is_expired(agg, event, retention):
-                report.expired += 1  # not counted; it may move the scalars (see apply)
-                touched[event.customer_id] = customer
+                expired += 1  # not counted; it may move the scalars (see apply)
+                touched[customer_id] = customer
             elif agg.is_too_late(event, dedup):
                 report.too_late += 1
                 late.append(too_late_letter(m, agg, dedup))
                 continue
             else:
-                report.duplicates += 1
+                duplicates += 1
                 continue
             archived.append(ArchivedEvent(event, m.value, m.topic, m.partition, m.offset))
+        report.applied += applied
+        report.expired += expired
+        report.duplicates += duplicates
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
         return list(touched.values()), archived, late
 

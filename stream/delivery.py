@@ -33,18 +33,23 @@ worker gives up instead (the next owner publishes them).
 to the broker each (adding the partitions to the transaction, the produce request with
 ``acks=all``, adding the offsets, the offset commit to the group coordinator, ending the
 transaction), a few milliseconds on a local broker. Partitions are delivered
-concurrently from a small thread pool (librdkafka releases the GIL while it waits), so a
-batch waits about as long as its slowest partition. The records are taken from memory;
-Redis is read only at a take-over, or when an entry was committed but not delivered by
-this process (a gap in the sequence numbers). A take-over costs the producer's
-``init_transactions`` (a few round trips), the marker fetch and one ``ZRANGEBYSCORE``.
+concurrently from a small thread pool (librdkafka releases the GIL while it waits).
+:meth:`OutboxDelivery.deliver` waits for them; :meth:`OutboxDelivery.deliver_behind`
+returns at once, so the worker decodes, applies and scores its next batch while they
+are published (those records are already safe in Redis), and waits only in
+:meth:`OutboxDelivery.settle`, called before the next commit: publications of one
+partition stay in sequence order, and a failure is seen by the next batch, which takes
+the partition over again. The records are taken from memory; Redis is read only at a
+take-over, or when an entry was committed but not delivered by this process (a gap in
+the sequence numbers). A take-over costs the producer's ``init_transactions`` (a few
+round trips), the marker fetch and one ``ZRANGEBYSCORE``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,6 +59,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from core.kafka_client import client_config
 from core.keys import Keys
 from core.outbox import OutboxEntry, OutboxRecord, read_entries
+from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.topics import Topics
 
@@ -66,6 +72,8 @@ _TIMEOUT_SECONDS = 15.0  # longest a transaction call waits for the broker
 # which fences the stuck one; the stuck thread is left behind.
 _WATCHDOG_SECONDS = 45.0
 _MAX_THREADS = 8
+# Longest dropping a partition (a revocation) waits for publications still running.
+_DROP_WAIT_SECONDS = 5.0
 
 
 def transactional_id(settings: Settings, partition: int) -> str:
@@ -108,6 +116,7 @@ class OutboxDelivery:
         self._generation: dict[int, int] = {}  # bumped by drop(): late threads see it
         self._markers: Consumer | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._behind: _Running | None = None  # publications started by deliver_behind
 
     # --- ownership ------------------------------------------------------------------------
 
@@ -126,19 +135,36 @@ class OutboxDelivery:
         todo = sorted(set(partitions))
         self.drop(todo)
         self._marker_reader()  # created once, before the threads use it
-        self._each(self._take_over, todo, lambda partition: partition)
+        self._finish(self._start(self._take_over, todo, todo))
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Stop publishing ``partitions`` (revoked, or in doubt after a failure): their
-        producers are closed; :meth:`take_over` must run before they publish again."""
+        producers are closed; :meth:`take_over` must run before they publish again.
+        Publications still running are waited for first, up to ``_DROP_WAIT_SECONDS`` (a
+        failure among them is logged: its partition is dropped, and its records stay in
+        the outbox for the next owner)."""
+        if self._behind is not None:
+            try:
+                self.settle(_DROP_WAIT_SECONDS)
+            except (KafkaException, *REDIS_ERRORS, OSError) as exc:  # type: ignore[misc]
+                log.warning("an outbox publication failed; left in the outbox error=%r", exc)
+        self._drop(partitions)
+
+    def _drop(self, partitions: Iterable[int]) -> None:
         for partition in set(partitions):
             self._generation[partition] = self._generation.get(partition, 0) + 1
             owned = self._owned.pop(partition, None)
             if owned is not None:
                 _close(owned.producer)
 
-    def close(self) -> None:
-        self.drop(list(self._owned))
+    def close(self, timeout: float = _DROP_WAIT_SECONDS) -> None:
+        """Give publications still running up to ``timeout`` seconds (what they do not
+        publish stays in the outbox for the partitions' next owner), then let go."""
+        try:
+            self.settle(timeout)
+        except (KafkaException, *REDIS_ERRORS, OSError) as exc:  # type: ignore[misc]
+            log.warning("closing with records left in the outbox error=%r", exc)
+        self._drop(list(self._owned))
         if self._markers is not None:
             self._markers.close()
             self._markers = None
@@ -152,6 +178,33 @@ class OutboxDelivery:
         """Publish the entries a commit just appended (partition -> (sequence number,
         records)), each partition in one transaction. A partition not taken over is left
         for its take-over. Raises ``KafkaException`` when one failed (module docstring)."""
+        self.settle()
+        self._finish(self._start_delivery(appended))
+
+    def deliver_behind(self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]) -> None:
+        """Like :meth:`deliver`, but return once the publications are started: they run
+        in the pool while the caller goes on. :meth:`settle` waits for them (and raises
+        their failure); call it before the next commit that appends to these outboxes."""
+        self.settle()
+        self._behind = self._start_delivery(appended)
+
+    def settle(self, timeout: float = _WATCHDOG_SECONDS) -> None:
+        """Wait for the publications :meth:`deliver_behind` started; raise the first
+        failure (its partition is dropped: the next batch of it takes it over again).
+        Past ``timeout`` the unfinished partitions are dropped too and
+        ``KafkaException`` is raised."""
+        running, self._behind = self._behind, None
+        if running is not None:
+            self._finish(running, timeout)
+
+    @property
+    def publishing(self) -> bool:
+        """Whether publications started by :meth:`deliver_behind` are still running."""
+        return self._behind is not None and not all(f.done() for f in self._behind.futures)
+
+    def _start_delivery(
+        self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]
+    ) -> _Running:
         work: list[tuple[int, list[OutboxEntry]]] = []
         for partition, (seq, records) in sorted(appended.items()):
             owned = self._owned.get(partition)
@@ -163,7 +216,7 @@ class OutboxDelivery:
                 entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
             if entries:
                 work.append((partition, entries))
-        self._each(lambda item: self._publish_or_drop(*item), work, lambda item: item[0])
+        return self._start(lambda item: self._publish_or_drop(*item), work, [p for p, _ in work])
 
     def _take_over(self, partition: int) -> None:
         generation = self._generation.get(partition, 0)
@@ -173,7 +226,7 @@ class OutboxDelivery:
                 "transactional.id": transactional_id(self.settings, partition),
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 5,
+                "linger.ms": 0,
                 "compression.type": "lz4",
             }
         )
@@ -202,7 +255,7 @@ class OutboxDelivery:
         try:
             self._publish(partition, self._owned[partition], entries)
         except BaseException:
-            self.drop([partition])
+            self._drop([partition])
             raise
 
     def _publish(self, partition: int, owned: _Owned, entries: Sequence[OutboxEntry]) -> None:
@@ -241,35 +294,51 @@ class OutboxDelivery:
             )
         return self._markers
 
-    def _each(
-        self, step: Callable[[Any], None], items: Sequence[Any], partition_of: Callable[[Any], int]
-    ) -> None:
-        """Run ``step`` on every item in the thread pool, concurrently; raise the first
-        error once all are done. An item not done within ``_WATCHDOG_SECONDS`` has its
-        partition dropped and counts as failed (see ``_WATCHDOG_SECONDS``)."""
+    def _start(
+        self, step: Callable[[Any], None], items: Sequence[Any], partitions: Sequence[int]
+    ) -> _Running:
+        """Start ``step`` on every item in the thread pool, concurrently (``partitions``:
+        each item's partition)."""
         if not items:
-            return
+            return _Running([], [])
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="outbox")
-        futures = [self._pool.submit(step, item) for item in items]
-        _, stuck = wait(futures, timeout=_WATCHDOG_SECONDS)
+        return _Running([self._pool.submit(step, item) for item in items], list(partitions))
+
+    def _finish(self, running: _Running, timeout: float = _WATCHDOG_SECONDS) -> None:
+        """Wait for ``running``; raise the first error once all are done. An item not
+        done within ``timeout`` has its partition dropped and counts as failed (see
+        ``_WATCHDOG_SECONDS``)."""
+        if not running.futures:
+            return
+        _, stuck = wait(running.futures, timeout=timeout)
         if stuck:
-            late = [item for item, f in zip(items, futures, strict=True) if f in stuck]
-            partitions = sorted(partition_of(item) for item in late)
+            partitions = sorted(
+                p for p, f in zip(running.partitions, running.futures, strict=True) if f in stuck
+            )
             log.error(
                 "outbox publication stuck; partitions dropped, to be taken over again "
-                "partitions=%s watchdog_s=%.0f",
+                "partitions=%s waited_s=%.0f",
                 ",".join(map(str, partitions)),
-                _WATCHDOG_SECONDS,
+                timeout,
             )
-            self.drop(partitions)
-            self._pool.shutdown(wait=False)  # its stuck threads are left behind
-            self._pool = None
+            self._drop(partitions)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)  # its stuck threads are left behind
+                self._pool = None
             raise KafkaException(f"outbox publication stuck for partitions {partitions}")
-        for future in futures:
+        for future in running.futures:
             error = future.exception()
             if error is not None:
                 raise error
+
+
+@dataclass
+class _Running:
+    """Publications (or take-overs) running in the pool, and each one's partition."""
+
+    futures: list[Future[None]]
+    partitions: list[int]
 
 
 def _produce(producer: Producer, record: OutboxRecord) -> None:

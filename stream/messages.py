@@ -64,7 +64,10 @@ def decode_messages(
                     "customer_id",
                     code="key_mismatch",
                 )
-            expected = keys.shard_of(event.customer_id)
+            # The key is the customer id here (checked above): hash it as it is.
+            expected = (
+                keys.shard_of(event.customer_id) if m.key is None else keys.shard_of_key(m.key)
+            )
             if expected != m.partition:
                 raise EventValidationError(
                     f"customer {event.customer_id!r} belongs to partition {expected} "

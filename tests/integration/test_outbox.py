@@ -6,7 +6,9 @@ real Redis and a real Kafka:
   ``read_committed`` readers see them, hold nothing of its refused batch;
 * a worker that stops dead after its Redis commit, in the middle of publishing the
   batch's records (its Kafka transaction open), leaves them to the partition's next owner:
-  the owner's take-over aborts that transaction and publishes them once.
+  the owner's take-over aborts that transaction and publishes them once;
+* a worker publishing each batch's records behind the next one (as ``churnstream
+  worker`` does) whose publication fails publishes them once, with its next batch.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 import redis
+from confluent_kafka import Producer
 
-from core.kafka_client import ensure_topics
+from core.kafka_client import client_config, ensure_topics
 from core.keys import Keys
 from core.outbox import OutboxRecord, decode_entry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from stream.batch import BatchProcessor
-from stream.delivery import OutboxDelivery
+from stream.delivery import OutboxDelivery, transactional_id
 from stream.messages import RawMessage
 from tests.integration.test_batch_guarantees import redis_contents
 from tests.integration.test_batch_processor import NOW, as_messages, offline, simulated, stored
@@ -40,12 +43,19 @@ def worker(
     client: redis.Redis,
     version: str,
     delivery: OutboxDelivery | None = None,
+    publish_behind: bool = False,
 ) -> BatchProcessor:
     ensure_topics(settings)
     model = recency_model(version)
     store = FeatureStore(client, Keys.of(settings))
     return BatchProcessor(
-        settings, store, None, lambda: model, clock=lambda: NOW, delivery=delivery
+        settings,
+        store,
+        None,
+        lambda: model,
+        clock=lambda: NOW,
+        delivery=delivery,
+        publish_behind=publish_behind,
     )
 
 
@@ -223,3 +233,65 @@ def test_records_a_dead_worker_committed_but_did_not_publish_are_published_once(
         for c in bands
     }
     assert {c: chain[-1] for c, chain in bands.items()} == stored_bands
+
+
+def test_records_published_behind_the_next_batch_are_published_once_when_that_fails(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    events = simulated(customers=15, days=12, seed=13)
+    behind = worker(settings, redis_client, "m1", publish_behind=True)
+    topics = behind.topics
+    offsets: dict[tuple[str, int], int] = {}
+    third = len(events) // 3
+    parts = [events[:third], events[third : 2 * third], events[2 * third :]]
+    batches, bad = [], []
+    for i, part in enumerate(parts):
+        batch, values = with_malformed(topics, as_messages(topics, part, offsets), offsets, f"b{i}")
+        batches.append(batch)
+        bad += values
+    intruders: list[Producer] = []
+    try:
+        behind.take_over(range(3))
+        first = behind.process(batches[0])
+        assert first.dead_letters == 3 and first.band_changes > 0
+        behind.settle()
+
+        # Another producer with the partitions' transactional ids fences this worker's:
+        # the publication of the next batch, started behind it, fails.
+        for p in range(3):
+            intruder = Producer(
+                {**client_config(settings), "transactional.id": transactional_id(settings, p)}
+            )
+            intruder.init_transactions(30)
+            intruders.append(intruder)
+        second = behind.process(batches[1])  # committed; its publication is failing
+        assert second.retries == 0 and second.dead_letters == 3
+
+        # The next batch sees the failure before its commit, takes the partitions over
+        # again (fencing the intruders) and publishes the second batch's records first.
+        third_report = behind.process(batches[2])
+        assert third_report.retries >= 1
+        assert third_report.applied > 0 and third_report.dead_letters == 3
+        behind.settle()
+        assert all(behind.delivery.ready(p) for p in range(3))
+    finally:
+        for intruder in intruders:
+            intruder.purge()
+        behind.close()
+
+    letters = dead_letters(settings, topics.dlq)
+    assert Counter(letter.value for letter, _ in letters) == Counter(bad)
+    records = band_changes(settings, topics.scores)
+    assert len(records) >= first.band_changes + third_report.band_changes
+    bands = chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
+    keys = Keys.of(settings)
+    stored_bands = {
+        c: redis_client.hget(keys.customer(c), "band").decode()  # type: ignore[union-attr]
+        for c in bands
+    }
+    assert {c: chain[-1] for c, chain in bands.items()} == stored_bands
+    expected = offline(events, settings.retention_days)
+    got = stored(settings, redis_client, expected)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in expected.items()
+    }
