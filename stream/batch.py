@@ -8,9 +8,9 @@ the event archive (``core.archive``); then commit aggregates, scores, the new fe
 the batch's output records (dead letters, band changes: the partitions' outboxes,
 :mod:`core.outbox`) to Redis in one transaction; then publish those records to Kafka in
 one transaction per partition (:mod:`stream.delivery`), either before returning or, with
-``publish_behind``, while the next batch is decoded, applied and scored (the records are
-safe in the outbox once committed; the next batch waits for their publication just
-before its own commit). Failures are retried with backoff inside
+``publish_behind``, while the next batches are decoded, applied and scored (the records
+are safe in the outbox once committed; a failed publication is seen by the next batch
+before its commit). Failures are retried with backoff inside
 :meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
 caller may acknowledge it. A crash at any point leaves
 Redis at the previous fences (the batch is applied again, once, after restart, and makes
@@ -224,7 +224,7 @@ class BatchProcessor:
             )
 
     def settle(self) -> None:
-        """Wait for the publication of the last batch's records (``publish_behind``); a
+        """Wait for the publication of the batches' records (``publish_behind``); a
         failure is logged, and its partition is taken over again by its next batch, or
         by :meth:`take_over_pending`."""
         if self._delivery is None:
@@ -319,10 +319,10 @@ class BatchProcessor:
                 newest[tp] = m.offset
         new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
         records = self._records(letters, changes)
-        # The last batch's records were published meanwhile (publish_behind): wait for
-        # that before appending to the same outboxes; a failure raises here, before the
-        # commit, and the retry takes the partition over again.
-        self.delivery.settle()
+        # Earlier batches' records are published meanwhile (publish_behind): a failure
+        # among those publications raises here, before the commit, and the retry takes
+        # the partition over again (publishing what it left in the outbox).
+        self.delivery.raise_failures()
         partitions = {m.partition for m in messages} | self._assigned
         unowned = [p for p in partitions if not self.delivery.ready(p)]
         if unowned:  # publish what an earlier owner left before adding to it

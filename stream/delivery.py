@@ -35,11 +35,14 @@ to the broker each (adding the partitions to the transaction, the produce reques
 transaction), a few milliseconds on a local broker. Partitions are delivered
 concurrently from a small thread pool (librdkafka releases the GIL while it waits).
 :meth:`OutboxDelivery.deliver` waits for them; :meth:`OutboxDelivery.deliver_behind`
-returns at once, so the worker decodes, applies and scores its next batch while they
-are published (those records are already safe in Redis), and waits only in
-:meth:`OutboxDelivery.settle`, called before the next commit: publications of one
-partition stay in sequence order, and a failure is seen by the next batch, which takes
-the partition over again. The records are taken from memory; Redis is read only at a
+queues them and returns at once, so the worker decodes, applies and scores its next
+batches while they are published (those records are already safe in Redis). A partition
+has one publication running at a time, and the entries queued meanwhile go out together
+in its next transaction: when batches come faster than the broker ends transactions,
+they share them instead of waiting for them, and the broker sees at most one
+transaction per partition per round of transaction calls. A failure is raised to the
+next batch before its commit (:meth:`OutboxDelivery.raise_failures`), which takes the
+partition over again. The records are taken from memory; Redis is read only at a
 take-over, or when an entry was committed but not delivered by this process (a gap in
 the sequence numbers). A take-over costs the producer's ``init_transactions`` (a few
 round trips), the marker fetch and one ``ZRANGEBYSCORE``.
@@ -48,9 +51,11 @@ round trips), the marker fetch and one ``ZRANGEBYSCORE``.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -96,11 +101,14 @@ def outbox_group(settings: Settings) -> str:
 
 @dataclass
 class _Owned:
-    """A partition this process publishes: its producer and the next sequence number to
-    publish (every entry below it is in Kafka)."""
+    """A partition this process publishes: its producer, the next sequence number to
+    publish (every entry below it is in Kafka), the committed entries waiting for the
+    running publication (``queued``) and that publication (``running``)."""
 
     producer: Producer
     next_seq: int
+    queued: list[OutboxEntry] = field(default_factory=list)
+    running: Future[None] | None = None
 
 
 class OutboxDelivery:
@@ -116,7 +124,9 @@ class OutboxDelivery:
         self._generation: dict[int, int] = {}  # bumped by drop(): late threads see it
         self._markers: Consumer | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._behind: _Running | None = None  # publications started by deliver_behind
+        self._lock = threading.Lock()  # guards each _Owned's queued and running
+        # Publications behind the batches that failed (partition, error), not yet raised.
+        self._failures: list[tuple[int, BaseException]] = []
 
     # --- ownership ------------------------------------------------------------------------
 
@@ -135,7 +145,14 @@ class OutboxDelivery:
         todo = sorted(set(partitions))
         self.drop(todo)
         self._marker_reader()  # created once, before the threads use it
-        self._finish(self._start(self._take_over, todo, todo))
+        futures = {p: self._submit(self._take_over, p) for p in todo}
+        _, stuck = wait(list(futures.values()), timeout=_WATCHDOG_SECONDS)
+        if stuck:
+            self._give_up(sorted(p for p, f in futures.items() if f in stuck), _WATCHDOG_SECONDS)
+        for future in futures.values():
+            error = future.exception()
+            if error is not None:
+                raise error
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Stop publishing ``partitions`` (revoked, or in doubt after a failure): their
@@ -143,7 +160,7 @@ class OutboxDelivery:
         Publications still running are waited for first, up to ``_DROP_WAIT_SECONDS`` (a
         failure among them is logged: its partition is dropped, and its records stay in
         the outbox for the next owner)."""
-        if self._behind is not None:
+        if self.publishing or self._failures:
             try:
                 self.settle(_DROP_WAIT_SECONDS)
             except (KafkaException, *REDIS_ERRORS, OSError) as exc:  # type: ignore[misc]
@@ -176,47 +193,87 @@ class OutboxDelivery:
 
     def deliver(self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]) -> None:
         """Publish the entries a commit just appended (partition -> (sequence number,
-        records)), each partition in one transaction. A partition not taken over is left
+        records)), and wait until they are published. A partition not taken over is left
         for its take-over. Raises ``KafkaException`` when one failed (module docstring)."""
+        self.deliver_behind(appended)
         self.settle()
-        self._finish(self._start_delivery(appended))
 
     def deliver_behind(self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]) -> None:
-        """Like :meth:`deliver`, but return once the publications are started: they run
-        in the pool while the caller goes on. :meth:`settle` waits for them (and raises
-        their failure); call it before the next commit that appends to these outboxes."""
-        self.settle()
-        self._behind = self._start_delivery(appended)
+        """Queue the entries a commit just appended for publication, and return at once.
 
-    def settle(self, timeout: float = _WATCHDOG_SECONDS) -> None:
-        """Wait for the publications :meth:`deliver_behind` started; raise the first
-        failure (its partition is dropped: the next batch of it takes it over again).
-        Past ``timeout`` the unfinished partitions are dropped too and
-        ``KafkaException`` is raised."""
-        running, self._behind = self._behind, None
-        if running is not None:
-            self._finish(running, timeout)
-
-    @property
-    def publishing(self) -> bool:
-        """Whether publications started by :meth:`deliver_behind` are still running."""
-        return self._behind is not None and not all(f.done() for f in self._behind.futures)
-
-    def _start_delivery(
-        self, appended: Mapping[int, tuple[int, Sequence[OutboxRecord]]]
-    ) -> _Running:
-        work: list[tuple[int, list[OutboxEntry]]] = []
+        Each partition has at most one publication running; entries queued meanwhile go
+        out together in its next transaction, so however fast batches come, a partition
+        costs the broker one transaction per round trip of the last one, not one per
+        batch. Raises the failure of an earlier publication, if any (see
+        :meth:`raise_failures`)."""
+        self.raise_failures()
         for partition, (seq, records) in sorted(appended.items()):
             owned = self._owned.get(partition)
             if owned is None:
                 continue
-            if seq == owned.next_seq:
-                entries = [OutboxEntry(seq, list(records))]
-            else:  # entries committed but not published by this process: read them all
+            with self._lock:
+                owned.queued.append(OutboxEntry(seq, list(records)))
+                if owned.running is None:
+                    owned.running = self._submit(self._drain, partition, owned)
+
+    def raise_failures(self) -> None:
+        """Raise the first failure of a publication behind the batches since the last
+        call (its partition was dropped: it must be taken over again, which publishes
+        what it left in the outbox)."""
+        if self._failures:
+            with self._lock:
+                failures, self._failures = self._failures, []
+            error = failures[0][1]
+            log.warning(
+                "outbox publication failed; taken over again partitions=%s error=%r",
+                ",".join(str(p) for p, _ in failures),
+                error,
+            )
+            raise error
+
+    def settle(self, timeout: float = _WATCHDOG_SECONDS) -> None:
+        """Wait until every queued entry is published; raise the first failure. Past
+        ``timeout`` the partitions still publishing are dropped (taken over again
+        later) and ``KafkaException`` is raised."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                running = {p: o.running for p, o in self._owned.items() if o.running}
+            if not running:
+                break
+            _, stuck = wait(list(running.values()), timeout=max(deadline - time.monotonic(), 0))
+            if stuck:
+                self._give_up(sorted(p for p, f in running.items() if f in stuck), timeout)
+        self.raise_failures()
+
+    @property
+    def publishing(self) -> bool:
+        """Whether entries are queued or being published."""
+        return any(owned.running is not None for owned in list(self._owned.values()))
+
+    def _drain(self, partition: int, owned: _Owned) -> None:
+        """Publish ``partition``'s queued entries, one transaction for all that are queued
+        each time, until none is left (in the pool: one drain per partition at a time)."""
+        while True:
+            with self._lock:
+                queued, owned.queued = owned.queued, []
+                if not queued:
+                    owned.running = None
+                    return
+            entries = [e for e in queued if e.seq >= owned.next_seq]
+            if entries and entries[0].seq != owned.next_seq:
+                # entries committed but not queued by this process: read them all
                 entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
-            if entries:
-                work.append((partition, entries))
-        return self._start(lambda item: self._publish_or_drop(*item), work, [p for p, _ in work])
+            if not entries:
+                continue
+            try:
+                self._publish(partition, owned, entries)
+            except BaseException as exc:
+                with self._lock:
+                    owned.queued, owned.running = [], None
+                    self._failures.append((partition, exc))
+                self._drop([partition])  # the take-over reads what is left from Redis
+                return
 
     def _take_over(self, partition: int) -> None:
         generation = self._generation.get(partition, 0)
@@ -250,13 +307,6 @@ class OutboxDelivery:
             owned.next_seq,
             len(entries),
         )
-
-    def _publish_or_drop(self, partition: int, entries: list[OutboxEntry]) -> None:
-        try:
-            self._publish(partition, self._owned[partition], entries)
-        except BaseException:
-            self._drop([partition])
-            raise
 
     def _publish(self, partition: int, owned: _Owned, entries: Sequence[OutboxEntry]) -> None:
         producer = owned.producer
@@ -294,51 +344,30 @@ class OutboxDelivery:
             )
         return self._markers
 
-    def _start(
-        self, step: Callable[[Any], None], items: Sequence[Any], partitions: Sequence[int]
-    ) -> _Running:
-        """Start ``step`` on every item in the thread pool, concurrently (``partitions``:
-        each item's partition)."""
-        if not items:
-            return _Running([], [])
+    def _submit(self, step: Callable[..., None], *args: Any) -> Future[None]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="outbox")
-        return _Running([self._pool.submit(step, item) for item in items], list(partitions))
+        return self._pool.submit(step, *args)
 
-    def _finish(self, running: _Running, timeout: float = _WATCHDOG_SECONDS) -> None:
-        """Wait for ``running``; raise the first error once all are done. An item not
-        done within ``timeout`` has its partition dropped and counts as failed (see
-        ``_WATCHDOG_SECONDS``)."""
-        if not running.futures:
-            return
-        _, stuck = wait(running.futures, timeout=timeout)
-        if stuck:
-            partitions = sorted(
-                p for p, f in zip(running.partitions, running.futures, strict=True) if f in stuck
-            )
-            log.error(
-                "outbox publication stuck; partitions dropped, to be taken over again "
-                "partitions=%s waited_s=%.0f",
-                ",".join(map(str, partitions)),
-                timeout,
-            )
-            self._drop(partitions)
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)  # its stuck threads are left behind
-                self._pool = None
-            raise KafkaException(f"outbox publication stuck for partitions {partitions}")
-        for future in running.futures:
-            error = future.exception()
-            if error is not None:
-                raise error
-
-
-@dataclass
-class _Running:
-    """Publications (or take-overs) running in the pool, and each one's partition."""
-
-    futures: list[Future[None]]
-    partitions: list[int]
+    def _give_up(self, partitions: Sequence[int], waited: float) -> None:
+        """Drop ``partitions``, whose take-over or publication is stuck (see
+        ``_WATCHDOG_SECONDS``), leave their threads behind and raise."""
+        log.error(
+            "outbox publication stuck; partitions dropped, to be taken over again "
+            "partitions=%s waited_s=%.0f",
+            ",".join(map(str, partitions)),
+            waited,
+        )
+        with self._lock:
+            for partition in partitions:
+                owned = self._owned.get(partition)
+                if owned is not None:
+                    owned.queued, owned.running = [], None
+        self._drop(partitions)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)  # its stuck threads are left behind
+            self._pool = None
+        raise KafkaException(f"outbox publication stuck for partitions {list(partitions)}")
 
 
 def _produce(producer: Producer, record: OutboxRecord) -> None:

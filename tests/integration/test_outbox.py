@@ -14,6 +14,7 @@ real Redis and a real Kafka:
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -266,6 +267,10 @@ def test_records_published_behind_the_next_batch_are_published_once_when_that_fa
             intruders.append(intruder)
         second = behind.process(batches[1])  # committed; its publication is failing
         assert second.retries == 0 and second.dead_letters == 3
+        deadline = time.monotonic() + 30
+        while behind.delivery.publishing and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not behind.delivery.publishing
 
         # The next batch sees the failure before its commit, takes the partitions over
         # again (fencing the intruders) and publishes the second batch's records first.
