@@ -42,8 +42,10 @@ class StreamSettings(EnvSettings):
     worker_engine: Literal["batch", "faust"] = setting("CHURN_WORKER_ENGINE", "batch")
     """How the worker reads Kafka: 'batch' (confluent-kafka micro-batches, fast) or 'faust' (Faust
     agent with stream.take_events)."""
-    batch_size: int = setting("CHURN_BATCH_SIZE", 1000, ge=1, le=100_000)
-    """Most events the worker applies in one micro-batch."""
+    batch_size: int = setting("CHURN_BATCH_SIZE", 2000, ge=1, le=100_000)
+    """Most events the worker applies in one micro-batch. Batches fill up only when the worker
+    is behind: then larger ones share each batch's fixed costs (Redis round trips, the scoring
+    call) among more events, and let a customer's several events be scored once."""
     batch_within_ms: int = setting("CHURN_BATCH_WITHIN_MS", 10, ge=1, le=60_000)
     """Longest the worker waits to fill a micro-batch, in milliseconds: under load batches fill at
     once; when quiet, this bounds the added latency."""
