@@ -223,6 +223,17 @@ class BatchProcessor:
                 exc,
             )
 
+    def check_publications(self) -> None:
+        """Log a failed publication of earlier batches' records without waiting for those
+        still running (``publish_behind``); its partition is taken over again by its next
+        batch, or by :meth:`take_over_pending`."""
+        if self._delivery is None:
+            return
+        try:
+            self._delivery.raise_failures()
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
+            log.warning("publishing a batch's records failed; retried error=%r", exc)
+
     def settle(self) -> None:
         """Wait for the publication of the batches' records (``publish_behind``); a
         failure is logged, and its partition is taken over again by its next batch, or

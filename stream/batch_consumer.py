@@ -85,7 +85,7 @@ class BatchConsumer:
                 messages = self.consumer.consume(self.settings.batch_size, timeout=within)
                 batch = self._valid(messages)
                 if not batch:
-                    self.processor.settle()  # the last batch's records, published behind
+                    self.processor.check_publications()  # those published behind
                     if time.monotonic() >= next_check:
                         self._check_fences()
                         self._take_over_pending()

@@ -169,8 +169,9 @@ class OutboxDelivery:
 
     def _drop(self, partitions: Iterable[int]) -> None:
         for partition in set(partitions):
-            self._generation[partition] = self._generation.get(partition, 0) + 1
-            owned = self._owned.pop(partition, None)
+            with self._lock:  # pool threads drop and add partitions too
+                self._generation[partition] = self._generation.get(partition, 0) + 1
+                owned = self._owned.pop(partition, None)
             if owned is not None:
                 _close(owned.producer)
 
@@ -297,10 +298,13 @@ class OutboxDelivery:
         except BaseException:
             _close(producer)
             raise
-        if self._generation.get(partition, 0) != generation:  # given up on meanwhile
+        with self._lock:
+            current = self._generation.get(partition, 0) == generation
+            if current:
+                self._owned[partition] = owned
+        if not current:  # given up on meanwhile
             _close(producer)
             return
-        self._owned[partition] = owned
         log.info(
             "outbox taken over partition=%d next_seq=%d published_entries=%d",
             partition,
