@@ -32,7 +32,10 @@ are deleted again at the end. The phases, in order:
    with ``CHURN_BATCH_WITHIN_MS=short_within_ms``.
 3. ``worker_batch_eps`` — :class:`stream.batch.BatchProcessor` alone, fed the same
    messages (read back from Kafka first) in batches of the worker's batch size against
-   real Redis (and the real producer for band changes); then a cProfile'd pass.
+   real Redis (band changes and dead letters published through the outbox, behind the
+   next batch as the worker does); then a cProfile'd pass; then one timed pass per input
+   (uniform and skewed) with each stage wrapped in a ``perf_counter`` timer: µs per event
+   for each stage, next to the floor's.
 4. ``worker_naive_eps`` — a per-event loop on the same messages: a plain confluent-kafka
    ``Consumer.poll()`` per message, ``EventValidator.decode``, one ``EVALSHA`` that
    ``HINCRBY``s that customer's day hash and reads its counters back, one scikit-learn
@@ -65,7 +68,12 @@ from bench.cpu import machine_busy_seconds, redis_cpu_seconds
 from bench.worker_baselines import memory_per_customer, naive_rate
 from bench.worker_floor import floor_rate
 from bench.worker_latency import _latency_round, _median_round, e2e_latency, engine_of
-from bench.worker_profiles import batch_processor_rate, profile_summary, profiled_worker_run
+from bench.worker_profiles import (
+    batch_processor_rate,
+    profile_summary,
+    profiled_worker_run,
+    stage_times,
+)
 from bench.worker_support import (
     _FENCE_POLL_S,
     PARTITIONS_OF,
@@ -298,6 +306,17 @@ def run(
         prof_eps, _ = batch_processor_rate(
             profiled, messages[:profile_events], model, batch, profile
         )
+        # Where the time goes, stage by stage (perf_counter timers, no profiler), on the
+        # uniform and the skewed input.
+        stages: dict[str, Any] = {}
+        for tag, run_of in (("uniform", main), ("skewed", skew)):
+            timed = isolated(base, f"bpst{tag[0]}", root).model_copy(
+                update={"topic_prefix": run_of.settings.topic_prefix}
+            )
+            stack.callback(drop_keys, connect_redis(base), [timed.redis_key_prefix])
+            stages[tag] = stage_times(
+                timed, read_messages(run_of.settings, run_of.ends), model, batch
+            )
 
         # 4: the naive loop, same messages (the first naive_events the consumer gets).
         naive_rounds: list[float] = []
@@ -421,6 +440,14 @@ def run(
                 "events": profile_events,
                 "eps_under_cprofile": round(prof_eps),
                 **profile_summary(profile),
+            },
+            "stages": {
+                **stages,
+                "floor_us_per_event": round(1e6 / float(np.median(floor_rounds)), 2),
+                "method": "one more pass of BatchProcessor.process over each input's "
+                "messages (fresh key prefix) with each stage wrapped in a perf_counter "
+                "timer (bench.worker_profiles.stage_times); nested stages also count in "
+                "their parent; the floor is the bare consume + decode loop's time per event",
             },
         },
         "naive": {
