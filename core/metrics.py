@@ -70,6 +70,12 @@ WORKER_MODEL_INFO = Gauge(
 WORKER_CUSTOMERS_CACHED = Gauge(
     "churn_worker_customers_cached", "Customers whose aggregates the worker holds in memory."
 )
+WORKER_OUTBOX_WAITING = Gauge(
+    "churn_worker_outbox_waiting_entries",
+    "Outbox entries (one batch's dead letters and band changes of one partition) the "
+    "worker committed to Redis and has not published to Kafka yet; growing: publication "
+    "is stuck.",
+)
 
 # --- api ---------------------------------------------------------------------------------
 

@@ -169,6 +169,7 @@ class BatchProcessor:
         """What publishes the outboxes of this worker's partitions (:mod:`stream.delivery`)."""
         if self._delivery is None:
             self._delivery = OutboxDelivery(self.settings, self.store.redis, self.store.keys)
+            metrics.WORKER_OUTBOX_WAITING.set_function(self._delivery.waiting_entries)
         return self._delivery
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
@@ -177,6 +178,8 @@ class BatchProcessor:
         partitions = set(partitions)
         self._assigned -= partitions
         self._reload(partitions)
+        if self._delivery is not None:
+            self._delivery.forget(partitions)
 
     def _reload(self, partitions: set[int]) -> None:
         """Drop the cached state of ``partitions`` (still owned): it is read from Redis

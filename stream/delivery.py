@@ -109,6 +109,11 @@ class _Owned:
     next_seq: int
     queued: list[OutboxEntry] = field(default_factory=list)
     running: Future[None] | None = None
+    committed_through: int = 0  # the newest entry handed to deliver_behind
+
+    def waiting(self) -> int:
+        """Entries committed to the outbox by this process and not published yet."""
+        return max(self.committed_through + 1 - self.next_seq, 0)
 
 
 class OutboxDelivery:
@@ -127,6 +132,8 @@ class OutboxDelivery:
         self._lock = threading.Lock()  # guards each _Owned's queued and running
         # Publications behind the batches that failed (partition, error), not yet raised.
         self._failures: list[tuple[int, BaseException]] = []
+        # Entries a failed publication left unpublished, by partition, until taken over.
+        self._left: dict[int, int] = {}
 
     # --- ownership ------------------------------------------------------------------------
 
@@ -166,6 +173,16 @@ class OutboxDelivery:
             except (KafkaException, *REDIS_ERRORS, OSError) as exc:  # type: ignore[misc]
                 log.warning("an outbox publication failed; left in the outbox error=%r", exc)
         self._drop(partitions)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """``partitions`` are no longer this process's (revoked): drop them, and stop
+        counting what a failed publication left in their outboxes (their next owner
+        publishes it)."""
+        partitions = set(partitions)
+        self.drop(partitions)
+        with self._lock:
+            for partition in partitions:
+                self._left.pop(partition, None)
 
     def _drop(self, partitions: Iterable[int]) -> None:
         for partition in set(partitions):
@@ -214,6 +231,7 @@ class OutboxDelivery:
                 continue
             with self._lock:
                 owned.queued.append(OutboxEntry(seq, list(records)))
+                owned.committed_through = max(owned.committed_through, seq)
                 if owned.running is None:
                     owned.running = self._submit(self._drain, partition, owned)
 
@@ -247,6 +265,14 @@ class OutboxDelivery:
                 self._give_up(sorted(p for p, f in running.items() if f in stuck), timeout)
         self.raise_failures()
 
+    def waiting_entries(self) -> int:
+        """Outbox entries this process committed and has not published yet: queued or in
+        flight, or left by a failed publication until the partition is taken over again
+        (the ``churn_worker_outbox_waiting_entries`` gauge). Each entry holds one batch's
+        records of one partition. A value that keeps growing means publication is stuck."""
+        with self._lock:
+            return sum(o.waiting() for o in self._owned.values()) + sum(self._left.values())
+
     @property
     def publishing(self) -> bool:
         """Whether entries are queued or being published."""
@@ -273,6 +299,7 @@ class OutboxDelivery:
                 with self._lock:
                     owned.queued, owned.running = [], None
                     self._failures.append((partition, exc))
+                    self._left[partition] = owned.waiting()
                 self._drop([partition])  # the take-over reads what is left from Redis
                 return
 
@@ -302,6 +329,7 @@ class OutboxDelivery:
             current = self._generation.get(partition, 0) == generation
             if current:
                 self._owned[partition] = owned
+                self._left.pop(partition, None)  # published, or no longer ours
         if not current:  # given up on meanwhile
             _close(producer)
             return

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 import redis
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 
 from core.kafka_client import client_config, ensure_topics
 from core.keys import Keys
@@ -271,6 +272,9 @@ def test_records_published_behind_the_next_batch_are_published_once_when_that_fa
         while behind.delivery.publishing and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not behind.delivery.publishing
+        # the failed publication's entry shows as waiting (churn_worker_outbox_waiting_entries)
+        assert behind.delivery.waiting_entries() >= 1
+        assert REGISTRY.get_sample_value("churn_worker_outbox_waiting_entries") >= 1
 
         # The next batch sees the failure before its commit, takes the partitions over
         # again (fencing the intruders) and publishes the second batch's records first.
@@ -279,6 +283,7 @@ def test_records_published_behind_the_next_batch_are_published_once_when_that_fa
         assert third_report.applied > 0 and third_report.dead_letters == 3
         behind.settle()
         assert all(behind.delivery.ready(p) for p in range(3))
+        assert behind.delivery.waiting_entries() == 0
     finally:
         for intruder in intruders:
             intruder.purge()
