@@ -10,7 +10,14 @@ import pytest
 
 from core.aggregates import CustomerAggregates
 from core.feature_context import FeatureContext
-from core.features import FEATURE_NAMES, FEATURES, WindowSum, feature_matrix, features_of
+from core.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    WindowRatio,
+    WindowSum,
+    feature_matrix,
+    features_of,
+)
 from offline.simulator import SimulationConfig, simulate
 from tests.support_events import aggregates_of, like, purchase, session_start
 
@@ -105,17 +112,19 @@ def test_vectorised_evaluation_equals_one_customer_at_a_time() -> None:
 
 
 def test_the_matrix_equals_every_feature_computed_on_its_own() -> None:
-    """feature_matrix reads the plain window sums in one gather; each column must still
-    equal its FeatureDef's own compute, for all features and for a subset in any order."""
+    """feature_matrix reads the plain window sums in one gather and the window ratios in
+    one pass; each column must still equal its FeatureDef's own compute, bit for bit, for
+    all features and for a subset in any order."""
     customers = simulated_states(80, 60, seed=23)
     t = ts(datetime(2026, 3, 5, tzinfo=UTC))
     ctx = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
     alone = np.column_stack([f.compute(ctx) for f in FEATURES])
     assert np.array_equal(feature_matrix(customers, t), alone)
-    subset = ["revenue_365d", "days_since_last_activity", "likes_7d", "play_minutes_30d"]
+    subset = ["revenue_365d", "days_since_last_activity", "likes_7d", "help_rate_30d"]
     columns = [FEATURE_NAMES.index(name) for name in subset]
     assert np.array_equal(feature_matrix(customers, t, subset), alone[:, columns])
     assert sum(isinstance(f.compute, WindowSum) for f in FEATURES) >= 30
+    assert sum(isinstance(f.compute, WindowRatio) for f in FEATURES) >= 10
 
 
 def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() -> None:
