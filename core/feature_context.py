@@ -19,6 +19,8 @@ WINDOW_DAYS = (1, 7, 28, 30, 90, 180, 365)  # every window a feature uses
 # A window longer than the store's retention (CHURN_RETENTION_DAYS) sees only the days kept.
 ACTIVITY_COLUMNS = list(ACTIVITY_COUNTERS)
 _WINDOW_EDGES = np.asarray(WINDOW_DAYS)
+GAP_WINDOWS = (90, 365)  # the windows of purchase_gap_stats
+_GAP_EDGES = np.asarray(GAP_WINDOWS)[:, None]
 Recency = Literal["first_seen", "last_activity", "last_purchase"]
 RECENCY: tuple[Recency, ...] = ("first_seen", "last_activity", "last_purchase")
 # Above this many (window bucket x tile) cells, bucket sums use bincount, not a product.
@@ -44,17 +46,21 @@ class FeatureContext:
             self.counts = np.zeros((0, len(C)), dtype=np.int64)
         self.owner = np.repeat(np.arange(self.n), sizes)
         self.age = self.ref_day[self.owner] - self.days  # 0 = the reference day
-        self.first_seen = self._scalar(aggregates, "first_seen")
-        self.last_activity = self._scalar(aggregates, "last_activity")
-        self.last_purchase = self._scalar(aggregates, "last_purchase")
+        # the RECENCY instants, a row each, read in one pass
+        self._instants = (
+            np.fromiter(
+                (x for a in aggregates for x in (a.first_seen, a.last_activity, a.last_purchase)),
+                dtype=np.int64,
+                count=3 * self.n,
+            )
+            .reshape(self.n, 3)
+            .T
+        )
+        self.first_seen, self.last_activity, self.last_purchase = self._instants
         self.is_paid = np.fromiter(
             (a.level == "paid" for a in aggregates), dtype=np.float64, count=self.n
         )
         self._windows = self._window_sums()
-        self._gaps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def _scalar(self, aggregates: Sequence[CustomerAggregates], name: str) -> np.ndarray:
-        return np.fromiter((getattr(a, name) for a in aggregates), dtype=np.int64, count=self.n)
 
     def in_window(self, days: int) -> np.ndarray:
         inside: np.ndarray = (self.age >= 0) & (self.age < days)
@@ -132,7 +138,7 @@ class FeatureContext:
 
     @cached_property
     def _recency(self) -> np.ndarray:
-        return self.days_since(np.stack([getattr(self, name) for name in RECENCY]))
+        return self.days_since(self._instants)
 
     @cached_property
     def purchase_gaps(self) -> tuple[np.ndarray, np.ndarray]:
@@ -146,39 +152,44 @@ class FeatureContext:
         return self.purchase_gap_stats(days)[2]
 
     def purchase_gap_stats(self, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per customer, over the last ``days`` days: mean and coefficient of variation of
-        the gaps (days) between consecutive purchase days (0 with fewer than 2 gaps), and
-        the number of purchase days."""
-        if days not in self._gaps:
-            self._gaps[days] = self._gap_stats(days)
-        return self._gaps[days]
+        """Per customer, over the last ``days`` days (one of :data:`GAP_WINDOWS`): mean
+        and coefficient of variation of the gaps (days) between consecutive purchase days
+        (0 with fewer than 2 gaps), and the number of purchase days."""
+        mean, cv, count = self._gap_stats
+        w = GAP_WINDOWS.index(days)
+        return mean[w], cv[w], count[w]
 
     @cached_property
-    def _purchase_rows(self) -> np.ndarray:
-        """The tiles with a purchase, by customer then day (every window filters these)."""
+    def _gap_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`purchase_gap_stats` of every window of GAP_WINDOWS in one pass: each
+        window's purchase days, by customer then day, one after the other, keyed by
+        (window, customer); each key's gaps are added in the same order as for that
+        window alone. Arrays of shape (windows, customers)."""
+        cells = len(GAP_WINDOWS) * self.n
         rows = np.flatnonzero(self.counts[:, C["purchase"]] > 0)
-        ordered: np.ndarray = rows[np.lexsort((self.days[rows], self.owner[rows]))]
-        return ordered
-
-    def _gap_stats(self, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order = self._purchase_rows
-        order = order[self.in_window(days)[order]]
-        mean = np.zeros(self.n)
-        cv = np.zeros(self.n)
-        count = np.bincount(self.owner[order], minlength=self.n).astype(np.float64)
-        if order.size < 2:
-            return mean, cv, count
-        owner, when = self.owner[order], self.days[order].astype(np.float64)
-        same = owner[1:] == owner[:-1]
-        gaps, gap_owner = (when[1:] - when[:-1])[same], owner[1:][same]
-        n_gaps = np.bincount(gap_owner, minlength=self.n).astype(np.float64)
-        total = np.bincount(gap_owner, weights=gaps, minlength=self.n)
-        squares = np.bincount(gap_owner, weights=gaps**2, minlength=self.n)
+        rows = rows[np.lexsort((self.days[rows], self.owner[rows]))]
+        age = self.age[rows]
+        inside = (age >= 0) & (age < _GAP_EDGES)  # (windows, rows)
+        window, position = np.nonzero(inside)  # window-major: each window's rows in order
+        order = rows[position]
+        key = window * self.n + self.owner[order]
+        mean = np.zeros(cells)
+        cv = np.zeros(cells)
+        count = np.bincount(key, minlength=cells).astype(np.float64)
+        shape = (len(GAP_WINDOWS), self.n)
+        if key.size < 2:
+            return mean.reshape(shape), cv.reshape(shape), count.reshape(shape)
+        when = self.days[order].astype(np.float64)
+        same = key[1:] == key[:-1]
+        gaps, gap_key = (when[1:] - when[:-1])[same], key[1:][same]
+        n_gaps = np.bincount(gap_key, minlength=cells).astype(np.float64)
+        total = np.bincount(gap_key, weights=gaps, minlength=cells)
+        squares = np.bincount(gap_key, weights=gaps**2, minlength=cells)
         has = n_gaps >= 2
         mean[has] = total[has] / n_gaps[has]
         std = np.sqrt(np.maximum(squares[has] / n_gaps[has] - mean[has] ** 2, 0.0))
         cv[has] = std / mean[has]
-        return mean, cv, count
+        return mean.reshape(shape), cv.reshape(shape), count.reshape(shape)
 
     def observed_days(self, days: int) -> np.ndarray:
         """Days of the last ``days`` the customer has been known for (at least 1)."""
