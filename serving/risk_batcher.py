@@ -83,12 +83,15 @@ class RiskBatcher:
         metrics.API_RISK_BATCH_SIZE.observe(len(waiting))
         ids = [cid for cid, _ in waiting]
         try:
-            if len(ids) >= self.threaded_from:
+            if len(ids) == 1:  # a plain HGETALL: a pipeline of one costs ~15 µs more
+                stored = [self.store.load_customer(ids[0])]
+            elif len(ids) >= self.threaded_from:
                 loop = asyncio.get_running_loop()
                 fields = await loop.run_in_executor(self._reader, self.store.fetch_customers, ids)
+                stored = decode_for_reading(ids, fields)
             else:
-                fields = self.store.fetch_customers(ids)
-            results = assess_stored(model, decode_for_reading(ids, fields), self.clock())
+                stored = decode_for_reading(ids, self.store.fetch_customers(ids))
+            results = assess_stored(model, stored, self.clock())
         except Exception as exc:  # every waiting request gets the error (500 or 503)
             for _, future in waiting:
                 if not future.done():
