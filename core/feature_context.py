@@ -93,13 +93,15 @@ class FeatureContext:
         self._cumulative = cumulative
         return {days: cumulative[:, i, :] for i, days in enumerate(WINDOW_DAYS)}
 
-    def window_sums(self, windows: Sequence[int], counters: Sequence[int]) -> np.ndarray:
+    def window_sums(
+        self, windows: Sequence[int] | np.ndarray, counters: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
         """Several window sums at once: column j is counter ``counters[j]`` summed over
         ``WINDOW_DAYS[windows[j]]`` days, one row per customer (float64)."""
         gathered: np.ndarray = self._cumulative[:, windows, counters]
         return gathered
 
-    def window_totals(self, windows: Sequence[int], weights: np.ndarray) -> np.ndarray:
+    def window_totals(self, windows: Sequence[int] | np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Several sums of counters at once: column j is the counters weighted by row j of
         ``weights`` (shape (len(windows), counters); 0/1 in practice) summed over
         ``WINDOW_DAYS[windows[j]]`` days, one row per customer (float64)."""

@@ -18,7 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -385,7 +385,8 @@ def feature_matrix(
     [[1.0, 3.0, 0.75, 5.5]]
     """
     n = len(aggregates)
-    times = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
+    times = np.asarray(t, dtype=np.int64)
+    times = np.full(n, times) if times.ndim == 0 else np.broadcast_to(times, (n,))
     ctx = FeatureContext(aggregates, times)
     out = np.empty((n, len(names)), dtype=np.float64)
     plan = _plan(tuple(names))
@@ -411,9 +412,9 @@ class _Gather:
     counter indexes, one each per feature; for ratios also the denominators' counters (a
     0/1 row per feature) and the empty values."""
 
-    columns: list[int]
-    windows: list[int]
-    counters: list[int]
+    columns: np.ndarray
+    windows: np.ndarray
+    counters: np.ndarray
     scales: np.ndarray
     denominators: np.ndarray
     empty: np.ndarray
@@ -450,17 +451,17 @@ def _plan(names: tuple[str, ...]) -> _Plan:
             others.append((column, name))
     return _Plan(
         _Gather(
-            [column for column, _ in sums],
-            [WINDOW_DAYS.index(f.days) for _, f in sums],
-            [C[f.counter] for _, f in sums],
+            _indexes(column for column, _ in sums),
+            _indexes(WINDOW_DAYS.index(f.days) for _, f in sums),
+            _indexes(C[f.counter] for _, f in sums),
             np.asarray([f.scale for _, f in sums], dtype=np.float64),
             np.zeros((len(sums), len(C))),
             np.zeros(len(sums)),
         ),
         _Gather(
-            [column for column, _ in ratios],
-            [WINDOW_DAYS.index(f.days) for _, f in ratios],
-            [C[f.numerator] for _, f in ratios],
+            _indexes(column for column, _ in ratios),
+            _indexes(WINDOW_DAYS.index(f.days) for _, f in ratios),
+            _indexes(C[f.numerator] for _, f in ratios),
             np.asarray([f.scale for _, f in ratios], dtype=np.float64),
             np.asarray(
                 [[float(c in f.denominator) for c in C] for _, f in ratios], dtype=np.float64
@@ -469,6 +470,10 @@ def _plan(names: tuple[str, ...]) -> _Plan:
         ),
         others,
     )
+
+
+def _indexes(values: Iterable[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.intp)
 
 
 def features_of(aggregates: CustomerAggregates, t: int) -> dict[str, float]:
