@@ -84,7 +84,9 @@ class FeatureContext:
         if cells * key.size <= _SMALL_PRODUCT:
             member = np.zeros((cells, key.size), dtype=np.float64)
             member[key, np.arange(key.size)] = 1.0
-            sums = member @ kept.astype(np.float64)
+            # + 0.0: a bucket without tiles gets 0.0 as from bincount, never -0.0 (the
+            # sum of 0.0 x negative counters)
+            sums = member @ kept.astype(np.float64) + 0.0
         else:
             sums = np.empty((cells, kept.shape[1]), dtype=np.float64)
             for column in range(kept.shape[1]):

@@ -10,9 +10,17 @@ lookups or more runs on a dedicated thread, so the event loop keeps reading requ
 writing answers while Redis replies (the socket wait releases the GIL); the lookups that
 arrive meanwhile form the next batch. A smaller batch (a quiet API) reads Redis on the
 event loop: the hand-off to a thread and back costs a lone request more (~0.4 ms here)
-than it saves. Decoding,
-features and scores then run on the event loop (:func:`core.risk.assess_stored`). A
-lookup never waits for a timer: a lone request starts a batch of one at once.
+than it saves; a batch of one is a plain ``HGETALL``
+(:meth:`core.store.FeatureStore.load_customer`), ~15 µs cheaper than a pipeline of one.
+Decoding, features and scores then run on the event loop
+(:func:`core.risk.assess_stored`). A lookup never waits for a timer: a lone request
+starts a batch of one at once, on the next turn of the event loop (so that lookups
+arriving in the same turn join it; the task and future cost ~6 µs).
+
+Cost of a batch of one on this project's 2-core machine, measured alone in a loop: the
+``HGETALL`` round trip ~0.12 ms, decoding ~0.05 ms, features ~0.12 ms, score,
+contributions and the assessment's objects ~0.05 ms. Inside a request the same steps take
+~1.5 times as long (caches are cold after the socket wait).
 """
 
 from __future__ import annotations
