@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.aggregates import CustomerAggregates
-from core.feature_context import FeatureContext
+from core.feature_context import WINDOW_DAYS, FeatureContext
 from core.features import (
     FEATURE_NAMES,
     FEATURES,
@@ -125,6 +125,25 @@ def test_the_matrix_equals_every_feature_computed_on_its_own() -> None:
     assert np.array_equal(feature_matrix(customers, t, subset), alone[:, columns])
     assert sum(isinstance(f.compute, WindowSum) for f in FEATURES) >= 30
     assert sum(isinstance(f.compute, WindowRatio) for f in FEATURES) >= 10
+
+
+def test_window_sums_of_one_customer_equal_those_of_a_batch_bit_for_bit() -> None:
+    """FeatureContext adds one customer's tiles by a 0/1 matrix product and a batch's by
+    bincount: the sums of every window must be the same bits, zeros included (0.0, never
+    -0.0), also for a customer with negative counters and one without tiles in a window."""
+    t = ts(datetime(2026, 3, 5, tzinfo=UTC))
+    odd = CustomerAggregates("negative")
+    odd.first_seen = odd.last_activity = t - 200 * 86_400
+    odd.set_tile(t // 86_400 - 3, [-2, 0, -7], [])  # a window without tiles sums 0.0
+    odd.set_tile(t // 86_400 - 100, [0, -1, 0, -5], [])
+    customers = [*simulated_states(40, 60, seed=29), odd]
+    batch = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
+    for i, customer in enumerate(customers):
+        alone = FeatureContext([customer], np.full(1, t, dtype=np.int64))
+        for days in WINDOW_DAYS:
+            assert alone.window(days).tobytes() == batch.window(days)[i : i + 1].tobytes()
+    assert (batch.window(1)[-1] == 0.0).all() and not np.signbit(batch.window(1)[-1]).any()
+    assert batch.window(7)[-1, 0] == -2.0
 
 
 def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() -> None:
