@@ -364,8 +364,8 @@ def feature_matrix(
     """Features of each customer at ``t`` (one time, or one per customer), in ``names``
     order: an array of shape (customers, features), float64.
 
-    Cost: ~125 µs for one customer of ~25 day tiles (an API lookup) and ~8 µs per
-    customer in a batch of 200. For one customer that is the fixed cost of ~80 small
+    Cost: ~110 µs for one customer of ~25 day tiles (an API lookup) and ~8 µs per
+    customer in a batch of 200. For one customer that is the fixed cost of ~70 small
     numpy calls, whatever the data, so features of the same kind are evaluated together:
     the window sums in one gather, the window ratios in one division (:func:`_plan`), and
     :class:`FeatureContext` computes what several features share once (window sums,
