@@ -20,7 +20,6 @@ WINDOW_DAYS = (1, 7, 28, 30, 90, 180, 365)  # every window a feature uses
 ACTIVITY_COLUMNS = list(ACTIVITY_COUNTERS)
 _WINDOW_EDGES = np.asarray(WINDOW_DAYS)
 GAP_WINDOWS = (90, 365)  # the windows of purchase_gap_stats
-_GAP_EDGES = np.asarray(GAP_WINDOWS)[:, None]
 Recency = Literal["first_seen", "last_activity", "last_purchase"]
 RECENCY: tuple[Recency, ...] = ("first_seen", "last_activity", "last_purchase")
 # Above this many (customer x window x tile) cells, window sums use bincount, not a product.
@@ -59,6 +58,7 @@ class FeatureContext:
             (a.level == "paid" for a in aggregates), dtype=np.float64, count=self.n
         )
         self._windows = self._window_sums()
+        self._other_gaps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def in_window(self, days: int) -> np.ndarray:
         inside: np.ndarray = (self.age >= 0) & (self.age < days)
@@ -156,31 +156,40 @@ class FeatureContext:
         return self.purchase_gap_stats(days)[2]
 
     def purchase_gap_stats(self, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per customer, over the last ``days`` days (one of :data:`GAP_WINDOWS`): mean
-        and coefficient of variation of the gaps (days) between consecutive purchase days
-        (0 with fewer than 2 gaps), and the number of purchase days."""
-        mean, cv, count = self._gap_stats
-        w = GAP_WINDOWS.index(days)
-        return mean[w], cv[w], count[w]
+        """Per customer, over the last ``days`` days: mean and coefficient of variation of
+        the gaps (days) between consecutive purchase days (0 with fewer than 2 gaps), and
+        the number of purchase days. The windows of :data:`GAP_WINDOWS` (those the
+        features use) are computed together, once; any other on its own."""
+        if days in GAP_WINDOWS:
+            mean, cv, count = self._gap_windows
+            w = GAP_WINDOWS.index(days)
+            return mean[w], cv[w], count[w]
+        if days not in self._other_gaps:
+            mean, cv, count = self._gap_stats((days,))
+            self._other_gaps[days] = mean[0], cv[0], count[0]
+        return self._other_gaps[days]
 
     @cached_property
-    def _gap_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`purchase_gap_stats` of every window of GAP_WINDOWS in one pass: each
-        window's purchase days, by customer then day, one after the other, keyed by
-        (window, customer); each key's gaps are added in the same order as for that
-        window alone. Arrays of shape (windows, customers)."""
-        cells = len(GAP_WINDOWS) * self.n
+    def _gap_windows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._gap_stats(GAP_WINDOWS)
+
+    def _gap_stats(self, windows: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`purchase_gap_stats` of several windows in one pass: each window's
+        purchase days, by customer then day, one after the other, keyed by (window,
+        customer); each key's gaps are added in the same order as for that window alone.
+        Arrays of shape (windows, customers)."""
+        cells = len(windows) * self.n
         rows = np.flatnonzero(self.counts[:, C["purchase"]] > 0)
         rows = rows[np.lexsort((self.days[rows], self.owner[rows]))]
         age = self.age[rows]
-        inside = (age >= 0) & (age < _GAP_EDGES)  # (windows, rows)
+        inside = (age >= 0) & (age < np.asarray(windows)[:, None])  # (windows, rows)
         window, position = np.nonzero(inside)  # window-major: each window's rows in order
         order = rows[position]
         key = window * self.n + self.owner[order]
         mean = np.zeros(cells)
         cv = np.zeros(cells)
         count = np.bincount(key, minlength=cells).astype(np.float64)
-        shape = (len(GAP_WINDOWS), self.n)
+        shape = (len(windows), self.n)
         if key.size < 2:
             return mean.reshape(shape), cv.reshape(shape), count.reshape(shape)
         when = self.days[order].astype(np.float64)

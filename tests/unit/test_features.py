@@ -146,6 +146,23 @@ def test_window_sums_of_one_customer_equal_those_of_a_batch_bit_for_bit() -> Non
     assert batch.window(7)[-1, 0] == -2.0
 
 
+def test_purchase_gap_statistics_of_any_window() -> None:
+    """Gaps between purchase days: the features' windows (computed together) and any
+    other (computed alone) follow the same definition."""
+    agg = aggregates_of(
+        [purchase(i, T - timedelta(days=d, hours=5)) for i, d in enumerate((0, 3, 9, 100))]
+    )
+    ctx = FeatureContext([agg], np.full(1, ts(T), dtype=np.int64))
+    # purchase days 1, 4 and 10 days before T (gaps 3 and 6 days), and one 101 days before
+    for days in (30, 90):
+        mean, cv, count = ctx.purchase_gap_stats(days)
+        assert (mean[0], cv[0], count[0]) == (4.5, 1.5 / 4.5, 3.0)
+    mean, cv, count = ctx.purchase_gap_stats(365)  # gaps 3, 6 and 91
+    assert count[0] == 4.0 and mean[0] == 100 / 3
+    mean, cv, count = ctx.purchase_gap_stats(7)  # one gap only: 0
+    assert (mean[0], cv[0], count[0]) == (0.0, 0.0, 2.0)
+
+
 def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() -> None:
     agg = aggregates_of([like(0, T - timedelta(days=100))])
     f = features_of(agg, ts(T))
