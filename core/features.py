@@ -18,7 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +30,15 @@ from core.feature_context import WINDOW_DAYS, FeatureContext
 FeatureFn = Callable[[FeatureContext], np.ndarray]
 Direction = Literal[-1, 0, 1]
 
-__all__ = ["FEATURES", "FEATURE_NAMES", "WINDOW_DAYS", "FeatureDef", "WindowSum", "feature_matrix"]
+__all__ = [
+    "FEATURES",
+    "FEATURE_NAMES",
+    "WINDOW_DAYS",
+    "FeatureDef",
+    "WindowRatio",
+    "WindowSum",
+    "feature_matrix",
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,30 @@ class WindowSum:
 
     def __call__(self, ctx: FeatureContext) -> np.ndarray:
         column: np.ndarray = ctx.count(self.counter, self.days) / self.scale
+        return column
+
+
+# the counters of activity events (every activity type), as a ratio's denominator
+ACTIVITY: tuple[str, ...] = tuple(name for name, i in C.items() if i in ACTIVITY_COUNTERS)
+
+
+@dataclass(frozen=True)
+class WindowRatio:
+    """A feature that is one counter divided by the sum of others over a window (``empty``
+    when that sum is 0), then divided by ``scale``. :func:`feature_matrix` evaluates all
+    such features in one pass."""
+
+    numerator: str
+    denominator: tuple[str, ...]
+    days: int
+    empty: float
+    scale: float = 1.0
+
+    def __call__(self, ctx: FeatureContext) -> np.ndarray:
+        total = sum(ctx.count(counter, self.days) for counter in self.denominator)
+        column: np.ndarray = (
+            _ratio(ctx.count(self.numerator, self.days), np.asarray(total), self.empty) / self.scale
+        )
         return column
 
 
@@ -102,9 +134,7 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef(
         "mean_session_minutes_30d",
         "mean length of sessions ended in the last 30 days (0 without any)",
-        lambda ctx: (
-            _ratio(ctx.count("session_seconds", 30), ctx.count("session_end", 30), 0.0) / 60.0
-        ),
+        WindowRatio("session_seconds", ("session_end",), 30, 0.0, 60.0),
     ),
     FeatureDef(
         "play_minutes_30d",
@@ -114,19 +144,17 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef(
         "like_share_30d",
         "likes / (likes + dislikes) over 30 days (0.5 without any)",
-        lambda ctx: _ratio(
-            ctx.count("like", 30), ctx.count("like", 30) + ctx.count("dislike", 30), 0.5
-        ),
+        WindowRatio("like", ("like", "dislike"), 30, 0.5),
     ),
     FeatureDef(
         "help_rate_30d",
         "help pages per activity event over 30 days (0 without activity)",
-        lambda ctx: _ratio(ctx.count("help", 30), ctx.activity_events(30), 0.0),
+        WindowRatio("help", ACTIVITY, 30, 0.0),
     ),
     FeatureDef(
         "error_rate_30d",
         "error pages per activity event over 30 days (0 without activity)",
-        lambda ctx: _ratio(ctx.count("error", 30), ctx.activity_events(30), 0.0),
+        WindowRatio("error", ACTIVITY, 30, 0.0),
     ),
     FeatureDef(
         "upgrades_90d", "plan upgrades in the last 90 days", _counter_in_window("upgrade", 90)
@@ -159,13 +187,13 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef(
         "days_since_last_activity",
         "days since the last activity event (since first seen when there was none)",
-        lambda ctx: ctx.days_since(ctx.last_activity),
+        lambda ctx: ctx.recency("last_activity"),
         silence=1,
     ),
     FeatureDef(
         "days_since_first_seen",
         "days since the customer's first event (tenure)",
-        lambda ctx: ctx.days_since(ctx.first_seen),
+        lambda ctx: ctx.recency("first_seen"),
         silence=1,
     ),
     FeatureDef("orders_30d", "purchases, last 30 days", _counter_in_window("purchase", 30), -1),
@@ -191,18 +219,18 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef(
         "mean_order_value_90d",
         "mean purchase amount over 90 days (0 without purchases)",
-        lambda ctx: _ratio(ctx.count("revenue_cents", 90), ctx.count("purchase", 90), 0.0) / 100.0,
+        WindowRatio("revenue_cents", ("purchase",), 90, 0.0, 100.0),
     ),
     FeatureDef("refunds_90d", "refunds in the last 90 days", _counter_in_window("refund", 90), -1),
     FeatureDef(
         "refund_share_90d",
         "refunded amount / amount spent over 90 days (0 without purchases)",
-        lambda ctx: _ratio(ctx.count("refund_cents", 90), ctx.count("revenue_cents", 90), 0.0),
+        WindowRatio("refund_cents", ("revenue_cents",), 90, 0.0),
     ),
     FeatureDef(
         "days_since_last_purchase",
         "days since the last purchase (since first seen when there was none)",
-        lambda ctx: ctx.days_since(ctx.last_purchase),
+        lambda ctx: ctx.recency("last_purchase"),
         silence=1,
     ),
     FeatureDef(
@@ -224,9 +252,7 @@ def _transaction_features() -> list[FeatureDef]:
     only move when a purchase leaves the window."""
 
     def per_order(counter: str, days: int, scale: float = 1.0) -> FeatureFn:
-        return lambda ctx: (
-            _ratio(ctx.count(counter, days), ctx.count("purchase", days), 0.0) / scale
-        )
+        return WindowRatio(counter, ("purchase",), days, 0.0, scale)
 
     def purchase_rate(ctx: FeatureContext) -> np.ndarray:
         rate: np.ndarray = ctx.purchase_days(365) / ctx.observed_days(365)
@@ -268,7 +294,7 @@ def _transaction_features() -> list[FeatureDef]:
             "days since the last purchase times the purchase rate: the purchase days the "
             "customer's own pace says should have happened during the current silence "
             "(rises with silence until a purchase leaves the 365-day window)",
-            lambda ctx: ctx.days_since(ctx.last_purchase) * purchase_rate(ctx),
+            lambda ctx: ctx.recency("last_purchase") * purchase_rate(ctx),
             silence=1,
         ),
         FeatureDef(
@@ -284,15 +310,12 @@ def _transaction_features() -> list[FeatureDef]:
         FeatureDef(
             "items_per_line_365d",
             "items per order line over 365 days: bulk buying (0 without lines)",
-            lambda ctx: _ratio(ctx.count("items", 365), ctx.count("purchase_lines", 365), 0.0),
+            WindowRatio("items", ("purchase_lines",), 365, 0.0),
         ),
         FeatureDef(
             "mean_unit_price_365d",
             "mean unit price of the order lines over 365 days (0 without lines)",
-            lambda ctx: (
-                _ratio(ctx.count("unit_price_cents", 365), ctx.count("purchase_lines", 365), 0.0)
-                / 100.0
-            ),
+            WindowRatio("unit_price_cents", ("purchase_lines",), 365, 0.0, 100.0),
         ),
         FeatureDef(
             "refunds_365d",
@@ -303,9 +326,7 @@ def _transaction_features() -> list[FeatureDef]:
         FeatureDef(
             "refund_share_365d",
             "refunded amount / amount spent over 365 days (0 without purchases)",
-            lambda ctx: _ratio(
-                ctx.count("refund_cents", 365), ctx.count("revenue_cents", 365), 0.0
-            ),
+            WindowRatio("refund_cents", ("revenue_cents",), 365, 0.0),
         ),
     ]
 
@@ -343,6 +364,13 @@ def feature_matrix(
     """Features of each customer at ``t`` (one time, or one per customer), in ``names``
     order: an array of shape (customers, features), float64.
 
+    Cost: ~110 µs for one customer of ~25 day tiles (an API lookup) and ~8 µs per
+    customer in a batch of 200. For one customer that is the fixed cost of ~70 small
+    numpy calls, whatever the data, so features of the same kind are evaluated together:
+    the window sums in one gather, the window ratios in one division (:func:`_plan`), and
+    :class:`FeatureContext` computes what several features share once (window sums,
+    recency, purchase gaps of both windows).
+
     >>> from datetime import UTC, datetime
     >>> from core.events import Like, ItemReactionPayload, Dislike
     >>> agg = CustomerAggregates("c1")
@@ -357,34 +385,95 @@ def feature_matrix(
     [[1.0, 3.0, 0.75, 5.5]]
     """
     n = len(aggregates)
-    times = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
+    times = np.asarray(t, dtype=np.int64)
+    times = np.full(n, times) if times.ndim == 0 else np.broadcast_to(times, (n,))
     ctx = FeatureContext(aggregates, times)
     out = np.empty((n, len(names)), dtype=np.float64)
-    columns, windows, counters, scales, others = _plan(tuple(names))
-    if columns:
-        out[:, columns] = ctx.window_sums(windows, counters) / scales
-    for column, name in others:
+    plan = _plan(tuple(names))
+    if plan.sums:
+        sums = plan.sums
+        out[:, sums.columns] = ctx.window_sums(sums.windows, sums.counters) / sums.scales
+    if plan.ratios:
+        ratios = plan.ratios
+        numerator = ctx.window_sums(ratios.windows, ratios.counters)
+        denominator = ctx.window_totals(ratios.windows, ratios.denominators)
+        ratio = np.empty_like(numerator)
+        ratio[:] = ratios.empty
+        np.divide(numerator, denominator, out=ratio, where=denominator > 0)  # as _ratio
+        out[:, ratios.columns] = ratio / ratios.scales
+    for column, name in plan.others:
         out[:, column] = _BY_NAME[name].compute(ctx)
     return out
 
 
+@dataclass(frozen=True)
+class _Gather:
+    """Features evaluated together: output columns, window indexes (into WINDOW_DAYS) and
+    counter indexes, one each per feature; for ratios also the denominators' counters (a
+    0/1 row per feature) and the empty values."""
+
+    columns: np.ndarray
+    windows: np.ndarray
+    counters: np.ndarray
+    scales: np.ndarray
+    denominators: np.ndarray
+    empty: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sums: _Gather
+    ratios: _Gather
+    others: list[tuple[int, str]]
+
+
 @functools.lru_cache(maxsize=64)
-def _plan(
-    names: tuple[str, ...],
-) -> tuple[list[int], list[int], list[int], np.ndarray, list[tuple[int, str]]]:
-    """How :func:`feature_matrix` evaluates ``names``: the output columns of the plain
-    window sums with their (window, counter, scale), gathered at once, and the others."""
-    columns, windows, counters, scales, others = [], [], [], [], []
+def _plan(names: tuple[str, ...]) -> _Plan:
+    """How :func:`feature_matrix` evaluates ``names``: the plain window sums in one gather,
+    the window ratios in one pass, then each other feature on its own.
+
+    The ratios' results are those of each :class:`WindowRatio` called alone, bit for bit:
+    the same division, where and scale per element, and window sums of integer counters
+    are exact in any order."""
+    sums: list[tuple[int, WindowSum]] = []
+    ratios: list[tuple[int, WindowRatio]] = []
+    others: list[tuple[int, str]] = []
     for column, name in enumerate(names):
         compute = _BY_NAME[name].compute
         if isinstance(compute, WindowSum):
-            columns.append(column)
-            windows.append(WINDOW_DAYS.index(compute.days))
-            counters.append(C[compute.counter])
-            scales.append(compute.scale)
+            sums.append((column, compute))
+        elif isinstance(compute, WindowRatio):
+            ratios.append((column, compute))
         else:
             others.append((column, name))
-    return columns, windows, counters, np.asarray(scales, dtype=np.float64), others
+    return _Plan(
+        _Gather(
+            _indexes(column for column, _ in sums),
+            _indexes(WINDOW_DAYS.index(f.days) for _, f in sums),
+            _indexes(C[f.counter] for _, f in sums),
+            np.asarray([f.scale for _, f in sums], dtype=np.float64),
+            np.zeros((len(sums), len(C))),
+            np.zeros(len(sums)),
+        ),
+        _Gather(
+            _indexes(column for column, _ in ratios),
+            _indexes(WINDOW_DAYS.index(f.days) for _, f in ratios),
+            _indexes(C[f.numerator] for _, f in ratios),
+            np.asarray([f.scale for _, f in ratios], dtype=np.float64),
+            np.asarray(
+                [[float(c in f.denominator) for c in C] for _, f in ratios], dtype=np.float64
+            ).reshape(len(ratios), len(C)),
+            np.asarray([f.empty for _, f in ratios], dtype=np.float64),
+        ),
+        others,
+    )
+
+
+def _indexes(values: Iterable[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.intp)
 
 
 def features_of(aggregates: CustomerAggregates, t: int) -> dict[str, float]:

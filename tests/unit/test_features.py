@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from core.aggregates import CustomerAggregates
-from core.feature_context import FeatureContext
-from core.features import FEATURE_NAMES, FEATURES, WindowSum, feature_matrix, features_of
+from core.feature_context import WINDOW_DAYS, FeatureContext
+from core.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    WindowRatio,
+    WindowSum,
+    feature_matrix,
+    features_of,
+)
 from offline.simulator import SimulationConfig, simulate
 from tests.support_events import aggregates_of, like, purchase, session_start
 
@@ -105,17 +112,55 @@ def test_vectorised_evaluation_equals_one_customer_at_a_time() -> None:
 
 
 def test_the_matrix_equals_every_feature_computed_on_its_own() -> None:
-    """feature_matrix reads the plain window sums in one gather; each column must still
-    equal its FeatureDef's own compute, for all features and for a subset in any order."""
+    """feature_matrix reads the plain window sums in one gather and the window ratios in
+    one pass; each column must still equal its FeatureDef's own compute, bit for bit, for
+    all features and for a subset in any order."""
     customers = simulated_states(80, 60, seed=23)
     t = ts(datetime(2026, 3, 5, tzinfo=UTC))
     ctx = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
     alone = np.column_stack([f.compute(ctx) for f in FEATURES])
     assert np.array_equal(feature_matrix(customers, t), alone)
-    subset = ["revenue_365d", "days_since_last_activity", "likes_7d", "play_minutes_30d"]
+    subset = ["revenue_365d", "days_since_last_activity", "likes_7d", "help_rate_30d"]
     columns = [FEATURE_NAMES.index(name) for name in subset]
     assert np.array_equal(feature_matrix(customers, t, subset), alone[:, columns])
     assert sum(isinstance(f.compute, WindowSum) for f in FEATURES) >= 30
+    assert sum(isinstance(f.compute, WindowRatio) for f in FEATURES) >= 10
+
+
+def test_window_sums_of_one_customer_equal_those_of_a_batch_bit_for_bit() -> None:
+    """FeatureContext adds one customer's tiles by a 0/1 matrix product and a batch's by
+    bincount: the sums of every window must be the same bits, zeros included (0.0, never
+    -0.0), also for a customer with negative counters and one without tiles in a window."""
+    t = ts(datetime(2026, 3, 5, tzinfo=UTC))
+    odd = CustomerAggregates("negative")
+    odd.first_seen = odd.last_activity = t - 200 * 86_400
+    odd.set_tile(t // 86_400 - 3, [-2, 0, -7], [])  # a window without tiles sums 0.0
+    odd.set_tile(t // 86_400 - 100, [0, -1, 0, -5], [])
+    customers = [*simulated_states(40, 60, seed=29), odd]
+    batch = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
+    for i, customer in enumerate(customers):
+        alone = FeatureContext([customer], np.full(1, t, dtype=np.int64))
+        for days in WINDOW_DAYS:
+            assert alone.window(days).tobytes() == batch.window(days)[i : i + 1].tobytes()
+    assert (batch.window(1)[-1] == 0.0).all() and not np.signbit(batch.window(1)[-1]).any()
+    assert batch.window(7)[-1, 0] == -2.0
+
+
+def test_purchase_gap_statistics_of_any_window() -> None:
+    """Gaps between purchase days: the features' windows (computed together) and any
+    other (computed alone) follow the same definition."""
+    agg = aggregates_of(
+        [purchase(i, T - timedelta(days=d, hours=5)) for i, d in enumerate((0, 3, 9, 100))]
+    )
+    ctx = FeatureContext([agg], np.full(1, ts(T), dtype=np.int64))
+    # purchase days 1, 4 and 10 days before T (gaps 3 and 6 days), and one 101 days before
+    for days in (30, 90):
+        mean, cv, count = ctx.purchase_gap_stats(days)
+        assert (mean[0], cv[0], count[0]) == (4.5, 1.5 / 4.5, 3.0)
+    mean, cv, count = ctx.purchase_gap_stats(365)  # gaps 3, 6 and 91
+    assert count[0] == 4.0 and mean[0] == 100 / 3
+    mean, cv, count = ctx.purchase_gap_stats(7)  # one gap only: 0
+    assert (mean[0], cv[0], count[0]) == (0.0, 0.0, 2.0)
 
 
 def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() -> None:
