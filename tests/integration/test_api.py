@@ -586,14 +586,20 @@ def second_model() -> LinearModel:
 
 def assert_served_by(client: TestClient, model: LinearModel, other: LinearModel,
                      customers: list[str]) -> None:  # fmt: skip
-    """Each served score and band is ``model``'s own computation on the served features
-    (and not ``other``'s: the two models disagree on every customer)."""
+    """Each served score and band is ``model``'s own computation on the served features,
+    and not ``other``'s: the two models disagree on most customers (on a customer where
+    they happen to agree, a score cannot tell them apart), and there the served score is
+    ``model``'s."""
+    told_apart = 0
     for customer_id in customers:
         body = client.get(f"/customers/{customer_id}/risk").json()
+        mine = model.score_one(body["features"])
         assert body["model_version"] == model.version
-        assert body["score"] == pytest.approx(model.score_one(body["features"]), abs=1e-6)
-        assert body["band"] == model.band_of(model.score_one(body["features"]))
-        assert body["score"] != pytest.approx(other.score_one(body["features"]), abs=1e-3)
+        assert body["score"] == pytest.approx(mine, abs=1e-6)
+        assert body["band"] == model.band_of(mine)
+        if abs(mine - other.score_one(body["features"])) > 1e-3:
+            told_apart += 1
+    assert told_apart >= (len(customers) + 1) // 2, "the models agree: the test proves nothing"
 
 
 def test_admin_needs_the_key(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
