@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 
 from core.aggregates import N_COUNTERS, NO_DAY, CustomerAggregates, has_transactions
+from core.counters import TRANSACTION_COUNTERS
 from core.keys import (
     BAND_FIELD,
     LAST_EVENT_TIME_FIELD,
@@ -55,6 +56,8 @@ _SCALARS_FIELD_BYTES = SCALARS_FIELD.encode()
 _SEALED_FIELD_BYTES = SEALED_FIELD.encode()
 _TILE_DAYS: dict[bytes, int] = {}  # field name -> its day, -1 for other fields (a cache)
 _HASH_WIDTH = 4  # bytes per stored event hash (HASH_BITS / 8)
+# Counters from here on are the transactions' (purchase, revenue, ..., refund, ...).
+_FIRST_TRANSACTION_COUNTER = min(TRANSACTION_COUNTERS)
 _NOTHING: tuple[int, ...] = ()
 
 
@@ -76,7 +79,11 @@ def _tile_day(name: bytes) -> int:
 
 
 def _trimmed(counts: np.ndarray) -> list[int]:
+    """The counters without trailing zeros (tiles of activity alone end before the
+    transaction counters: those are cut in one slice, not zero by zero)."""
     values: list[int] = counts.tolist()
+    if not any(values[_FIRST_TRANSACTION_COUNTER:]):
+        del values[_FIRST_TRANSACTION_COUNTER:]
     while values and values[-1] == 0:
         values.pop()
     return values

@@ -64,9 +64,28 @@ class FenceMoved(RuntimeError):
     """A partition's fence changed under this batch: another writer applied events."""
 
 
-def _score_args(score: Score) -> list[str]:
-    """:func:`score_fields` as a flat field, value, ... list."""
-    return [text for item in score_fields(score).items() for text in item]
+def _score_args(score: Score, score_text: str) -> list[str]:
+    """:func:`score_fields` as a flat field, value, ... list (``score_text``: the score's
+    ``repr``, computed once by the caller, which also indexes it)."""
+    args = [
+        SCORE_FIELD,
+        score_text,
+        BAND_FIELD,
+        score.band,
+        MODEL_VERSION_FIELD,
+        score.model_version,
+        SCORED_AT_FIELD,
+        repr(score.scored_at),
+        LAST_EVENT_TIME_FIELD,
+        str(score.last_event_time),
+    ]
+    if score.value is not None:
+        args += (VALUE_FIELD, repr(score.value))
+    return args
+
+
+# For each band, the other bands (a score is removed from their sets).
+_OTHER_BANDS = {band: [other for other in BANDS if other != band] for band in BANDS}
 
 
 _MAX_ARGS = 4000  # per command the commit script runs (Lua's unpack() takes up to ~8000)
@@ -147,14 +166,8 @@ return out
 
 
 def score_fields(score: Score) -> dict[str, str]:
-    return {
-        SCORE_FIELD: repr(score.score),
-        BAND_FIELD: score.band,
-        MODEL_VERSION_FIELD: score.model_version,
-        SCORED_AT_FIELD: repr(score.scored_at),
-        LAST_EVENT_TIME_FIELD: str(score.last_event_time),
-        **({} if score.value is None else {VALUE_FIELD: repr(score.value)}),
-    }
+    args = _score_args(score, repr(score.score))
+    return dict(zip(args[::2], args[1::2], strict=True))
 
 
 class FeatureStore:
@@ -351,49 +364,60 @@ class FeatureStore:
         """The commands of a commit, for :data:`_COMMIT_LUA`: [HSET argument lists, HDEL
         argument lists, ZADD argument lists, ZREM argument lists], each list at most
         ``_MAX_ARGS`` long. A score goes into its shard's ``risk``, ``scored_at`` and
-        ``risk:<band>`` sorted sets, and out of the other bands' sets."""
+        ``risk:<band>`` sorted sets, and out of the other bands' sets.
+
+        Cost: about 8 µs of Python per customer (its key, scalars, changed tiles and
+        score fields; the sorted-set arguments grouped by shard), the batch's hot path
+        when every customer of it has a single event: the loop avoids per-customer
+        helper calls and formats each number once."""
         hsets: list[list[Any]] = []
         hdels: list[list[Any]] = []
         zadds: list[list[Any]] = []
         zrems: list[list[Any]] = []
         pending = {score.customer_id: score for score in scores}
+        texts = {score.customer_id: repr(score.score) for score in scores}
+        customer_key = self.keys.customer
         for agg in customers:
-            key = self.keys.customer(agg.customer_id)
+            customer_id = agg.customer_id
+            key = customer_key(customer_id)
             fields: list[Any] = [key, SCALARS_FIELD, _lua_string(encode_scalars(agg))]
             for day, counts, hashes, transactions in agg.changed_tiles():
-                value = encode_tile(counts, hashes, transactions)
-                fields += (f"{TILE_PREFIX}{day}", _lua_string(value))
-            score = pending.pop(agg.customer_id, None)
+                tile = encode_tile(counts, hashes, transactions)
+                fields += (f"{TILE_PREFIX}{day}", _lua_string(tile))
+            score = pending.pop(customer_id, None)
             if score is not None:
-                fields += _score_args(score)
-            dropped: list[Any] = [key, *(f"{TILE_PREFIX}{day}" for day in agg.dropped_days)]
-            if agg.sealed_changed:
-                sealed = encode_sealed(*agg.sealed_tiles())
-                if sealed is None:
-                    dropped.append(SEALED_FIELD)
-                else:
-                    fields += (SEALED_FIELD, _lua_string(sealed))
+                fields += _score_args(score, texts[customer_id])
+            if agg.dropped_days or agg.sealed_changed:
+                dropped: list[Any] = [key, *(f"{TILE_PREFIX}{d}" for d in agg.dropped_days)]
+                if agg.sealed_changed:
+                    sealed = encode_sealed(*agg.sealed_tiles())
+                    if sealed is None:
+                        dropped.append(SEALED_FIELD)
+                    else:
+                        fields += (SEALED_FIELD, _lua_string(sealed))
+                if len(dropped) > 1:
+                    hdels.extend(_chunks(dropped, 1))
             hsets.extend(_chunks(fields, 1))
-            if len(dropped) > 1:
-                hdels.extend(_chunks(dropped, 1))
         for score in pending.values():
-            hsets.append([self.keys.customer(score.customer_id), *_score_args(score)])
+            hsets.append(
+                [customer_key(score.customer_id), *_score_args(score, texts[score.customer_id])]
+            )
         by_shard: dict[int, list[Score]] = {}
+        shard_of = self.keys.shard_of
         for score in scores:
-            by_shard.setdefault(self.keys.shard_of(score.customer_id), []).append(score)
+            by_shard.setdefault(shard_of(score.customer_id), []).append(score)
         for shard, group in by_shard.items():
             risk: list[Any] = [self.keys.risk(shard)]
             scored_at: list[Any] = [self.keys.scored_at(shard)]
             bands: dict[str, list[Any]] = {b: [self.keys.risk_band(shard, b)] for b in BANDS}
             others: dict[str, list[Any]] = {b: [self.keys.risk_band(shard, b)] for b in BANDS}
             for score in group:
-                risk += (repr(score.score), score.customer_id)
-                scored_at += (repr(score.scored_at), score.customer_id)
-                for band in BANDS:
-                    if band == score.band:
-                        bands[band] += (repr(score.score), score.customer_id)
-                    else:
-                        others[band].append(score.customer_id)
+                customer_id, text = score.customer_id, texts[score.customer_id]
+                risk += (text, customer_id)
+                scored_at += (repr(score.scored_at), customer_id)
+                bands[score.band] += (text, customer_id)
+                for other in _OTHER_BANDS[score.band]:
+                    others[other].append(customer_id)
             zadds.extend(_chunks(risk, 2))
             zadds.extend(_chunks(scored_at, 2))
             for band in BANDS:
