@@ -37,6 +37,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from stream.batch import BatchProcessor
 from stream.delivery import OutboxDelivery
+from stream.garbage_collector import tune_garbage_collector
 from stream.messages import RawMessage
 
 log = logging.getLogger("bench.worker")
@@ -51,8 +52,10 @@ def batch_processor_rate(
     batch: int,
     profile: cProfile.Profile | None = None,
 ) -> tuple[float, int]:
-    """Feed ``messages`` to a fresh BatchProcessor (own key prefix), publishing each
-    batch's records behind the next as the worker does; return (eps, scored)."""
+    """Feed ``messages`` to a fresh BatchProcessor (own key prefix), with the worker's
+    garbage-collector settings, publishing each batch's records behind the next as the
+    worker does; return (eps, scored)."""
+    tune_garbage_collector()  # as the worker does
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     producer = EventProducer(settings, create_topics=False)
     processor = BatchProcessor(settings, store, producer, lambda: model, publish_behind=True)

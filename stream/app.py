@@ -7,7 +7,6 @@ Everything the agent and timers do lives in plain classes (:mod:`stream.batch`,
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import ssl
@@ -34,6 +33,7 @@ from core.topics import Topics
 from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack
 from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
+from stream.garbage_collector import tune_garbage_collector
 from stream.messages import RawMessage
 from stream.rescore import rescore_stale_customers
 from stream.shutdown import EXIT_SHUTDOWN_DEADLINE
@@ -111,23 +111,6 @@ class WorkerRuntime:
             older_than_seconds=self.settings.rescore_after_seconds,
             limit=self.settings.rescore_max_per_tick,
         )
-
-
-# Allocations between collections of the youngest generation (CPython's default: 700).
-_GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_garbage_collector() -> None:
-    """Collect less often: a batch allocates tens of thousands of short-lived objects
-    (messages, events, archive rows), and with CPython's default thresholds the cycle
-    collector ran dozens of times a batch, its older generations scanning the customer
-    state kept in memory (about a tenth of the worker's CPU). The worker's data holds
-    almost no reference cycles, so waiting longer frees the same memory. What was loaded
-    at start (libraries, the model) is frozen out of every pass."""
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 # Run by the compaction child: ``EventArchive(<archive dir>).compact()``.
