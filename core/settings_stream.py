@@ -45,7 +45,9 @@ class StreamSettings(EnvSettings):
     batch_size: int = setting("CHURN_BATCH_SIZE", 2000, ge=1, le=100_000)
     """Most events the worker applies in one micro-batch. Batches fill up only when the worker
     is behind: then larger ones share each batch's fixed costs (Redis round trips, the scoring
-    call) among more events, and let a customer's several events be scored once."""
+    call) among more events, and let a customer's several events be scored once. But a batch
+    is committed by one Lua script, which holds Redis for about 15 µs per customer it touches
+    (30 ms for 2,000 different customers), delaying API reads meanwhile."""
     batch_within_ms: int = setting("CHURN_BATCH_WITHIN_MS", 10, ge=1, le=60_000)
     """Longest the worker waits to fill a micro-batch, in milliseconds: under load batches fill at
     once; when quiet, this bounds the added latency."""
