@@ -255,11 +255,13 @@ class OutboxDelivery:
         ``timeout`` the partitions still publishing are dropped (taken over again
         later) and ``KafkaException`` is raised."""
         deadline = time.monotonic() + timeout
+        before: dict[int, Future[None]] = {}
         while True:
             with self._lock:
                 running = {p: o.running for p, o in self._owned.items() if o.running}
-            if not running:
+            if not running or running == before:  # a finished drain clears its own
                 break
+            before = running
             _, stuck = wait(list(running.values()), timeout=max(deadline - time.monotonic(), 0))
             if stuck:
                 self._give_up(sorted(p for p, f in running.items() if f in stuck), timeout)
@@ -287,14 +289,13 @@ class OutboxDelivery:
                 if not queued:
                     owned.running = None
                     return
-            entries = [e for e in queued if e.seq >= owned.next_seq]
-            if entries and entries[0].seq != owned.next_seq:
-                # entries committed but not queued by this process: read them all
-                entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
-            if not entries:
-                continue
             try:
-                self._publish(partition, owned, entries)
+                entries = [e for e in queued if e.seq >= owned.next_seq]
+                if entries and entries[0].seq != owned.next_seq:
+                    # entries committed but not queued by this process: read them all
+                    entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
+                if entries:
+                    self._publish(partition, owned, entries)
             except BaseException as exc:
                 with self._lock:
                     owned.queued, owned.running = [], None
