@@ -59,6 +59,9 @@ def batch_processor_rate(
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     producer = EventProducer(settings, create_topics=False)
     processor = BatchProcessor(settings, store, producer, lambda: model, publish_behind=True)
+    # Taking the partitions' outboxes over (a transactional producer each) is what a
+    # worker does once, at assignment: not part of the rate.
+    processor.take_over({m.partition for m in messages})
     scored = 0
     start = time.perf_counter()
     if profile is not None:
