@@ -137,16 +137,23 @@ def test_manual_retrain_from_the_cli_runs_the_gate(
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout.strip().splitlines()[-1])
     assert decision["trigger"] == "manual" and "quarterly refresh" in decision["reason"]
-    # The scenario is fixed (seed 5, 250 customers): the model retrained on the archive's
-    # latest window does not beat the champion on the same validation rows (ROC AUC about
-    # 0.829 against 0.830), so the gate keeps the champion.
+    # The scenario ends at today's midnight and the retrain's weekly cutoffs count back
+    # from the wall clock, so which model wins depends on the day it runs (the two ROC
+    # AUCs lie within about 0.01 of each other). Whichever it is, the decision must be the
+    # one the gate's own figures give, and the registry must follow it.
     gate = decision["metrics"]
-    assert decision["decision"] == "kept_champion", decision["reason"]
-    assert decision["promoted"] is False
-    assert gate["candidate_roc_auc"] <= gate["champion_roc_auc"]
-    assert "does not beat" in decision["reason"]
     champion = ModelRegistry(settings, redis_client).champion()
-    assert champion is not None and champion.version == scenario.champion.version
+    assert champion is not None
+    assert gate["candidate_roc_auc"] is not None and gate["champion_roc_auc"] is not None
+    if gate["candidate_roc_auc"] > gate["champion_roc_auc"] + settings.promotion_min_gain:
+        assert decision["decision"] == "promoted" and decision["promoted"] is True
+        assert "beats champion" in decision["reason"]
+        assert champion.version == decision["candidate"] != scenario.champion.version
+    else:
+        assert decision["decision"] == "kept_champion", decision["reason"]
+        assert decision["promoted"] is False
+        assert "does not beat" in decision["reason"]
+        assert champion.version == scenario.champion.version
     assert read_decisions(redis_client, Keys.of(settings))[0] == decision
 
 
