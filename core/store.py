@@ -59,6 +59,11 @@ class PreparedCommit:
     customers: list[CustomerAggregates]
     writes: dict[int | None, bytes]  # shard -> its writes; None: every shard (one server)
 
+    def mark_written(self) -> None:
+        """Clear the customers' change tracking: what changed is in :attr:`writes`."""
+        for agg in self.customers:
+            agg.mark_written()
+
 
 class FenceMoved(RuntimeError):
     """A partition's fence changed under this batch: another writer applied events."""
@@ -302,9 +307,15 @@ class FeatureStore:
         prepared: PreparedCommit,
         fences: Mapping[tuple[str, int], tuple[int, int]],
         outbox: Mapping[int, OutboxAppend] | None = None,
+        mark_written: bool = True,
     ) -> dict[int, int]:
         """The second half of :meth:`commit_batch`: one round trip (on a cluster, one per
         partition with writes or a fence to move).
+
+        Once committed, the customers' change tracking is cleared (``mark_written``). A
+        caller that goes on changing the same customers while this runs (on another thread)
+        clears it itself when it prepares the commit, and must drop those customers if the
+        commit fails.
 
         ``outbox`` (partition -> :class:`~core.outbox.OutboxAppend`) adds each partition's
         output records to its outbox in the same script, after the fence check (a refused
@@ -324,8 +335,8 @@ class FeatureStore:
                 writes = prepared.writes.get(shard, empty)
                 mine = {shard: appends[shard]} if shard in appends else {}
                 given.update(self._run_commit(shard, by_shard.get(shard, []), fences, writes, mine))
-        for agg in prepared.customers:
-            agg.mark_written()
+        if mark_written:
+            prepared.mark_written()
         return given
 
     def _run_commit(

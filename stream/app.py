@@ -57,9 +57,17 @@ class WorkerRuntime:
         self.models = ChampionWatcher(
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
-        # Each batch's records are published while the next one is worked on.
+        # Each batch's records are published while the next one is worked on; with the
+        # batch engine, which reads every assigned partition from its fence, so is its
+        # Redis commit.
         self.processor = BatchProcessor(
-            settings, self.store, None, self.models, stopping=stopping, publish_behind=True
+            settings,
+            self.store,
+            None,
+            self.models,
+            stopping=stopping,
+            publish_behind=True,
+            commit_behind=settings.worker_engine == "batch",
         )
         tune_garbage_collector()
 

@@ -12,7 +12,10 @@ one transaction per partition (:mod:`stream.delivery`), either before returning 
 are safe in the outbox once committed; a failed publication is seen by the next batch
 before its commit). Failures are retried with backoff inside
 :meth:`BatchProcessor.process`, which returns only once the batch is applied — so the
-caller may acknowledge it. A crash at any point leaves
+caller may acknowledge it — or, with ``commit_behind``, once its commit is sent: Redis
+runs it while the next batch is decoded, applied and scored
+(:mod:`stream.commit_behind`), and the next batch waits for it before its own commit; if
+it failed, the next batch applies it again first. A crash at any point leaves
 Redis at the previous fences (the batch is applied again, once, after restart, and makes
 its records again) or at the new ones with the records in the outbox (the partition's
 next owner publishes them). Either way each record is published once. If Redis itself
@@ -29,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from confluent_kafka import KafkaException
 
@@ -52,6 +56,7 @@ from core.scores import BandChange, Score
 from core.settings import Settings, scoring_clock
 from core.store import FeatureStore, FenceMoved
 from core.topics import Topics
+from stream.commit_behind import CommitFailed, CommitStillRunning, PendingCommit
 from stream.delivery import OutboxDelivery
 from stream.messages import (
     RawMessage,
@@ -87,6 +92,7 @@ class BatchAbandoned(RuntimeError):
 
 
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
+_COMMIT_WAIT_SECONDS = 5.0  # for the last batch's commit, when partitions move or on close
 
 
 @dataclass
@@ -107,6 +113,15 @@ class BatchReport:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A batch whose commit is running (``commit_behind``) and what follows it."""
+
+    commit: PendingCommit[dict[int, int]]
+    new_fences: dict[TopicPartition, tuple[int, int]]
+    records: dict[int, list[OutboxRecord]]
+
+
 class BatchProcessor:
     """Owns the in-memory state of the partitions a worker is assigned."""
 
@@ -122,6 +137,7 @@ class BatchProcessor:
         stopping: threading.Event | None = None,
         delivery: OutboxDelivery | None = None,
         publish_behind: bool = False,
+        commit_behind: bool = False,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
@@ -132,7 +148,11 @@ class BatchProcessor:
         is not used by batches (their records go through the outbox); it is accepted for
         callers that still pass one. ``publish_behind``: :meth:`process` returns once the
         batch is committed, and its records are published while the next batch is
-        worked on (see :meth:`process`); by default it returns once they are published."""
+        worked on (see :meth:`process`); by default it returns once they are published.
+        ``commit_behind``: :meth:`process` returns once the batch's commit is sent, and the
+        next batch is decoded, applied and scored while Redis runs it (see :meth:`process`).
+        Only for a caller that reads each partition from its fence after every assignment
+        and acknowledges nothing to Kafka that the fences do not hold (the batch engine)."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -158,6 +178,9 @@ class BatchProcessor:
         self.stopping = stopping if stopping is not None else threading.Event()
         self._delivery = delivery
         self.publish_behind = publish_behind
+        self.commit_behind = commit_behind
+        # The commit of the last batch, running while the next one is worked on.
+        self._pending: _Pending | None = None
         # Partitions taken over and not revoked since: one whose publication failed is
         # taken over again by the next batch even when none of its messages is in it.
         self._assigned: set[int] = set()
@@ -176,6 +199,7 @@ class BatchProcessor:
         """Drop cached state of partitions this worker no longer (or newly) owns, and stop
         publishing their outboxes until they are taken over again."""
         partitions = set(partitions)
+        self._settle_commit()
         self._assigned -= partitions
         self._reload(partitions)
         if self._delivery is not None:
@@ -226,31 +250,46 @@ class BatchProcessor:
                 exc,
             )
 
-    def check_publications(self) -> None:
-        """Log a failed publication of earlier batches' records without waiting for those
-        still running (``publish_behind``); its partition is taken over again by its next
+    def settle(self, wait: bool = True) -> None:
+        """Finish the last batch (:meth:`flush`), then wait for the publication of the
+        batches' records (``publish_behind``). With ``wait=False`` only look: a failed
+        publication among those already done is logged, the running ones are left
+        running. A failure is logged, and its partition is taken over again by its next
         batch, or by :meth:`take_over_pending`."""
+        if wait:
+            self.flush()
         if self._delivery is None:
             return
         try:
-            self._delivery.raise_failures()
+            if wait:
+                self._delivery.settle()
+            else:
+                self._delivery.raise_failures()
         except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
             log.warning("publishing a batch's records failed; retried error=%r", exc)
 
-    def settle(self) -> None:
-        """Wait for the publication of the batches' records (``publish_behind``); a
-        failure is logged, and its partition is taken over again by its next batch, or
-        by :meth:`take_over_pending`."""
-        if self._delivery is None:
-            return
+    def _settle_commit(self) -> None:
+        """Before partitions move or the worker stops: wait (a few seconds at most) for
+        the last batch's commit. If it failed, the state of its partitions is dropped:
+        whoever owns them next reads them again from their fences (this worker too, from
+        its next assignment: the batch engine is given every partition anew)."""
         try:
-            self._delivery.settle()
-        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
-            log.warning("publishing a batch's records failed; retried error=%r", exc)
+            self._finish_pending(_COMMIT_WAIT_SECONDS)
+        except CommitFailed as failed:
+            log.warning(
+                "a batch's commit failed; read again from the fences messages=%d error=%r",
+                len(failed.messages),
+                failed.error,
+            )
+            self._reload({m.partition for m in failed.messages})
+        except CommitStillRunning:
+            log.warning("a batch's commit is still running; its fences decide what it did")
 
     def close(self) -> None:
-        """Release the outbox publishers (producers, the marker reader), giving records
-        still being published a few seconds (the rest stay in the outbox)."""
+        """Give the last batch's commit and the records still being published a few
+        seconds (records not published stay in the outbox), then release the outbox
+        publishers (producers, the marker reader)."""
+        self._settle_commit()
         if self._delivery is not None:
             self._delivery.close()
 
@@ -294,6 +333,11 @@ class BatchProcessor:
             try:
                 report = self._process_once(messages)
                 break
+            except CommitFailed as failed:
+                # The previous batch was not applied: apply it again, then this one.
+                self._reload({m.partition for m in messages})
+                self._apply_again(failed)
+                continue
             except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:  # type: ignore[misc]
                 retries += 1
                 metrics.WORKER_COMMIT_RETRIES.inc()
@@ -312,6 +356,26 @@ class BatchProcessor:
         report.retries = retries
         self._observe(messages, report, time.perf_counter() - started)
         return report
+
+    def flush(self) -> None:
+        """Finish the last batch (``commit_behind``): wait for its commit, then publish its
+        records; if the commit failed, apply its messages again as :meth:`process` does
+        (and raise what it raises)."""
+        try:
+            self._finish_pending()
+        except CommitFailed as failed:
+            self._apply_again(failed)
+
+    def _apply_again(self, failed: CommitFailed) -> None:
+        """Apply a batch whose commit failed, from the state and fences Redis holds."""
+        metrics.WORKER_COMMIT_RETRIES.inc()
+        log.warning(
+            "a batch's commit failed, applying it again messages=%d error=%r",
+            len(failed.messages),
+            failed.error,
+        )
+        self._reload({m.partition for m in failed.messages})
+        self.process(failed.messages)
 
     def _process_once(self, messages: Sequence[RawMessage]) -> BatchReport:
         report = BatchReport(messages=len(messages))
@@ -333,6 +397,9 @@ class BatchProcessor:
                 newest[tp] = m.offset
         new_fences = {tp: (fences[tp], offset) for tp, offset in newest.items()}
         records = self._records(letters, changes)
+        # The previous batch's commit ran meanwhile (commit_behind): finish it first, so
+        # commits reach Redis one at a time, in order.
+        self._finish_pending()
         # Earlier batches' records are published meanwhile (publish_behind): a failure
         # among those publications raises here, before the commit, and the retry takes
         # the partition over again (publishing what it left in the outbox).
@@ -346,19 +413,21 @@ class BatchProcessor:
             p: OutboxAppend(encode_records(records.get(p, [])), self.delivery.delivered_below(p))
             for p in {p for _, p in new_fences}
         }
-        appended = self.store.commit_prepared(prepared, new_fences, outbox)
-        for tp, (_, new) in new_fences.items():
-            self._fences[tp] = new
-            self._committed[tp] = max(self._committed.get(tp, -1), new)
+        # In memory from here on; a failed commit drops these partitions' state (process).
         for customer, score in zip(touched, scores, strict=False):
             customer.score = score
-        # Committed: now publish the records (a failure leaves them in the outbox and the
-        # retry, or the next batch, publishes them; see stream.delivery).
-        published = {p: (seq, records[p]) for p, seq in appended.items()}
-        if self.publish_behind:
-            self.delivery.deliver_behind(published)
+        if self.commit_behind:
+            # The next batch may change these customers before this commit is done: their
+            # change tracking is cleared now, and the next batch starts from these fences.
+            prepared.mark_written()
+            for tp, (_, new) in new_fences.items():
+                self._fences[tp] = new
+            run = partial(self.store.commit_prepared, prepared, new_fences, outbox, False)
+            commit = PendingCommit(messages, run)
+            self._pending = _Pending(commit, new_fences, records)
         else:
-            self.delivery.deliver(published)
+            appended = self.store.commit_prepared(prepared, new_fences, outbox)
+            self._committed_to(new_fences, appended, records)
         report.dead_letters = len(letters)
         report.dead_letter_reasons = count_codes(letters)
         report.scored = len(scores)
@@ -366,6 +435,39 @@ class BatchProcessor:
         event_times = [c.aggregates.last_event for c in touched]
         report.newest_event_time = max(event_times) if event_times else None
         return report
+
+    def _committed_to(
+        self,
+        new_fences: dict[TopicPartition, tuple[int, int]],
+        appended: dict[int, int],
+        records: dict[int, list[OutboxRecord]],
+    ) -> None:
+        """What follows a batch's commit: record its fences, then publish its records (a
+        failure leaves them in the outbox and the retry, or the next batch, publishes them;
+        see stream.delivery)."""
+        for tp, (_, new) in new_fences.items():
+            self._fences[tp] = new
+            self._committed[tp] = max(self._committed.get(tp, -1), new)
+        published = {p: (seq, records[p]) for p, seq in appended.items()}
+        if self.publish_behind:
+            self.delivery.deliver_behind(published)
+        else:
+            self.delivery.deliver(published)
+
+    def _finish_pending(self, timeout: float | None = None) -> None:
+        """Wait for the last batch's commit (``commit_behind``), then do what follows it.
+        Raises :class:`CommitFailed` (it is forgotten: the caller applies its messages
+        again) or :class:`CommitStillRunning` (it is kept)."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            appended = pending.commit.result(timeout)
+        except CommitFailed:
+            self._pending = None
+            raise
+        self._pending = None
+        self._committed_to(pending.new_fences, appended, pending.records)
 
     def _current_fences(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         unknown = sorted(tp for tp in partitions if tp not in self._fences)

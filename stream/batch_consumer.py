@@ -4,7 +4,9 @@ One ``consume(batch_size, within)`` call returns up to ``batch_size`` messages f
 a single Python call, which costs about a microsecond a message; Faust's stream
 iteration costs over a hundred (see docs/benchmarks.md). Progress lives in Redis: when a
 partition is assigned, reading starts right after its fence, so Kafka's committed offsets
-are only informational and a crash anywhere loses and repeats nothing. Should Redis lose
+are only informational (they may run a batch ahead of Redis: a batch's commit runs
+while the next one is worked on, :mod:`stream.commit_behind`) and a crash anywhere loses
+and repeats nothing. Should Redis lose
 committed writes (its fences go back: a failover to a lagging replica, a restore from a
 backup), the partitions concerned are read again from the fences Redis holds — noticed at
 the next batch, or within ``FENCE_CHECK_SECONDS`` while idle. An assigned partition's
@@ -84,22 +86,25 @@ class BatchConsumer:
             while not stop.is_set():
                 messages = self.consumer.consume(self.settings.batch_size, timeout=within)
                 batch = self._valid(messages)
-                if not batch:
-                    self.processor.check_publications()  # those published behind
-                    if time.monotonic() >= next_check:
-                        self._check_fences()
-                        self._take_over_pending()
-                        next_check = time.monotonic() + FENCE_CHECK_SECONDS
-                    continue
                 try:
-                    self.processor.process(batch)  # returns once applied (retries inside)
+                    if batch:  # returns once applied, or its commit sent (retries inside)
+                        self.processor.process(batch)
+                    else:  # idle: finish the last batch's commit
+                        self.processor.flush()
                 except FencesWentBack as went_back:
                     self._rewind({**went_back.fences, **self._fences_behind()})
                     continue
                 except BatchAbandoned:  # stopping: not acknowledged, applied after restart
                     log.warning("stopping with a batch not applied messages=%d", len(batch))
                     break
-                self._commit(batch)
+                if batch:
+                    self._commit(batch)
+                    continue
+                self.processor.settle(wait=False)  # records published behind: any failure?
+                if time.monotonic() >= next_check:
+                    self._check_fences()
+                    self._take_over_pending()
+                    next_check = time.monotonic() + FENCE_CHECK_SECONDS
         finally:
             self.consumer.close()  # leaves the group: partitions move at once
             self.processor.close()
