@@ -53,12 +53,14 @@ def batch_processor_rate(
     profile: cProfile.Profile | None = None,
 ) -> tuple[float, int]:
     """Feed ``messages`` to a fresh BatchProcessor (own key prefix), with the worker's
-    garbage-collector settings, publishing each batch's records behind the next as the
-    worker does; return (eps, scored)."""
+    garbage-collector settings, committing each batch and publishing its records while
+    the next is worked on, as the worker (batch engine) does; return (eps, scored)."""
     tune_garbage_collector()  # as the worker does
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     producer = EventProducer(settings, create_topics=False)
-    processor = BatchProcessor(settings, store, producer, lambda: model, publish_behind=True)
+    processor = BatchProcessor(
+        settings, store, producer, lambda: model, publish_behind=True, commit_behind=True
+    )
     # Taking the partitions' outboxes over (a transactional producer each) is what a
     # worker does once, at assignment: not part of the rate.
     processor.take_over({m.partition for m in messages})
@@ -71,7 +73,7 @@ def batch_processor_rate(
         scored += report.scored
         if report.dead_letters or report.retries:
             raise RuntimeError(f"unexpected batch report: {report}")
-    processor.delivery.settle()  # the last batch's records are published too
+    processor.settle()  # the last batch's commit is done and its records published too
     if profile is not None:
         profile.disable()
     elapsed = time.perf_counter() - start
@@ -89,7 +91,8 @@ _STAGES = (
     ("core/features.py", "feature_matrix", "feature_matrix"),
     ("core/archive.py", "append", "append to the event archive"),
     ("core/store.py", "prepare_commit", "encode the writes (msgpack)"),
-    ("core/store.py", "commit_prepared", "commit to Redis (one EVALSHA, fenced)"),
+    ("core/store.py", "commit_prepared", "commit to Redis (one EVALSHA, fenced; on a thread)"),
+    ("stream/batch.py", "_finish_pending", "wait for the previous batch's commit"),
     ("stream/delivery.py", "deliver_behind", "queue the records for publication"),
     ("stream/delivery.py", "settle", "wait for the last publications (once, at the end)"),
     ("stream/batch.py", "_observe", "metrics"),
@@ -106,7 +109,8 @@ _TIMED = (
     (BatchProcessor, "_score", "features + model"),
     (SegmentLog, "append", "append to the event archive"),
     (FeatureStore, "prepare_commit", "encode the writes"),
-    (FeatureStore, "commit_prepared", "commit to Redis (one fenced EVALSHA)"),
+    (FeatureStore, "commit_prepared", "commit to Redis (one fenced EVALSHA, on a thread)"),
+    (BatchProcessor, "_finish_pending", "wait for the previous batch's commit"),
     (OutboxDelivery, "deliver_behind", "queue the records for publication"),
 )
 
