@@ -34,7 +34,7 @@ import redis
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
-from tests.support import free_ports, isolated_settings
+from tests.support import delete_test_topics, free_ports, isolated_settings
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +197,15 @@ def settings(
     tmp_path: Path,
     redis_topology: str,
     request: pytest.FixtureRequest,
-) -> Settings:
+) -> Iterator[Settings]:
     """Settings pointing at the session's services, isolated to this test (Redis: the
-    cluster in the cluster run of a ``both_redis`` test)."""
+    cluster in the cluster run of a ``both_redis`` test). The test's topics are deleted
+    afterwards."""
     redis_url = services.redis_url
     if redis_topology == "cluster":
         redis_url = cast(ClusterService, request.getfixturevalue("redis_cluster")).url
-    return isolated_settings(services.kafka_bootstrap_servers, redis_url, test_id, tmp_path)
+    yield isolated_settings(services.kafka_bootstrap_servers, redis_url, test_id, tmp_path)
+    delete_test_topics(services.kafka_bootstrap_servers, test_id)
 
 
 @pytest.fixture

@@ -19,6 +19,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI = churnstream_argv()  # `churnstream`, run by this interpreter
 
 
+def delete_test_topics(kafka_bootstrap_servers: str, test_id: str) -> None:
+    """Delete every topic named after ``test_id`` (its input, output and dead-letter topics,
+    and the stream engine's internal ones), so that a broker serving the whole suite does
+    not pile up thousands of partitions. Failures are ignored: cleaning up is best effort."""
+    from confluent_kafka.admin import AdminClient
+
+    with suppress(Exception):
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap_servers})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(test_id)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=10).values():
+                with suppress(Exception):
+                    future.result(timeout=15)
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct ports nothing listens on right now (all bound at once, then released)."""
     with ExitStack() as stack:
