@@ -272,9 +272,12 @@ class BatchProcessor:
         """Before partitions move or the worker stops: wait (a few seconds at most) for
         the last batch's commit. If it failed, the state of its partitions is dropped:
         whoever owns them next reads them again from their fences (this worker too, from
-        its next assignment: the batch engine is given every partition anew)."""
+        its next assignment: the batch engine is given every partition anew). Its records
+        are not published from here (a rebalance callback, or the worker stopping, where
+        the broker may be gone): they stay in the outbox, and the partitions' next
+        take-over publishes them."""
         try:
-            self._finish_pending(_COMMIT_WAIT_SECONDS)
+            self._finish_pending(_COMMIT_WAIT_SECONDS, publish=False)
         except CommitFailed as failed:
             log.warning(
                 "a batch's commit failed; read again from the fences messages=%d error=%r",
@@ -441,23 +444,28 @@ class BatchProcessor:
         new_fences: dict[TopicPartition, tuple[int, int]],
         appended: dict[int, int],
         records: dict[int, list[OutboxRecord]],
+        publish: bool = True,
     ) -> None:
         """What follows a batch's commit: record its fences, then publish its records (a
         failure leaves them in the outbox and the retry, or the next batch, publishes them;
-        see stream.delivery)."""
+        see stream.delivery). With ``publish=False`` they are left in the outbox for the
+        partitions' next take-over."""
         for tp, (_, new) in new_fences.items():
             self._fences[tp] = new
             self._committed[tp] = max(self._committed.get(tp, -1), new)
+        if not publish:
+            return
         published = {p: (seq, records[p]) for p, seq in appended.items()}
         if self.publish_behind:
             self.delivery.deliver_behind(published)
         else:
             self.delivery.deliver(published)
 
-    def _finish_pending(self, timeout: float | None = None) -> None:
-        """Wait for the last batch's commit (``commit_behind``), then do what follows it.
-        Raises :class:`CommitFailed` (it is forgotten: the caller applies its messages
-        again) or :class:`CommitStillRunning` (it is kept)."""
+    def _finish_pending(self, timeout: float | None = None, publish: bool = True) -> None:
+        """Wait for the last batch's commit (``commit_behind``), then do what follows it
+        (without publishing its records when not ``publish``). Raises
+        :class:`CommitFailed` (it is forgotten: the caller applies its messages again) or
+        :class:`CommitStillRunning` (it is kept)."""
         pending = self._pending
         if pending is None:
             return
@@ -467,7 +475,7 @@ class BatchProcessor:
             self._pending = None
             raise
         self._pending = None
-        self._committed_to(pending.new_fences, appended, pending.records)
+        self._committed_to(pending.new_fences, appended, pending.records, publish)
 
     def _current_fences(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         unknown = sorted(tp for tp in partitions if tp not in self._fences)
