@@ -40,6 +40,10 @@ from stream.shutdown import EXIT_SHUTDOWN_DEADLINE
 
 log = logging.getLogger(__name__)
 
+# Batches of at least CHURN_BATCH_SIZE / this many messages are committed behind the next
+# one (a batch that large means the worker is behind); smaller ones in line.
+_COMMIT_BEHIND_SHARE = 4
+
 EXIT_UNEXPECTED_ERROR = 70  # a bug, not a transient failure: stop without acknowledging
 
 
@@ -58,8 +62,9 @@ class WorkerRuntime:
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
         # Each batch's records are published while the next one is worked on; with the
-        # batch engine, which reads every assigned partition from its fence, so is its
-        # Redis commit.
+        # batch engine, which reads every assigned partition from its fence, so is the
+        # Redis commit of a large batch (the worker is behind: throughput counts). A small
+        # batch (the worker keeps up: latency counts) is committed before the next one.
         self.processor = BatchProcessor(
             settings,
             self.store,
@@ -68,6 +73,7 @@ class WorkerRuntime:
             stopping=stopping,
             publish_behind=True,
             commit_behind=settings.worker_engine == "batch",
+            commit_behind_from=max(1, settings.batch_size // _COMMIT_BEHIND_SHARE),
         )
         tune_garbage_collector()
 

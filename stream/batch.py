@@ -138,6 +138,7 @@ class BatchProcessor:
         delivery: OutboxDelivery | None = None,
         publish_behind: bool = False,
         commit_behind: bool = False,
+        commit_behind_from: int = 1,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
@@ -152,7 +153,10 @@ class BatchProcessor:
         ``commit_behind``: :meth:`process` returns once the batch's commit is sent, and the
         next batch is decoded, applied and scored while Redis runs it (see :meth:`process`).
         Only for a caller that reads each partition from its fence after every assignment
-        and acknowledges nothing to Kafka that the fences do not hold (the batch engine)."""
+        and acknowledges nothing to Kafka that the fences do not hold (the batch engine).
+        ``commit_behind_from``: only batches of at least this many messages commit behind;
+        smaller ones (a worker keeping up) commit before :meth:`process` returns, so their
+        scores are in Redis at once."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -179,6 +183,7 @@ class BatchProcessor:
         self._delivery = delivery
         self.publish_behind = publish_behind
         self.commit_behind = commit_behind
+        self.commit_behind_from = commit_behind_from
         # The commit of the last batch, running while the next one is worked on.
         self._pending: _Pending | None = None
         # Partitions taken over and not revoked since: one whose publication failed is
@@ -419,7 +424,7 @@ class BatchProcessor:
         # In memory from here on; a failed commit drops these partitions' state (process).
         for customer, score in zip(touched, scores, strict=False):
             customer.score = score
-        if self.commit_behind:
+        if self.commit_behind and len(messages) >= self.commit_behind_from:
             # The next batch may change these customers before this commit is done: their
             # change tracking is cleared now, and the next batch starts from these fences.
             prepared.mark_written()
