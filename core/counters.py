@@ -107,7 +107,12 @@ def day_of_event(event: Event) -> int:
     return epoch_seconds(event) // DAY_SECONDS
 
 
+# The event types that set a customer's plan level (see level_set_by).
+LEVEL_EVENTS = frozenset({"session_start", "upgrade", "downgrade"})
+
+
 def level_set_by(event: Event) -> str | None:
+    """The plan level ``event`` sets (None: it sets none; see LEVEL_EVENTS)."""
     if event.type == "session_start":
         return str(event.payload.level)  # type: ignore[union-attr]
     if event.type in ("upgrade", "downgrade"):
@@ -121,38 +126,45 @@ def level_set_by(event: Event) -> str | None:
 def _counter(name: str):  # type: ignore[no-untyped-def]
     index = C[name]
 
-    def count(counts: np.ndarray, _event: Event) -> None:
-        counts[index] += 1
+    def count(counts: np.ndarray, row: int, _event: Event) -> None:
+        counts[row, index] += 1
 
     return count
 
 
-def _session_end(counts: np.ndarray, event: Event) -> None:
-    counts[C["session_end"]] += 1
-    counts[C["session_seconds"]] += round(event.payload.duration_s)  # type: ignore[union-attr]
+_SESSION_END, _SESSION_SECONDS = C["session_end"], C["session_seconds"]
+_PLAY, _PLAY_SECONDS = C["play"], C["play_seconds"]
+_PURCHASE, _REVENUE, _ITEMS = C["purchase"], C["revenue_cents"], C["items"]
+_LINES, _UNIT_PRICES = C["purchase_lines"], C["unit_price_cents"]
+_REFUND, _REFUND_CENTS, _REFUND_ITEMS = C["refund"], C["refund_cents"], C["refund_items"]
 
 
-def _play(counts: np.ndarray, event: Event) -> None:
-    counts[C["play"]] += 1
-    counts[C["play_seconds"]] += round(event.payload.duration_s)  # type: ignore[union-attr]
+def _session_end(counts: np.ndarray, row: int, event: Event) -> None:
+    counts[row, _SESSION_END] += 1
+    counts[row, _SESSION_SECONDS] += round(event.payload.duration_s)  # type: ignore[union-attr]
 
 
-def _purchase(counts: np.ndarray, event: Event) -> None:
+def _play(counts: np.ndarray, row: int, event: Event) -> None:
+    counts[row, _PLAY] += 1
+    counts[row, _PLAY_SECONDS] += round(event.payload.duration_s)  # type: ignore[union-attr]
+
+
+def _purchase(counts: np.ndarray, row: int, event: Event) -> None:
     payload = event.payload
-    counts[C["purchase"]] += 1
-    counts[C["revenue_cents"]] += to_cents(payload.amount)  # type: ignore[union-attr]
-    counts[C["items"]] += payload.quantity  # type: ignore[union-attr]
+    counts[row, _PURCHASE] += 1
+    counts[row, _REVENUE] += to_cents(payload.amount)  # type: ignore[union-attr]
+    counts[row, _ITEMS] += payload.quantity  # type: ignore[union-attr]
     lines = payload.lines  # type: ignore[union-attr]
     if lines:
-        counts[C["purchase_lines"]] += len(lines)
-        counts[C["unit_price_cents"]] += sum(to_cents(line.unit_price) for line in lines)
+        counts[row, _LINES] += len(lines)
+        counts[row, _UNIT_PRICES] += sum(to_cents(line.unit_price) for line in lines)
 
 
-def _refund(counts: np.ndarray, event: Event) -> None:
+def _refund(counts: np.ndarray, row: int, event: Event) -> None:
     payload = event.payload
-    counts[C["refund"]] += 1
-    counts[C["refund_cents"]] += to_cents(payload.amount)  # type: ignore[union-attr]
-    counts[C["refund_items"]] += payload.quantity  # type: ignore[union-attr]
+    counts[row, _REFUND] += 1
+    counts[row, _REFUND_CENTS] += to_cents(payload.amount)  # type: ignore[union-attr]
+    counts[row, _REFUND_ITEMS] += payload.quantity  # type: ignore[union-attr]
 
 
 COUNT = {

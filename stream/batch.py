@@ -501,23 +501,53 @@ class BatchProcessor:
         (applied or expired — every valid event seen for the first time) and dead letters
         for the events refused as too late (beyond ``CHURN_DEDUP_DAYS``: they may be
         duplicates that can no longer be recognised, so they are neither counted nor
-        archived)."""
+        archived).
+
+        The events of customers held in memory are applied first, and only then are the
+        others' states read from Redis: meanwhile Redis finishes the previous batch's
+        commit (``commit_behind``), which that read would otherwise wait behind. A
+        customer's events all land in one of the two passes, in their order."""
+        customers = self._customers
+        held: list[tuple[RawMessage, Event]] = []
+        others: list[tuple[RawMessage, Event]] = []
         missing: dict[str, int] = {}
-        for m, event in events:
-            if event.customer_id not in self._customers[m.partition]:
+        for pair in events:
+            m, event = pair
+            if event.customer_id in customers[m.partition]:
+                held.append(pair)
+            else:
+                others.append(pair)
                 missing.setdefault(event.customer_id, m.partition)
-        if missing:
-            loaded = self.store.load_customers(list(missing))
-            for customer_id, partition in missing.items():
-                self._customers[partition][customer_id] = loaded[customer_id]
-        # Cost: one dict lookup, CustomerAggregates.apply (a few µs: see there) and one
-        # ArchivedEvent per event; counters are summed locally, not on the report.
         touched: dict[str, StoredCustomer] = {}
         archived: list[ArchivedEvent] = []
         late: list[DeadLetter] = []
+        self._apply_held(held, report, touched, archived, late)
+        if missing:
+            loaded = self.store.load_customers(list(missing))
+            for customer_id, partition in missing.items():
+                customers[partition][customer_id] = loaded[customer_id]
+            self._apply_held(others, report, touched, archived, late)
+            late.sort(key=lambda letter: (letter.source_partition, letter.source_offset))
+        metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
+        return list(touched.values()), archived, late
+
+    def _apply_held(
+        self,
+        events: Sequence[tuple[RawMessage, Event]],
+        report: BatchReport,
+        touched: dict[str, StoredCustomer],
+        archived: list[ArchivedEvent],
+        late: list[DeadLetter],
+    ) -> None:
+        """Apply ``events`` of customers held in memory, adding to ``touched``,
+        ``archived`` and ``late`` (see :meth:`_apply`)."""
+        # Cost: one dict lookup, CustomerAggregates.apply (a few µs: see there) and one
+        # ArchivedEvent (a named tuple) per event; counters are summed locally, not on
+        # the report.
         retention = self.settings.retention_days
         dedup = self.settings.dedup_days
         customers = self._customers
+        keep = archived.append
         applied = expired = duplicates = 0
         for m, event in events:
             customer_id = event.customer_id
@@ -536,12 +566,10 @@ class BatchProcessor:
             else:
                 duplicates += 1
                 continue
-            archived.append(ArchivedEvent(event, m.value, m.topic, m.partition, m.offset))
+            keep(ArchivedEvent(event, m.value, m.topic, m.partition, m.offset))
         report.applied += applied
         report.expired += expired
         report.duplicates += duplicates
-        metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
-        return list(touched.values()), archived, late
 
     def _score(
         self, customers: Sequence[StoredCustomer], now: float
