@@ -356,8 +356,7 @@ class CustomerAggregates:
             grown = np.zeros((self._capacity, N_COUNTERS), dtype=np.int64)
             grown[:row] = self.counts[:row]
             self.days, self.counts = days, grown
-        else:  # a row freed by _drop_tiles_up_to may hold old counters
-            self.counts[row] = 0
+        # (a row freed by _drop_tiles_up_to was zeroed there)
         self.n_rows += 1
         self.days[row] = day
         self.event_hashes.append(set())
@@ -383,10 +382,13 @@ class CustomerAggregates:
             self.level_key = (at, event.event_id)
 
     def _drop_tiles_up_to(self, oldest_dropped: int) -> None:
+        # Runs whenever a customer's newest day moves on: the common case (nothing to
+        # drop) is answered from the day index, without numpy's per-call overhead.
+        row_of_day = self._row_of_day
+        if not row_of_day or min(row_of_day) > oldest_dropped:
+            return
         days = self.days[: self.n_rows]
         keep = days > oldest_dropped
-        if keep.all():
-            return
         for day in days[~keep].tolist():
             if day <= self.sealed_through:
                 self.sealed_changed = True
@@ -394,13 +396,15 @@ class CustomerAggregates:
                 self.dropped_days.add(day)
                 self.changed_days.discard(day)
         kept_rows = np.flatnonzero(keep)
-        self.days[: len(kept_rows)] = days[kept_rows]
-        self.counts[: len(kept_rows)] = self.counts[kept_rows]
+        n_kept = len(kept_rows)
+        self.days[:n_kept] = days[kept_rows]
+        self.counts[:n_kept] = self.counts[kept_rows]
+        self.counts[n_kept : self.n_rows] = 0  # free rows are zero (see _add_row)
         kept = kept_rows.tolist()
         self.event_hashes = [self.event_hashes[row] for row in kept]
         self.transaction_hashes = [self.transaction_hashes[row] for row in kept]
-        self.n_rows = len(kept_rows)
-        self._row_of_day = {int(d): r for r, d in enumerate(self.days[: self.n_rows].tolist())}
+        self.n_rows = n_kept
+        self._row_of_day = {int(d): r for r, d in enumerate(self.days[:n_kept].tolist())}
 
     def _seal_up_to(self, last_sealed: int) -> None:
         """Seal the tiles of days up to ``last_sealed``: drop their activity hashes, move
@@ -411,7 +415,10 @@ class CustomerAggregates:
         # A plain loop: a customer has a few dozen tiles at most, where numpy's per-call
         # overhead would cost more (this runs once per customer and new activity day).
         self.sealed_through = last_sealed
-        for day, row in self._row_of_day.items():
+        row_of_day = self._row_of_day
+        if not row_of_day or min(row_of_day) > last_sealed:
+            return  # no tile to seal (the common case)
+        for day, row in row_of_day.items():
             if sealed_through < day <= last_sealed:
                 self.event_hashes[row] = cast(set[int], _NO_HASHES)
                 self.dropped_days.add(day)

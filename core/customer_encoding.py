@@ -82,10 +82,12 @@ def _trimmed(counts: np.ndarray) -> list[int]:
     """The counters without trailing zeros (tiles of activity alone end before the
     transaction counters: those are cut in one slice, not zero by zero)."""
     values: list[int] = counts.tolist()
+    end = len(values)
     if not any(values[_FIRST_TRANSACTION_COUNTER:]):
-        del values[_FIRST_TRANSACTION_COUNTER:]
-    while values and values[-1] == 0:
-        values.pop()
+        end = _FIRST_TRANSACTION_COUNTER
+    while end and not values[end - 1]:
+        end -= 1
+    del values[end:]
     return values
 
 
