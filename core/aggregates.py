@@ -117,6 +117,7 @@ class CustomerAggregates:
         "level",
         "level_key",
         "n_rows",
+        "packed_hashes",
         "sealed_changed",
         "sealed_through",
         "transaction_hashes",
@@ -129,6 +130,10 @@ class CustomerAggregates:
         self.days = _NO_DAYS
         self.counts = _NO_COUNTS
         self.event_hashes: list[set[int]] = []
+        # event_hashes[row] as stored (little-endian uint32s, in the order counted), kept
+        # up to date as events are counted once built (None: not built yet; see
+        # changed_tiles), so writing a tile does not pack all its hashes again.
+        self.packed_hashes: list[bytearray | None] = []
         self.transaction_hashes: list[set[int] | None] = []
         self._row_of_day: dict[int, int] = {}
         self.first_seen = NEVER
@@ -187,14 +192,16 @@ class CustomerAggregates:
         row = self._row_of_day.get(day)
         if row is None:
             row = self._add_row(day)
-        digest = int.from_bytes(
-            _blake2b(event.event_id.encode(), digest_size=8).digest()[:4], "little"
-        )
+        packed_digest = _blake2b(event.event_id.encode(), digest_size=8).digest()[:4]
+        digest = int.from_bytes(packed_digest, "little")
         if activity:
             seen = self.event_hashes[row]
             if digest in seen:
                 return False
             seen.add(digest)
+            packed = self.packed_hashes[row]
+            if packed is not None:
+                packed += packed_digest
         else:
             found = self.transaction_hashes[row]
             if found is None:
@@ -253,12 +260,21 @@ class CustomerAggregates:
         self.dropped_days.clear()
         self.sealed_changed = False
 
-    def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, set[int], set[int] | None]]:
-        """(day, counters, activity hashes, transaction hashes) of every unsealed tile
-        changed since the last write."""
+    def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, bytearray, set[int] | None]]:
+        """(day, counters, activity hashes packed as stored — little-endian uint32s —,
+        transaction hashes) of every unsealed tile changed since the last write.
+
+        Cost: a tile's hashes are packed once, the first time it is written; after that
+        :meth:`apply` appends each new one, so writing a busy day's tile again and again
+        does not repack all its hashes."""
+        packed_hashes = self.packed_hashes
         for day in self.changed_days:
             row = self._row_of_day[day]
-            yield day, self.counts[row], self.event_hashes[row], self.transaction_hashes[row]
+            packed = packed_hashes[row]
+            if packed is None:
+                packed = bytearray(np.fromiter(self.event_hashes[row], dtype="<u4").tobytes())
+                packed_hashes[row] = packed
+            yield day, self.counts[row], packed, self.transaction_hashes[row]
 
     def sealed_tiles(self) -> tuple[np.ndarray, np.ndarray, list[set[int] | None]]:
         """The sealed tiles: their days, their counters (one row per day) and their
@@ -308,6 +324,7 @@ class CustomerAggregates:
         values = list(counts)[:N_COUNTERS]
         self.counts[row, : len(values)] = values
         self.event_hashes[row] = set(hashes)
+        self.packed_hashes[row] = None
         self.transaction_hashes[row] = set(hashes) if has_transactions(values) else None
 
     def load_tiles(
@@ -335,9 +352,11 @@ class CustomerAggregates:
         self.days, self.counts = days, counts
         if hashes is None:
             self.event_hashes = cast(list[set[int]], [_NO_HASHES] * n)
+            self.packed_hashes = [None] * n
             self.transaction_hashes = cast(list[set[int] | None], [_NO_HASHES] * n)
         else:
             self.event_hashes = [set(h) for h in hashes]
+            self.packed_hashes = [None] * n
             self.transaction_hashes = (
                 [None if h is None else set(h) for h in transaction_hashes]
                 if transaction_hashes is not None
@@ -360,6 +379,7 @@ class CustomerAggregates:
         self.n_rows += 1
         self.days[row] = day
         self.event_hashes.append(set())
+        self.packed_hashes.append(bytearray())
         self.transaction_hashes.append(None)
         self._row_of_day[day] = row
         return row
@@ -402,6 +422,7 @@ class CustomerAggregates:
         self.counts[n_kept : self.n_rows] = 0  # free rows are zero (see _add_row)
         kept = kept_rows.tolist()
         self.event_hashes = [self.event_hashes[row] for row in kept]
+        self.packed_hashes = [self.packed_hashes[row] for row in kept]
         self.transaction_hashes = [self.transaction_hashes[row] for row in kept]
         self.n_rows = n_kept
         self._row_of_day = {int(d): r for r, d in enumerate(self.days[:n_kept].tolist())}
@@ -421,6 +442,7 @@ class CustomerAggregates:
         for day, row in row_of_day.items():
             if sealed_through < day <= last_sealed:
                 self.event_hashes[row] = cast(set[int], _NO_HASHES)
+                self.packed_hashes[row] = None
                 self.dropped_days.add(day)
                 self.changed_days.discard(day)
                 self.sealed_changed = True

@@ -91,15 +91,20 @@ def _trimmed(counts: np.ndarray) -> list[int]:
     return values
 
 
-def _packed(hashes: Iterable[int]) -> bytes:
+def _packed(hashes: Iterable[int] | bytes | bytearray) -> bytes | bytearray:
+    if isinstance(hashes, bytes | bytearray):
+        return hashes  # packed already
     return np.fromiter(hashes, dtype="<u4").tobytes()
 
 
 def encode_tile(
-    counts: np.ndarray, hashes: Iterable[int], transactions: Iterable[int] | None = None
+    counts: np.ndarray,
+    hashes: Iterable[int] | bytes | bytearray,
+    transactions: Iterable[int] | None = None,
 ) -> bytes:
     """One ``d:<day>`` tile's stored value: ``[counters, activity hashes, 4(, transaction
-    hashes)]`` (module docstring)."""
+    hashes)]`` (module docstring). ``hashes`` may be given packed already (little-endian
+    uint32s, as :meth:`CustomerAggregates.changed_tiles` gives them)."""
     values = _trimmed(counts)
     if transactions:
         return _MSGPACK.encode([values, _packed(hashes), _HASH_WIDTH, _packed(transactions)])
