@@ -34,6 +34,8 @@ GAP_WINDOWS = (90, 365)  # the windows of purchase_gap_stats
 Recency = Literal["first_seen", "last_activity", "last_purchase"]
 RECENCY: tuple[Recency, ...] = ("first_seen", "last_activity", "last_purchase")
 _ACTIVITY_OF = itemgetter(*ACTIVITY_COLUMNS)  # a row's activity counters
+_ACTIVITY_INDEX = np.asarray(ACTIVITY_COLUMNS, dtype=np.intp)
+_PURCHASE = C["purchase"]
 # Above this many (customer x window x tile) cells, window sums use bincount, not a product.
 _SMALL_PRODUCT = 4096
 
@@ -256,8 +258,8 @@ class CustomerContext:
         self._windows = dict(zip(WINDOW_DAYS, cumulative, strict=True))
         self._days: list[int] = days.tolist()
         self._ages: list[int] = age.tolist()
-        self._activity: list[int] = counts[:, ACTIVITY_COLUMNS].sum(axis=1).tolist()
-        self._purchases: list[int] = counts[:, C["purchase"]].tolist()
+        self._activity: list[int] = np.add.reduce(counts[:, _ACTIVITY_INDEX], axis=1).tolist()
+        self._purchases: list[int] = counts[:, _PURCHASE].tolist()
         self._gaps: dict[int, tuple[float, float, float]] = {}
 
     def window(self, days: int) -> list[float]:
