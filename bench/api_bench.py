@@ -211,8 +211,8 @@ def measure_inprocess(
             "how": "httpx.AsyncClient(transport=httpx.ASGITransport(app)) on "
             "serving.main.create_app(settings), its lifespan run around the client, one "
             "request at a time on an asyncio loop; wall time of each `await client.get()` "
-            "(includes httpx, serving.fast_path and the hop of the Redis read to the risk "
-            "batcher's reader thread)",
+            "(includes httpx, serving.fast_path and the risk batcher: a lone lookup is a "
+            "batch of one, its HGETALL read on the event loop)",
         },
         "health_in_process": {
             **percentiles_ms(pieces["health"]),
@@ -237,9 +237,9 @@ def measure_inprocess(
     }
     result["route_handler_direct"] = {
         **percentiles_ms(pieces["route"]),
-        "is": "serving.routes.customers.risk_answer awaited directly: the batcher (Redis "
-        "read on its thread, decoding, features, score) + building the answer + orjson + "
-        "Response, without ASGI or HTTP",
+        "is": "serving.routes.customers.risk_answer awaited directly: the batcher (a batch "
+        "of one: HGETALL on the event loop, decoding, features, score) + building the "
+        "answer + orjson + Response, without ASGI or HTTP",
     }
     return result
 

@@ -16,9 +16,9 @@ unchanged, so its answers and errors stay FastAPI's:
 
 The route stays declared in FastAPI, which documents it in ``/docs``.
 
-Cost: ~0.5 ms of one core per lookup on this project's 2-core machine (a quiet one),
+Cost: ~0.45 ms of one core per lookup on this project's 2-core machine (a quiet one),
 almost all of it the lookup itself (the batcher's Redis read, decoding, features and
-score: ~0.45 ms, see :mod:`serving.risk_batcher`). The answer's dict costs ~30 µs,
+score: ~0.4 ms, see :mod:`serving.risk_batcher`). The answer's dict costs ~30 µs,
 ``orjson`` and the two ASGI messages ~12 µs, and the app's entry with this module's
 matching and the request's accounting (:mod:`serving.access`) ~17 µs. The answer is the
 FastAPI route's, byte for byte: the same function builds it and it is encoded the way

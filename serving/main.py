@@ -2,7 +2,8 @@
 
 The lifespan opens one Redis client (its pool is shared by the worker threads that run
 the synchronous handlers), the feature store, the model registry and a watcher that
-follows the champion every ``CHURN_MODEL_CHECK_SECONDS``. The API depends on ``core``
+follows the champion every ``CHURN_MODEL_CHECK_SECONDS``, and sets the garbage collector
+for serving (:mod:`serving.garbage_collector`). The API depends on ``core``
 only. Routes live in :mod:`serving.routes`, one module per resource.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -37,6 +37,7 @@ from serving import dashboard, fast_path
 from serving.access import account
 from serving.config import ApiSettings, get_api_settings
 from serving.deps import ApiState, require_reader
+from serving.garbage_collector import collecting_rarely
 from serving.models_watch import ModelWatcher
 from serving.openapi import with_champion_features
 from serving.risk_batcher import RiskBatcher
@@ -100,13 +101,10 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
             risk=RiskBatcher(store, clock=scoring_clock(settings)),
         )
         polling = asyncio.create_task(watcher.run(settings.model_check_seconds))
-        # Everything loaded so far (libraries, the model) lives as long as the process:
-        # exempt it from the garbage collector's full passes, which otherwise rescan it
-        # while requests wait.
-        gc.collect()
-        gc.freeze()
         try:
-            yield
+            # what is loaded now is frozen out of collections; young passes made rare
+            with collecting_rarely():
+                yield
         finally:
             polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):

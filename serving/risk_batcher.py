@@ -18,10 +18,11 @@ starts a batch of one at once, on the next turn of the event loop (so that looku
 arriving in the same turn join it; the task and future cost ~6 µs).
 
 Cost of a batch of one on this project's 2-core machine, each step measured alone in a
-loop: the ``HGETALL`` round trip 0.05-0.13 ms (a ~3 KB hash; more when Redis's memory is
-cold), decoding ~0.05 ms, features ~0.11 ms (:func:`core.features.feature_matrix`),
-score, contributions and the assessment's objects ~0.04 ms. Inside a request the same
-steps take ~1.4 times as long (~0.45 ms in all): caches are colder between requests.
+loop: the ``HGETALL`` round trip 0.05-0.14 ms (a ~3 KB hash; more when Redis's memory is
+cold), decoding ~0.05 ms, features ~0.04 ms (one customer's are computed with Python
+floats: :func:`core.features.feature_row`), score, contributions and the assessment's
+objects ~0.04 ms. Inside a request the same steps take ~1.5 times as long (~0.4 ms in
+all): caches are colder between requests.
 """
 
 from __future__ import annotations

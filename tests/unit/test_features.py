@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from core.aggregates import CustomerAggregates
-from core.feature_context import WINDOW_DAYS, FeatureContext
+from core.aggregates import NEVER, C, CustomerAggregates
+from core.feature_context import WINDOW_DAYS, CustomerContext, FeatureContext, gap_stats
 from core.features import (
     FEATURE_NAMES,
     FEATURES,
     WindowRatio,
     WindowSum,
     feature_matrix,
+    feature_row,
     features_of,
 )
 from offline.simulator import SimulationConfig, simulate
@@ -168,3 +169,72 @@ def test_a_customer_without_events_in_the_windows_has_finite_neutral_features() 
     f = features_of(agg, ts(T))
     assert all(np.isfinite(v) for v in f.values())
     assert f["like_share_30d"] == 0.5 and f["mean_order_value_90d"] == 0.0
+
+
+def random_tiled_states(customers: int, seed: int, t: int) -> list[CustomerAggregates]:
+    """Customers with random tiles of every counter (purchases, refunds, negative
+    corrections included) over the 400 days before ``t`` and a few after, random recency
+    instants (some never) and plan levels; some without tiles at all."""
+    rng = np.random.default_rng(seed)
+    day = t // 86_400
+    states = []
+    for i in range(customers):
+        agg = CustomerAggregates(f"r{i}")
+        tiles = int(rng.integers(0, 60)) if i % 7 else 0
+        for d in rng.choice(np.arange(day - 400, day + 3), size=tiles, replace=False).tolist():
+            counts = rng.poisson(rng.uniform(0.0, 4.0), size=len(C)) * (rng.random(len(C)) < 0.6)
+            if rng.random() < 0.05:
+                counts[int(rng.integers(0, len(C)))] *= -1
+            agg.set_tile(int(d), counts.tolist(), [])
+        agg.first_seen = t - int(rng.integers(0, 500 * 86_400))
+        agg.last_activity = NEVER if i % 5 == 0 else t - int(rng.integers(0, 90 * 86_400))
+        agg.last_purchase = NEVER if i % 3 == 0 else t - int(rng.integers(0, 200 * 86_400))
+        agg.level = "paid" if i % 2 else "free"
+        states.append(agg)
+    return states
+
+
+def test_one_customer_rows_equal_their_rows_of_a_batch_bit_for_bit() -> None:
+    """feature_matrix evaluates a single customer on a CustomerContext (Python floats) and
+    several on a FeatureContext (arrays): every feature of every customer must be the same
+    bits either way, for the simulator's customers and random tiles of every counter."""
+    t = ts(datetime(2026, 3, 5, 7, tzinfo=UTC))
+    customers = [*simulated_states(60, 70, seed=31), *random_tiled_states(300, 37, t)]
+    batch = feature_matrix(customers, t)
+    assert (batch != 0).any(axis=0).all()  # every feature is exercised
+    rows = np.asarray([feature_row(c, t) for c in customers])
+    assert rows.tobytes() == batch.tobytes()
+    single = np.vstack([feature_matrix([c], t) for c in customers])
+    assert single.tobytes() == batch.tobytes()
+    subset = ["purchase_gap_cv_365d", "likes_7d", "help_rate_30d", "active_days_30d"]
+    columns = [FEATURE_NAMES.index(name) for name in subset]
+    assert np.asarray([feature_row(c, t, subset) for c in customers]).tobytes() == (
+        np.ascontiguousarray(batch[:, columns]).tobytes()
+    )
+
+
+def test_one_customer_context_equals_the_vectorised_one() -> None:
+    t = ts(datetime(2026, 3, 5, 7, tzinfo=UTC))
+    customers = random_tiled_states(120, 41, t)
+    batch = FeatureContext(customers, np.full(len(customers), t, dtype=np.int64))
+    for i, customer in enumerate(customers):
+        one = CustomerContext(customer, t)
+        for days in WINDOW_DAYS:
+            assert np.asarray(one.window(days)).tobytes() == batch.window(days)[i].tobytes()
+        for days in (7, 30, 90, 365, 400):
+            assert one.purchase_gap_stats(days) == tuple(
+                float(x[i]) for x in batch.purchase_gap_stats(days)
+            )
+            assert one.observed_days(days) == batch.observed_days(days)[i]
+        assert one.active_days(30) == batch.active_days(30)[i]
+        assert one.activity_events(28) == batch.activity_events(28)[i]
+        assert one.recency("last_purchase") == batch.recency("last_purchase")[i]
+
+
+def test_gap_statistics_of_sorted_days() -> None:
+    mean = 100 / 3  # gaps of 3, 6 and 91 days
+    cv = np.sqrt((9 + 36 + 91**2) / 3 - mean**2) / mean
+    assert gap_stats([1, 4, 10, 101]) == (mean, cv, 4.0)
+    assert gap_stats([5]) == (0.0, 0.0, 1.0)
+    mean, cv, count = gap_stats([7, 7, 7])  # two gaps of 0 days: 0 / 0, as numpy gives
+    assert (mean, count) == (0.0, 3.0) and np.isnan(cv)
