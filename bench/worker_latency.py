@@ -85,6 +85,7 @@ def e2e_latency(
             stop.wait(poll_interval)
 
     metrics0 = run.worker.metrics()
+    redis_before = _redis_persistence(settings)
     poller = threading.Thread(target=poll_loop, name="e2e-poller", daemon=True)
     poller.start()
     rng = np.random.default_rng(5)
@@ -124,6 +125,7 @@ def e2e_latency(
         poller.join(timeout=10)
     lost = len(pending)
     metrics1 = run.worker.metrics()
+    redis_after = _redis_persistence(settings)
     batches = metrics1["churn_worker_batch_duration_seconds_count"] - metrics0.get(
         "churn_worker_batch_duration_seconds_count", 0
     )
@@ -158,10 +160,32 @@ def e2e_latency(
             "batches_per_second": round(batches / send_seconds, 1),
             "batches_taking_at_most_seconds": histogram,
         },
+        "redis_during_phase": _redis_phase(redis_before, redis_after, total),
         "poll_rounds": polls[0],
         "poll_interval_ms": poll_interval * 1000,
         "sample_every": sample_every,
         "producer_extra_config": {"linger.ms": 5},
+    }
+
+
+def _redis_persistence(settings: Settings) -> dict[str, int]:
+    """Redis's AOF rewrites so far and its AOF's growth since the last one (bytes)."""
+    info = connect_redis(settings).info("persistence")
+    return {
+        "aof_rewrites": int(info.get("aof_rewrites", 0)),
+        "aof_growth": int(info.get("aof_current_size", 0)) - int(info.get("aof_base_size", 0)),
+    }
+
+
+def _redis_phase(before: dict[str, int], after: dict[str, int], events: int) -> dict[str, Any]:
+    """AOF rewrites during a phase (each forks Redis, and the child takes a core for
+    seconds: on a small machine it shows in the worker's latency), and the AOF bytes
+    written per event sent (known only when no rewrite happened in the phase)."""
+    rewrites = after["aof_rewrites"] - before["aof_rewrites"]
+    grown = after["aof_growth"] - before["aof_growth"]
+    return {
+        "aof_rewrites": rewrites,
+        "aof_bytes_per_event": round(grown / events) if rewrites == 0 and events else None,
     }
 
 

@@ -99,9 +99,9 @@ class WorkerRuntime:
 
     async def compact_archive(self) -> int:
         """Close this worker's archive segment, then turn closed segments into Parquet in
-        a child process: the compaction's CPU work (Arrow, Parquet, zstd) would otherwise
-        hold the worker's GIL for tens of milliseconds and delay batches. Returns the
-        child's exit status."""
+        a child process at the lowest CPU priority: the compaction's CPU work (Arrow,
+        Parquet, zstd) would otherwise hold the worker's GIL for tens of milliseconds, or
+        take its core, and delay batches. Returns the child's exit status."""
         if not await asyncio.to_thread(self.rotate_archive):
             return 0
         child = await asyncio.create_subprocess_exec(
@@ -128,8 +128,15 @@ class WorkerRuntime:
 
 
 # Run by the compaction child: ``EventArchive(<archive dir>).compact()``.
+# The compaction child runs at the lowest CPU priority (nice 19): it is background work,
+# and on a machine with few cores it would otherwise take CPU time from the worker's
+# batches (and from Redis and Kafka) for the seconds a minute of events takes to compact.
+_COMPACT_NICENESS = 19
 _COMPACT_CODE = (
-    "import sys\nfrom core.archive import EventArchive\nEventArchive(sys.argv[1]).compact()\n"
+    "import os, sys\n"
+    f"os.nice({_COMPACT_NICENESS})\n"
+    "from core.archive import EventArchive\n"
+    "EventArchive(sys.argv[1]).compact()\n"
 )
 
 
