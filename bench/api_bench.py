@@ -29,10 +29,12 @@ AOF rewrites are suspended meanwhile: see :func:`suspend_aof_rewrites`). The pha
 3. ``api_inprocess_p50_ms`` / ``api_inprocess_p99_ms`` — ``serving.main.create_app(settings)``
    driven in-process by ``httpx.AsyncClient(transport=httpx.ASGITransport(app))`` (the
    app's lifespan run around it as uvicorn would): ``requests`` GETs on random known
-   customers after ``warmup``, one at a time. Then, for the details: ``GET /health`` the
-   same way (the HTTP stack alone), and on the same customers one ``HGETALL``,
-   ``load_customer``, :func:`core.risk.assess`, its steps one by one, and the route's
-   handler called as a plain function (``assess`` + building and serialising the answer).
+   customers after ``warmup``, one at a time; :data:`INPROCESS_ROUNDS` rounds, the round
+   with the median p99 reported and every round's p50/p99 kept (``in_process.rounds``).
+   Then, for the details: ``GET /health`` the same way (the HTTP stack alone), and on the
+   same customers one ``HGETALL``, ``load_customer``, :func:`core.risk.assess`, its steps
+   one by one, and the route's handler called as a plain function (``assess`` + building
+   and serialising the answer).
    ``api_at_risk_p50_ms`` / ``api_at_risk_p99_ms`` — ``GET
    /customers/at-risk?band=high&limit=50`` the same way (:mod:`bench.api_at_risk`).
 4. ``api_rps`` / ``api_p50_ms`` / ``api_p99_ms`` — ``churnstream api`` (one uvicorn worker
@@ -103,6 +105,7 @@ log = logging.getLogger("bench.api")
 
 AT_RISK_REQUESTS = 2000
 AT_RISK_WARMUP = 50
+INPROCESS_ROUNDS = 3  # rounds of the in-process lookup figure (the median p99 is reported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,16 +318,27 @@ def run(
         details["load"]["memory_usage_sample"] = memory_usage_sample(client, keys, n, rng)
         log.info("loaded in %.1fs (%.0f customers/s)", report.seconds, n / report.seconds)
 
-        ids = [customer_id(i) for i in rng.integers(0, n, size=requests).tolist()]
-        warm_ids = [customer_id(i) for i in rng.integers(0, n, size=warmup).tolist()]
-        quiet = wait_for_quiet()
-        phase = PhaseCpu(client)
-        inprocess = measure_inprocess(settings, ids, warm_ids)
-        inprocess["machine"] = {**quiet, "cpu_seconds": phase.result()}
+        # In-process lookups: INPROCESS_ROUNDS rounds (fresh random customers each); the
+        # round with the median p99 is the headline, every round is kept.
+        inprocess_rounds: list[dict[str, Any]] = []
+        for round_ in range(INPROCESS_ROUNDS):
+            ids = [customer_id(i) for i in rng.integers(0, n, size=requests).tolist()]
+            warm_ids = [customer_id(i) for i in rng.integers(0, n, size=warmup).tolist()]
+            quiet = wait_for_quiet()
+            phase = PhaseCpu(client)
+            measured = measure_inprocess(settings, ids, warm_ids)
+            measured["machine"] = {**quiet, "cpu_seconds": phase.result()}
+            inprocess_rounds.append(measured)
+            log.info("in-process round=%d: %s", round_, measured["http_in_process"])
+        by_p99 = sorted(inprocess_rounds, key=lambda r: r["http_in_process"]["p99_ms"])
+        inprocess = by_p99[len(by_p99) // 2]
+        inprocess["rounds"] = [
+            {k: r["http_in_process"][k] for k in ("p50_ms", "p99_ms", "max_ms")}
+            for r in inprocess_rounds
+        ]
         details["in_process"] = inprocess
         figures["api_inprocess_p50_ms"] = inprocess["http_in_process"]["p50_ms"]
         figures["api_inprocess_p99_ms"] = inprocess["http_in_process"]["p99_ms"]
-        log.info("in-process: %s", inprocess["http_in_process"])
 
         at_risk = measure_at_risk(settings, AT_RISK_REQUESTS, AT_RISK_WARMUP)
         details["at_risk"] = at_risk
