@@ -169,8 +169,8 @@ class CustomerAggregates:
         (1, 180)
         """
         # Cost: one BLAKE2b of the id, a few dict/set operations and 1-5 counter
-        # increments (2-D indexing: no per-event row view), with the scalars updated
-        # inline: about 2-3 µs per event; a new day adds a row (_add_row).
+        # increments (2-D indexing: no per-event row view): about 2-4 µs per event; a new
+        # day adds a row (_add_row).
         at = int(event.event_time.timestamp() // 1)
         day = at // DAY_SECONDS
         last_event = self.last_event
@@ -215,17 +215,7 @@ class CustomerAggregates:
             self.sealed_changed = True  # a transaction of a sealed day
         else:
             self.changed_days.add(day)
-        # The scalars (as _update_scalars, inline: this runs for every event).
-        first_seen = self.first_seen
-        if first_seen == NEVER or at < first_seen:
-            self.first_seen = at
-        if activity:
-            if at > last_activity:
-                self.last_activity = at
-            if event.type in LEVEL_EVENTS:
-                self._update_level(event, at)
-        elif at > self.last_purchase and event.type == "purchase":
-            self.last_purchase = at
+        self._update_scalars(event, at)
         if at > last_event:
             newest_day_before = last_event // DAY_SECONDS if last_event != NEVER else day
             self.last_event = at
