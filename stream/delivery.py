@@ -110,6 +110,7 @@ class _Owned:
     queued: list[OutboxEntry] = field(default_factory=list)
     running: Future[None] | None = None
     committed_through: int = 0  # the newest entry handed to deliver_behind
+    publishing_since: float | None = None  # monotonic start of the transaction under way
 
     def waiting(self) -> int:
         """Entries committed to the outbox by this process and not published yet."""
@@ -238,7 +239,9 @@ class OutboxDelivery:
     def raise_failures(self) -> None:
         """Raise the first failure of a publication behind the batches since the last
         call (its partition was dropped: it must be taken over again, which publishes
-        what it left in the outbox)."""
+        what it left in the outbox). A publication stuck for longer than
+        ``_WATCHDOG_SECONDS`` counts as failed (see :meth:`give_up_stalled`)."""
+        self.give_up_stalled()
         if self._failures:
             with self._lock:
                 failures, self._failures = self._failures, []
@@ -249,6 +252,24 @@ class OutboxDelivery:
                 error,
             )
             raise error
+
+    def give_up_stalled(self) -> None:
+        """Drop the partitions whose transaction has been under way for longer than
+        ``_WATCHDOG_SECONDS`` and raise ``KafkaException`` (as :meth:`settle` does past
+        its timeout): librdkafka does not always honour a transactional call's timeout
+        (one was seen to hang after a broker restart), and a publication behind the
+        batches is otherwise only waited for when partitions move or the worker stops.
+        The partitions are taken over again by a new producer, which fences the stuck
+        one and publishes what it left in the outbox."""
+        now = time.monotonic()
+        with self._lock:
+            stalled = sorted(
+                p
+                for p, o in self._owned.items()
+                if o.publishing_since is not None and now - o.publishing_since > _WATCHDOG_SECONDS
+            )
+        if stalled:
+            self._give_up(stalled, _WATCHDOG_SECONDS)
 
     def settle(self, timeout: float = _WATCHDOG_SECONDS) -> None:
         """Wait until every queued entry is published; raise the first failure. Past
@@ -295,7 +316,11 @@ class OutboxDelivery:
                     # entries committed but not queued by this process: read them all
                     entries = read_entries(self.redis, self.keys, partition, owned.next_seq)
                 if entries:
-                    self._publish(partition, owned, entries)
+                    owned.publishing_since = time.monotonic()
+                    try:
+                        self._publish(partition, owned, entries)
+                    finally:
+                        owned.publishing_since = None
             except BaseException as exc:
                 with self._lock:
                     owned.queued, owned.running = [], None

@@ -14,18 +14,21 @@ real Redis and a real Kafka:
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from prometheus_client import REGISTRY
 
+import stream.delivery as delivery_module
 from core.kafka_client import client_config, ensure_topics
 from core.keys import Keys
-from core.outbox import OutboxRecord, decode_entry
+from core.outbox import OutboxEntry, OutboxRecord, decode_entry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
@@ -305,3 +308,58 @@ def test_records_published_behind_the_next_batch_are_published_once_when_that_fa
     assert {c: a.snapshot() for c, a in got.items()} == {
         c: a.snapshot() for c, a in expected.items()
     }
+
+
+class HangsOnce(OutboxDelivery):
+    """Publishes like :class:`OutboxDelivery` until :attr:`armed`; then the first
+    publication hangs until released, and then fails: a librdkafka transactional call
+    that does not honour its timeout (seen after a broker restart)."""
+
+    armed = False
+
+    def __init__(self, settings: Settings, client: redis.Redis, keys: Keys) -> None:
+        super().__init__(settings, client, keys)
+        self.hung = threading.Event()
+        self.release = threading.Event()
+
+    def _publish(self, partition: int, owned: Any, entries: Sequence[OutboxEntry]) -> None:
+        if self.armed and not self.hung.is_set():
+            self.hung.set()
+            self.release.wait(120)
+            raise KafkaException("the stuck call gave up")
+        super()._publish(partition, owned, entries)
+
+
+def test_a_publication_stuck_past_the_watchdog_is_taken_over_and_published_once(
+    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "_WATCHDOG_SECONDS", 1.0)
+    events = simulated(customers=15, days=10, seed=13)
+    hangs = HangsOnce(settings, redis_client, Keys.of(settings))
+    processor = worker(settings, redis_client, "m1", delivery=hangs, publish_behind=True)
+    topics = processor.topics
+    offsets: dict[tuple[str, int], int] = {}
+    half = len(events) // 2
+    first, first_bad = with_malformed(
+        topics, as_messages(topics, events[:half], offsets), offsets, "first"
+    )
+    second, second_bad = with_malformed(
+        topics, as_messages(topics, events[half:], offsets), offsets, "second"
+    )
+    try:
+        processor.take_over(range(3))
+        hangs.armed = True
+        processor.process(first)  # its records are published behind: one partition hangs
+        assert hangs.hung.wait(30)
+        time.sleep(1.5)  # past the watchdog
+        # The next batch finds the stuck publication, drops its partition and takes it
+        # over again (a new producer), which publishes what the stuck one left.
+        report = processor.process(second)
+        assert report.retries >= 1
+        processor.settle()
+        assert hangs.waiting_entries() == 0
+    finally:
+        processor.close()
+        hangs.release.set()
+    letters = dead_letters(settings, topics.dlq)
+    assert Counter(letter.value for letter, _ in letters) == Counter(first_bad + second_bad)
