@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import REGISTRY
 
 import stream.delivery as delivery_module
+from core.events import Event
 from core.kafka_client import client_config, ensure_topics
 from core.keys import Keys
 from core.outbox import OutboxEntry, OutboxRecord, decode_entry
@@ -78,6 +79,23 @@ def with_malformed(
     return messages + bad, [m.value for m in bad]
 
 
+def two_halves(
+    topics: Topics, events: Sequence[Event]
+) -> tuple[list[RawMessage], list[bytes], list[RawMessage], list[bytes]]:
+    """``events`` as two batches of messages (first half, second half), each with one
+    malformed message per partition (:func:`with_malformed`), and each one's malformed
+    values."""
+    offsets: dict[tuple[str, int], int] = {}
+    half = len(events) // 2
+    first, first_bad = with_malformed(
+        topics, as_messages(topics, events[:half], offsets), offsets, "first"
+    )
+    second, second_bad = with_malformed(
+        topics, as_messages(topics, events[half:], offsets), offsets, "second"
+    )
+    return first, first_bad, second, second_bad
+
+
 def chains_are_whole(changes: Sequence[tuple[str, str | None, str]]) -> dict[str, list[str]]:
     """Each customer's bands from ``(customer, previous, band)`` records in order, asserting
     that they chain: a first score first, then each change from the band before it."""
@@ -98,14 +116,7 @@ def test_a_stale_worker_is_refused_and_publishes_nothing(
     stale = worker(settings, redis_client, "stale-model")
     taker = worker(settings, redis_client, "taker-model")
     topics = stale.topics
-    offsets: dict[tuple[str, int], int] = {}
-    half = len(events) // 2
-    first, first_bad = with_malformed(
-        topics, as_messages(topics, events[:half], offsets), offsets, "first"
-    )
-    second, second_bad = with_malformed(
-        topics, as_messages(topics, events[half:], offsets), offsets, "second"
-    )
+    first, first_bad, second, second_bad = two_halves(topics, events)
     try:
         one = stale.process(first)  # it holds the partitions: state and fences cached
         assert one.band_changes > 0 and one.dead_letters == 3
@@ -338,14 +349,7 @@ def test_a_publication_stuck_past_the_watchdog_is_taken_over_and_published_once(
     hangs = HangsOnce(settings, redis_client, Keys.of(settings))
     processor = worker(settings, redis_client, "m1", delivery=hangs, publish_behind=True)
     topics = processor.topics
-    offsets: dict[tuple[str, int], int] = {}
-    half = len(events) // 2
-    first, first_bad = with_malformed(
-        topics, as_messages(topics, events[:half], offsets), offsets, "first"
-    )
-    second, second_bad = with_malformed(
-        topics, as_messages(topics, events[half:], offsets), offsets, "second"
-    )
+    first, first_bad, second, second_bad = two_halves(topics, events)
     try:
         processor.take_over(range(3))
         hangs.armed = True
