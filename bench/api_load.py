@@ -252,7 +252,7 @@ def load_customers(
                 ]
                 for name, value in score_fields(score).items():
                     parts.append(f_names[name])
-                    parts.append(_bulk(value.encode()))
+                    parts.append(_bulk(value))
                 pairs: list[bytes] = [b""] * (2 * k)
                 pairs[0::2] = itemgetter(*day_idx)(day_fields)
                 pairs[1::2] = itemgetter(*tiles)(pool.resp)

@@ -15,9 +15,10 @@ import numpy as np
 
 from bench.common import percentiles_ms
 from bench.worker_support import WorkerRun, fences_applied
+from core.customer_encoding import decode_score
 from core.events import Play, PlayPayload
 from core.kafka_client import input_end_offsets
-from core.keys import Keys
+from core.keys import SCORE_FIELD, Keys
 from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
@@ -73,12 +74,12 @@ def e2e_latency(
             if items:
                 pipe = client.pipeline(transaction=False)
                 for cid, _ in items:
-                    pipe.hget(keys.customer(cid), "last_event_time")
+                    pipe.hget(keys.customer(cid), SCORE_FIELD)
                 values = pipe.execute()
                 seen = time.perf_counter()
                 with lock:
                     for (cid, (sent, expected)), value in zip(items, values, strict=True):
-                        if value is not None and int(value) == expected:
+                        if value and decode_score(cid, value).last_event_time == expected:
                             latencies.append(seen - sent)
                             del pending[cid]
                 polls[0] += 1

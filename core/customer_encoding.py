@@ -15,8 +15,11 @@ Fields of a customer's hash:
   the window or the retention, and when a late transaction lands in a sealed day.
 * ``m`` — the scalars: msgpack ``[first_seen, last_event, last_activity, last_purchase,
   level, [level time, level event id]]``.
-* ``score``, ``band``, ``model_version``, ``scored_at``, ``last_event_time``, ``value`` —
-  the latest score, as text.
+* ``r`` — the latest score: msgpack ``[score, band, model_version, scored_at,
+  last_event_time, value or nil]`` (:func:`encode_score`). One field rather than six: a
+  customer's score is rewritten on every batch that touches them, and each field costs
+  its name and framing in Redis's memory and again in its append-only file on every
+  write (~75 bytes per write against ~210 for six text fields).
 
 A store written before sealed tiles existed holds every tile as ``d:<day>``: it reads as
 it is, and the tiles older than the window are sealed (their ``d:`` fields replaced by
@@ -35,17 +38,7 @@ import numpy as np
 
 from core.aggregates import N_COUNTERS, NO_DAY, CustomerAggregates, has_transactions
 from core.counters import TRANSACTION_COUNTERS
-from core.keys import (
-    BAND_FIELD,
-    LAST_EVENT_TIME_FIELD,
-    MODEL_VERSION_FIELD,
-    SCALARS_FIELD,
-    SCORE_FIELD,
-    SCORED_AT_FIELD,
-    SEALED_FIELD,
-    TILE_PREFIX,
-    VALUE_FIELD,
-)
+from core.keys import SCALARS_FIELD, SCORE_FIELD, SEALED_FIELD, TILE_PREFIX
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -270,25 +263,37 @@ def decode_customers(
 
 
 _SCORE = SCORE_FIELD.encode()
-_BAND = BAND_FIELD.encode()
-_MODEL_VERSION = MODEL_VERSION_FIELD.encode()
-_SCORED_AT = SCORED_AT_FIELD.encode()
-_LAST_EVENT_TIME = LAST_EVENT_TIME_FIELD.encode()
-_VALUE = VALUE_FIELD.encode()
+_SCORE_RECORD = msgspec.msgpack.Decoder(tuple[float, str, str, float, int, float | None])
+
+
+def encode_score(score: Score) -> bytes:
+    """The ``r`` field of ``score``'s customer (see the module docstring)."""
+    return _MSGPACK.encode(
+        (
+            score.score,
+            score.band,
+            score.model_version,
+            score.scored_at,
+            score.last_event_time,
+            score.value,
+        )
+    )
+
+
+def decode_score(customer_id: str, data: bytes) -> Score:
+    """The score an ``r`` field holds (see :func:`encode_score`).
+
+    >>> s = Score("C1", 0.8125, "high", "v1", scored_at=1000.5, last_event_time=900)
+    >>> decode_score("C1", encode_score(s)) == s
+    True
+    """
+    score, band, version, scored_at, last_event_time, value = _SCORE_RECORD.decode(data)
+    return Score(customer_id, score, band, version, scored_at, last_event_time, value)
 
 
 def _decode_score(customer_id: str, fields: Mapping[bytes, bytes]) -> Score | None:
-    if _SCORE not in fields:
-        return None
-    return Score(
-        customer_id=customer_id,
-        score=float(fields[_SCORE]),
-        band=fields[_BAND].decode(),
-        model_version=fields[_MODEL_VERSION].decode(),
-        scored_at=float(fields[_SCORED_AT]),
-        last_event_time=int(fields[_LAST_EVENT_TIME]),
-        value=float(fields[_VALUE]) if _VALUE in fields else None,
-    )
+    data = fields.get(_SCORE)
+    return None if data is None else decode_score(customer_id, data)
 
 
 def decode_for_reading(

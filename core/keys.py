@@ -14,9 +14,7 @@ key                                        holds
 =========================================  ==============================================
 ``{p}:{<n>}:c:<customer>``                 hash: one customer — day tiles ``d:<day>``
                                            (the dedup window), older tiles sealed into
-                                           ``s``, scalars ``m``, and the latest score fields
-                                           ``score``, ``band``, ``model_version``,
-                                           ``scored_at``, ``last_event_time``, ``value``
+                                           ``s``, scalars ``m``, and the latest score ``r``
 ``{p}:{<n>}:risk``                         sorted set: shard ``n``'s customers by latest
                                            score
 ``{p}:{<n>}:risk:<band>``                  sorted set: those whose stored band is
@@ -164,18 +162,5 @@ class Keys:
 TILE_PREFIX = "d:"
 SEALED_FIELD = "s"
 SCALARS_FIELD = "m"
-SCORE_FIELD = "score"
-BAND_FIELD = "band"
-MODEL_VERSION_FIELD = "model_version"
-SCORED_AT_FIELD = "scored_at"
-LAST_EVENT_TIME_FIELD = "last_event_time"
-VALUE_FIELD = "value"
-SCORE_FIELDS = (
-    SCORE_FIELD,
-    BAND_FIELD,
-    MODEL_VERSION_FIELD,
-    SCORED_AT_FIELD,
-    LAST_EVENT_TIME_FIELD,
-    VALUE_FIELD,
-)
-"""The latest score's fields, as :func:`core.store.score_fields` writes them."""
+SCORE_FIELD = "r"
+"""The latest score, all its fields in one value (:func:`core.customer_encoding.encode_score`)."""

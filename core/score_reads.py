@@ -20,19 +20,13 @@ from typing import cast
 import redis
 
 from core import leaderboard
-from core.keys import (
-    BAND_FIELD,
-    LAST_EVENT_TIME_FIELD,
-    MODEL_VERSION_FIELD,
-    SCORED_AT_FIELD,
-    Keys,
-)
+from core.customer_encoding import decode_score
+from core.keys import SCORE_FIELD, Keys
 from core.leaderboard import Ranked
 from core.model import BANDS, BandCutoffs
 
 ScoreRange = tuple[object, object]  # (min, max) in ZCOUNT syntax
 READ_CHUNK = 5000  # customers per pipeline when reading one field of many hashes
-_RANKED_FIELDS = (BAND_FIELD, MODEL_VERSION_FIELD, SCORED_AT_FIELD, LAST_EVENT_TIME_FIELD)
 
 
 def band_ranges(cutoffs: BandCutoffs) -> dict[str, ScoreRange]:
@@ -66,10 +60,6 @@ class RiskPage:
 
     total: int
     customers: list[RankedCustomer]
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode() if value else None
 
 
 class ScoreReads:
@@ -111,20 +101,22 @@ class ScoreReads:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for member, _ in page:
-            pipe.hmget(self.keys.customer(member.decode()), _RANKED_FIELDS)
-        return [
-            RankedCustomer(
-                customer_id=member.decode(),
-                score=float(score),
-                band=_text(band),
-                model_version=_text(version),
-                scored_at=float(scored_at) if scored_at else None,
-                last_event_time=int(last_event) if last_event else None,
+            pipe.hget(self.keys.customer(member.decode()), SCORE_FIELD)
+        ranked = []
+        for (member, score), data in zip(page, pipe.execute(), strict=True):
+            customer_id = member.decode()
+            stored = decode_score(customer_id, data) if data else None
+            ranked.append(
+                RankedCustomer(
+                    customer_id=customer_id,
+                    score=float(score),
+                    band=stored.band if stored else None,
+                    model_version=stored.model_version if stored else None,
+                    scored_at=stored.scored_at if stored else None,
+                    last_event_time=stored.last_event_time if stored else None,
+                )
             )
-            for (member, score), (band, version, scored_at, last_event) in zip(
-                page, pipe.execute(), strict=True
-            )
-        ]
+        return ranked
 
     def all_scores(self) -> list[Ranked]:
         """Every customer's latest stored score, as (id, score) (unordered)."""
@@ -151,7 +143,12 @@ class ScoreReads:
         versions: list[str | None] = []
         for start in range(0, len(customer_ids), READ_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
-            for customer_id in customer_ids[start : start + READ_CHUNK]:
-                pipe.hget(self.keys.customer(customer_id), MODEL_VERSION_FIELD)
-            versions += (_text(v) for v in cast(list[bytes | None], pipe.execute()))
+            chunk = customer_ids[start : start + READ_CHUNK]
+            for customer_id in chunk:
+                pipe.hget(self.keys.customer(customer_id), SCORE_FIELD)
+            datas = cast(list[bytes | None], pipe.execute())
+            versions += (
+                decode_score(c, data).model_version if data else None
+                for c, data in zip(chunk, datas, strict=True)
+            )
         return versions

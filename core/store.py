@@ -28,21 +28,11 @@ from core.customer_encoding import (
     decode_customers,
     decode_for_reading,
     encode_scalars,
+    encode_score,
     encode_sealed,
     encode_tile,
 )
-from core.keys import (
-    BAND_FIELD,
-    LAST_EVENT_TIME_FIELD,
-    MODEL_VERSION_FIELD,
-    SCALARS_FIELD,
-    SCORE_FIELD,
-    SCORED_AT_FIELD,
-    SEALED_FIELD,
-    TILE_PREFIX,
-    VALUE_FIELD,
-    Keys,
-)
+from core.keys import SCALARS_FIELD, SCORE_FIELD, SEALED_FIELD, TILE_PREFIX, Keys
 from core.model import BANDS
 from core.outbox import OutboxAppend
 from core.redis_client import client_is_cluster, get_many
@@ -67,26 +57,6 @@ class PreparedCommit:
 
 class FenceMoved(RuntimeError):
     """A partition's fence changed under this batch: another writer applied events."""
-
-
-def _score_args(score: Score, score_text: str) -> list[str]:
-    """:func:`score_fields` as a flat field, value, ... list (``score_text``: the score's
-    ``repr``, computed once by the caller, which also indexes it)."""
-    args = [
-        SCORE_FIELD,
-        score_text,
-        BAND_FIELD,
-        score.band,
-        MODEL_VERSION_FIELD,
-        score.model_version,
-        SCORED_AT_FIELD,
-        repr(score.scored_at),
-        LAST_EVENT_TIME_FIELD,
-        str(score.last_event_time),
-    ]
-    if score.value is not None:
-        args += (VALUE_FIELD, repr(score.value))
-    return args
 
 
 # For each band, the other bands (a score is removed from their sets).
@@ -170,9 +140,9 @@ return out
 """
 
 
-def score_fields(score: Score) -> dict[str, str]:
-    args = _score_args(score, repr(score.score))
-    return dict(zip(args[::2], args[1::2], strict=True))
+def score_fields(score: Score) -> dict[str, bytes]:
+    """The fields of a customer's hash that hold ``score`` (field names in :mod:`core.keys`)."""
+    return {SCORE_FIELD: encode_score(score)}
 
 
 class FeatureStore:
@@ -386,7 +356,6 @@ class FeatureStore:
         zadds: list[list[Any]] = []
         zrems: list[list[Any]] = []
         pending = {score.customer_id: score for score in scores}
-        texts = {score.customer_id: repr(score.score) for score in scores}
         customer_key = self.keys.customer
         for agg in customers:
             customer_id = agg.customer_id
@@ -397,7 +366,7 @@ class FeatureStore:
                 fields += (f"{TILE_PREFIX}{day}", _lua_string(tile))
             score = pending.pop(customer_id, None)
             if score is not None:
-                fields += _score_args(score, texts[customer_id])
+                fields += (SCORE_FIELD, _lua_string(encode_score(score)))
             if agg.dropped_days or agg.sealed_changed:
                 dropped: list[Any] = [key, *(f"{TILE_PREFIX}{d}" for d in agg.dropped_days)]
                 if agg.sealed_changed:
@@ -411,7 +380,7 @@ class FeatureStore:
             hsets.extend(_chunks(fields, 1))
         for score in pending.values():
             hsets.append(
-                [customer_key(score.customer_id), *_score_args(score, texts[score.customer_id])]
+                [customer_key(score.customer_id), SCORE_FIELD, _lua_string(encode_score(score))]
             )
         by_shard: dict[int, list[Score]] = {}
         shard_of = self.keys.shard_of
@@ -423,7 +392,7 @@ class FeatureStore:
             bands: dict[str, list[Any]] = {b: [self.keys.risk_band(shard, b)] for b in BANDS}
             others: dict[str, list[Any]] = {b: [self.keys.risk_band(shard, b)] for b in BANDS}
             for score in group:
-                customer_id, text = score.customer_id, texts[score.customer_id]
+                customer_id, text = score.customer_id, repr(score.score)
                 risk += (text, customer_id)
                 scored_at += (repr(score.scored_at), customer_id)
                 bands[score.band] += (text, customer_id)

@@ -12,6 +12,9 @@ from typing import Any
 
 from churnstream.infra.processes import churnstream_argv, cmdline, read_pid_file, stop_pid
 from churnstream.infra.redis_server import RedisServer
+from core.customer_encoding import decode_score
+from core.keys import SCORE_FIELD
+from core.scores import Score
 from core.settings import Settings
 from core.settings_env import settings_environment
 
@@ -119,3 +122,10 @@ def every_shard(client: object, keys: object, index: str) -> list[tuple[bytes, f
         name = getattr(keys, index)(shard)
         items += client.zrange(name, 0, -1, withscores=True)  # type: ignore[attr-defined]
     return sorted(items, key=lambda item: (item[1], item[0]), reverse=True)
+
+
+def stored_score(client: Any, keys: Any, customer_id: str) -> Score | None:
+    """The latest score stored in ``customer_id``'s hash (None when none), read as the
+    readers of the store read it (:func:`core.customer_encoding.decode_score`)."""
+    data = client.hget(keys.customer(customer_id), SCORE_FIELD)
+    return None if data is None else decode_score(customer_id, data)

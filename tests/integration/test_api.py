@@ -50,7 +50,7 @@ from serving.config import ApiSettings
 from serving.main import create_app
 from serving.openapi import with_champion_features
 from stream.batch import BatchProcessor
-from tests.support import child_env, every_shard, free_ports, isolated_settings
+from tests.support import child_env, every_shard, free_ports, isolated_settings, stored_score
 from tests.support_batch import as_messages, feed
 from tests.support_models import engagement_model, recency_model
 
@@ -118,7 +118,7 @@ def client(settings: Settings, customers: list[str], reports_dir: Path) -> Itera
 
 def stored_bands(client: redis.Redis, settings: Settings, ids: list[str]) -> dict[str, str]:
     keys = Keys.of(settings)
-    return {cid: client.hget(keys.customer(cid), "band").decode() for cid in ids}
+    return {cid: stored_score(client, keys, cid).band for cid in ids}  # type: ignore[union-attr]
 
 
 def parse_iso(text: str) -> float:

@@ -27,6 +27,7 @@ from core.store import FeatureStore, FenceMoved
 from stream.batch import BatchProcessor
 from stream.messages import RawMessage
 from stream.rescore import rescore_stale_customers
+from tests.support import stored_score
 from tests.support_batch import (
     NOW,
     as_messages,
@@ -128,10 +129,8 @@ def test_each_band_change_is_published_once_and_no_other(
     customers = sorted({e.customer_id for e in events})
 
     def bands() -> dict[str, str]:
-        pipe = redis_client.pipeline(transaction=False)
-        for cid in customers:
-            pipe.hget(keys.customer(cid), "band")
-        return {c: b.decode() for c, b in zip(customers, pipe.execute(), strict=True) if b}
+        stored = {c: stored_score(redis_client, keys, c) for c in customers}
+        return {c: s.band for c, s in stored.items() if s is not None}
 
     # The changes the stored bands show between one batch and the next: what churn-scores
     # must carry, per customer in order, and nothing else.

@@ -21,7 +21,7 @@ from core.settings import Settings
 from core.store import FeatureStore
 from stream.batch import BatchProcessor
 from stream.messages import RawMessage
-from tests.support import every_shard
+from tests.support import every_shard, stored_score
 from tests.support_batch import (
     NOW,
     as_messages,
@@ -58,9 +58,9 @@ def test_redis_state_equals_offline_computation(
     assert online_features.any()
     # every touched customer has a score, band and the model version
     for cid in expected:
-        fields = redis_client.hgetall(Keys.of(settings).customer(cid))
-        assert fields[b"model_version"] == b"test-recency-1"
-        assert fields[b"band"] in (b"low", b"medium", b"high")
+        kept = stored_score(redis_client, Keys.of(settings), cid)
+        assert kept is not None and kept.model_version == "test-recency-1"
+        assert kept.band in ("low", "medium", "high")
     assert len(every_shard(redis_client, Keys.of(settings), "risk")) == len(expected)
 
 
@@ -300,10 +300,10 @@ def test_scores_are_taken_as_of_a_fixed_time_when_one_is_set(
     expected = offline(events, settings.retention_days)
     ids = sorted(expected)
     for cid, agg in zip(ids, [expected[c] for c in ids], strict=True):
-        fields = redis_client.hgetall(Keys.of(settings).customer(cid))
-        assert float(fields[b"scored_at"]) == as_of.timestamp()
+        kept = stored_score(redis_client, Keys.of(settings), cid)
+        assert kept is not None and kept.scored_at == as_of.timestamp()
         features = feature_matrix([agg], int(as_of.timestamp()), model.feature_names)
-        assert float(fields[b"score"]) == round(float(model.score_many(features)[0]), 6)
+        assert kept.score == round(float(model.score_many(features)[0]), 6)
 
 
 def test_an_event_off_its_customers_partition_goes_to_the_dead_letter_topic(

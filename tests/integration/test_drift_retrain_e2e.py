@@ -41,7 +41,7 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from monitoring.jobs import drift_job
 from serving.config import ApiSettings
-from tests.support import every_shard
+from tests.support import every_shard, stored_score
 from tests.support_worker import WorkerProcess, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -187,10 +187,10 @@ def test_drift_triggers_a_gated_retrain_and_the_worker_scores_with_the_winner(
     # 5. the running worker scores with the new champion, without a restart
     def all_rescored() -> bool:
         ids = [m.decode() for m, _ in every_shard(redis_client, keys, "risk")]
-        pipe = redis_client.pipeline(transaction=False)
-        for cid in ids:
-            pipe.hget(keys.customer(cid), "model_version")
-        return bool(ids) and all(v == candidate.encode() for v in pipe.execute())
+        versions = [
+            getattr(stored_score(redis_client, keys, c), "model_version", None) for c in ids
+        ]
+        return bool(ids) and all(v == candidate for v in versions)
 
     wait_until(all_rescored, "every customer re-scored with the new champion", 60, worker)
     page = (

@@ -38,6 +38,7 @@ from stream.delivery import OutboxDelivery, transactional_id
 from stream.messages import RawMessage
 from tests.integration.test_batch_guarantees import redis_contents
 from tests.integration.test_batch_processor import NOW, as_messages, offline, simulated, stored
+from tests.support import stored_score
 from tests.support_kafka import band_changes, dead_letters, read_to_end
 from tests.support_models import recency_model
 
@@ -245,7 +246,7 @@ def test_records_a_dead_worker_committed_but_did_not_publish_are_published_once(
     assert len(records) > published
     bands = chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
     stored_bands = {
-        c: client.hget(keys.customer(c), "band").decode()  # type: ignore[union-attr]
+        c: stored_score(client, keys, c).band  # type: ignore[union-attr]
         for c in bands
     }
     assert {c: chain[-1] for c, chain in bands.items()} == stored_bands
@@ -310,7 +311,7 @@ def test_records_published_behind_the_next_batch_are_published_once_when_that_fa
     bands = chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
     keys = Keys.of(settings)
     stored_bands = {
-        c: redis_client.hget(keys.customer(c), "band").decode()  # type: ignore[union-attr]
+        c: stored_score(redis_client, keys, c).band  # type: ignore[union-attr]
         for c in bands
     }
     assert {c: chain[-1] for c, chain in bands.items()} == stored_bands

@@ -28,6 +28,7 @@ from tests.integration.test_api import (
     parse_iso,
     register_and_promote,
 )
+from tests.support import stored_score
 from tests.support_models import recency_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -49,8 +50,9 @@ def stored(client: redis.Redis, settings: Settings, ids: list[str]) -> dict[str,
     keys = Keys.of(settings)
     out = {}
     for cid in ids:
-        score, value, band = client.hmget(keys.customer(cid), ["score", "value", "band"])
-        out[cid] = {"score": float(score), "value": float(value), "band": band.decode()}
+        score = stored_score(client, keys, cid)
+        assert score is not None and score.value is not None, cid
+        out[cid] = {"score": score.score, "value": score.value, "band": score.band}
     return out
 
 

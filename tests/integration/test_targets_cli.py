@@ -18,6 +18,7 @@ from core.keys import Keys
 from core.registry import ModelRegistry
 from core.settings import Settings
 from tests.integration.test_api import fill_store, register_and_promote
+from tests.support import stored_score
 from tests.support_models import recency_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
@@ -45,8 +46,9 @@ def test_json_csv_and_table_list_the_same_ranking(
     # the ranking is by gain, positive only, and each gain follows from the stored hash
     assert [i["gain"] for i in items] == sorted((i["gain"] for i in items), reverse=True)
     for item in items:
-        score, value = redis_client.hmget(keys.customer(item["customer_id"]), ["score", "value"])
-        gain = float(score) * 0.3 * (float(value) - 10.0) - 1.0
+        stored = stored_score(redis_client, keys, item["customer_id"])
+        assert stored is not None and stored.value is not None
+        gain = stored.score * 0.3 * (stored.value - 10.0) - 1.0
         assert gain > 0 and item["gain"] == pytest.approx(gain, abs=0.006)
 
     path = tmp_path / "out" / "contacts.csv"

@@ -23,10 +23,11 @@ from confluent_kafka import Message, Producer
 
 from core.aggregates import CustomerAggregates
 from core.archive import EventArchive
+from core.customer_encoding import decode_score
 from core.events import Event, encode_event
 from core.features import feature_matrix
 from core.kafka_client import client_config, input_end_offsets
-from core.keys import Keys
+from core.keys import SCORE_FIELD, Keys
 from core.model import LinearModel
 from core.producer import EventProducer
 from core.redis_client import connect_redis
@@ -36,7 +37,7 @@ from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
 from tests.integration.test_batch_processor import malformed_cases
-from tests.support import every_shard
+from tests.support import every_shard, stored_score
 from tests.support_kafka import dead_letters
 from tests.support_models import engagement_model, linear_model, recency_model
 from tests.support_worker import WorkerProcess, started_worker, wait_drained
@@ -140,16 +141,17 @@ def assert_scores_are_the_models(
         # the hash and the risk index in one snapshot (the timer may re-score in between)
         pipe = client.pipeline(transaction=True)
         risk = keys.risk(keys.shard_of(cid))
-        fields, indexed = pipe.hgetall(keys.customer(cid)).zscore(risk, cid).execute()
-        assert fields[b"model_version"] == model.version.encode()
-        at = int(float(fields[b"scored_at"]))
+        data, indexed = pipe.hget(keys.customer(cid), SCORE_FIELD).zscore(risk, cid).execute()
+        stored = decode_score(cid, data)
+        assert stored.model_version == model.version
+        at = int(stored.scored_at)
         features = feature_matrix([customer.aggregates], at, model.feature_names)
         expected = float(model.score_many(features)[0])
         # (the score is rounded to 6 places; its time to the millisecond, which may round
         # up to the next whole second: at most ~1e-6 of score)
-        assert float(fields[b"score"]) == pytest.approx(expected, abs=3e-6), cid
-        assert fields[b"band"].decode() == model.band_of(expected), cid
-        assert indexed == float(fields[b"score"])
+        assert stored.score == pytest.approx(expected, abs=3e-6), cid
+        assert stored.band == model.band_of(expected), cid
+        assert indexed == stored.score
 
 
 def wait_for_versions(
@@ -159,8 +161,10 @@ def wait_for_versions(
     keys = Keys.of(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        versions = {client.hget(keys.customer(c), "model_version") for c in customers}
-        if versions == {version.encode()}:
+        versions = {
+            getattr(stored_score(client, keys, c), "model_version", None) for c in customers
+        }
+        if versions == {version}:
             return
         time.sleep(0.2)
     raise AssertionError(f"not every customer re-scored with {version}: {worker.log_tail()}")
@@ -192,8 +196,8 @@ def test_every_customer_is_scored_and_features_equal_the_offline_computation(
         events, worker_settings
     )
     for cid in customers:
-        fields = redis_client.hgetall(keys.customer(cid))
-        assert fields[b"model_version"] == recency_model().version.encode()
+        stored = stored_score(redis_client, keys, cid)
+        assert stored is not None and stored.model_version == recency_model().version
     # the worker's archive segments become Parquet files on its compaction timer
     archive = EventArchive(worker_settings.archive_dir)
     deadline = time.monotonic() + 15
@@ -318,9 +322,10 @@ def test_silent_customers_are_rescored_on_the_timer_and_their_risk_rises(
 
     def scores() -> dict[str, tuple[float, float]]:
         return {
-            c: (float(f[b"scored_at"]), float(f[b"score"]))
+            c: (s.scored_at, s.score)
             for c in customers
-            for f in [redis_client.hgetall(keys.customer(c))]
+            for s in [stored_score(redis_client, keys, c)]
+            if s is not None
         }
 
     first = scores()

@@ -16,10 +16,12 @@ from core.customer_encoding import (
     decode_customers,
     decode_for_reading,
     encode_scalars,
+    encode_score,
     encode_tile,
 )
 from core.events import ItemReactionPayload, Like
-from core.keys import SCALARS_FIELD, TILE_PREFIX
+from core.keys import SCALARS_FIELD, SCORE_FIELD, TILE_PREFIX
+from core.scores import Score
 
 _ENCODE = msgspec.msgpack.Encoder()
 
@@ -44,11 +46,8 @@ def random_customer(rng: np.random.Generator, customer_id: str) -> tuple[dict[by
         fields[tile_field(int(day))] = _ENCODE.encode([counts, hashes.astype("<u8").tobytes()])
         known = (counts + [0] * N_COUNTERS)[:N_COUNTERS]
         expected[int(day)] = (tuple(known), frozenset((hashes & 0xFFFF_FFFF).tolist()))
-    fields[b"score"] = b"0.25"
-    fields[b"band"] = b"low"
-    fields[b"model_version"] = b"v1"
-    fields[b"scored_at"] = b"1700086400.5"
-    fields[b"last_event_time"] = b"1700086400"
+    score = Score(customer_id, 0.25, "low", "v1", 1700086400.5, 1700086400)
+    fields[SCORE_FIELD.encode()] = encode_score(score)
     return fields, expected
 
 
