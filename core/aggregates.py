@@ -68,6 +68,7 @@ __all__ = [
     "COUNTERS",
     "DAY_SECONDS",
     "HASH_BITS",
+    "HASH_PAGE",
     "NEVER",
     "NO_DAY",
     "N_COUNTERS",
@@ -81,6 +82,11 @@ __all__ = [
     "to_cents",
 ]
 
+HASH_PAGE = 64
+"""Activity hashes per stored page: a tile's hashes are stored in full pages of this many
+(written once each) and a tail (rewritten with the tile), so writing a busy day's tile
+again costs its new hashes, not all of them (:mod:`core.customer_encoding`)."""
+_PAGE_BYTES = 4 * HASH_PAGE  # a page of little-endian uint32 hashes
 _NO_HASHES: frozenset[int] = frozenset()  # the event hashes of a tile loaded for reading only
 _NO_DAYS = np.zeros(0, dtype=np.int64)  # a new state's (shared, read-only) empty arrays
 _NO_COUNTS = np.zeros((0, N_COUNTERS), dtype=np.int64)
@@ -99,6 +105,8 @@ class CustomerAggregates:
     ``changed_days`` (unsealed tiles), ``dropped_days`` (unsealed tiles gone: dropped or
     sealed) and ``sealed_changed`` (the sealed tiles as a whole) record what changed since
     the store last wrote this customer (the store clears them with :meth:`mark_written`).
+    ``hash_pages[row]`` counts the full pages of row's activity hashes the store holds
+    (:data:`HASH_PAGE`), and ``dropped_pages`` the pages of each dropped or sealed day.
     """
 
     __slots__ = (
@@ -109,8 +117,10 @@ class CustomerAggregates:
         "customer_id",
         "days",
         "dropped_days",
+        "dropped_pages",
         "event_hashes",
         "first_seen",
+        "hash_pages",
         "last_activity",
         "last_event",
         "last_purchase",
@@ -134,6 +144,7 @@ class CustomerAggregates:
         # up to date as events are counted once built (None: not built yet; see
         # changed_tiles), so writing a tile does not pack all its hashes again.
         self.packed_hashes: list[bytearray | None] = []
+        self.hash_pages: list[int] = []
         self.transaction_hashes: list[set[int] | None] = []
         self._row_of_day: dict[int, int] = {}
         self.first_seen = NEVER
@@ -144,6 +155,7 @@ class CustomerAggregates:
         self.level_key: tuple[int, str] = (NEVER, "")  # (time, event id) that set level
         self.changed_days: set[int] = set()
         self.dropped_days: set[int] = set()
+        self.dropped_pages: dict[int, int] = {}
         self.sealed_through = NO_DAY
         self.sealed_changed = False
 
@@ -248,23 +260,32 @@ class CustomerAggregates:
         """Forget the changes recorded since the last write (the store calls it)."""
         self.changed_days.clear()
         self.dropped_days.clear()
+        self.dropped_pages.clear()
         self.sealed_changed = False
 
-    def changed_tiles(self) -> Iterator[tuple[int, np.ndarray, bytearray, set[int] | None]]:
+    def changed_tiles(
+        self,
+    ) -> Iterator[tuple[int, np.ndarray, bytearray, set[int] | None, int]]:
         """(day, counters, activity hashes packed as stored — little-endian uint32s —,
-        transaction hashes) of every unsealed tile changed since the last write.
+        transaction hashes, pages stored) of every unsealed tile changed since the last
+        write. The store writes the full pages (:data:`HASH_PAGE` hashes each) from
+        ``pages stored`` on, and the rest with the tile; once yielded, every full page
+        counts as stored (:attr:`hash_pages`).
 
-        Cost: a tile's hashes are packed once, the first time it is written; after that
-        :meth:`apply` appends each new one, so writing a busy day's tile again and again
-        does not repack all its hashes."""
+        Cost: a tile's hashes are packed once, the first time it is written (or when
+        loaded); after that :meth:`apply` appends each new one, so writing a busy day's
+        tile again and again neither repacks nor rewrites all its hashes."""
         packed_hashes = self.packed_hashes
+        hash_pages = self.hash_pages
         for day in self.changed_days:
             row = self._row_of_day[day]
             packed = packed_hashes[row]
             if packed is None:
                 packed = bytearray(np.fromiter(self.event_hashes[row], dtype="<u4").tobytes())
                 packed_hashes[row] = packed
-            yield day, self.counts[row], packed, self.transaction_hashes[row]
+            stored = hash_pages[row]
+            yield day, self.counts[row], packed, self.transaction_hashes[row], stored
+            hash_pages[row] = len(packed) // _PAGE_BYTES
 
     def sealed_tiles(self) -> tuple[np.ndarray, np.ndarray, list[set[int] | None]]:
         """The sealed tiles: their days, their counters (one row per day) and their
@@ -315,6 +336,7 @@ class CustomerAggregates:
         self.counts[row, : len(values)] = values
         self.event_hashes[row] = set(hashes)
         self.packed_hashes[row] = None
+        self.hash_pages[row] = 0
         self.transaction_hashes[row] = set(hashes) if has_transactions(values) else None
 
     def load_tiles(
@@ -324,12 +346,16 @@ class CustomerAggregates:
         hashes: Sequence[Iterable[int]] | None,
         sealed_through: int = NO_DAY,
         transaction_hashes: Sequence[Iterable[int] | None] | None = None,
+        packed: Sequence[bytes | None] | None = None,
+        pages: Sequence[int] | None = None,
     ) -> None:
         """Load stored tiles in bulk into an empty state. ``days`` and ``counts`` (shape
         (days, N_COUNTERS)) are used as they are, not copied: the first new day
         reallocates them (see :meth:`_add_row`). ``hashes`` are the tiles' activity hashes
         (those of days up to ``sealed_through``, the sealed tiles, are empty) and
-        ``transaction_hashes`` their transactions' (default: none).
+        ``transaction_hashes`` their transactions' (default: none). ``packed`` gives each
+        tile's activity hashes as stored, in their stored order (None: not known), of
+        which ``pages`` full pages are stored as pages (default: none).
 
         ``hashes=None`` loads a state for reading features only: applying an event to it
         raises (its tiles' event-hash sets are immutable and empty)."""
@@ -343,10 +369,12 @@ class CustomerAggregates:
         if hashes is None:
             self.event_hashes = cast(list[set[int]], [_NO_HASHES] * n)
             self.packed_hashes = [None] * n
+            self.hash_pages = [0] * n
             self.transaction_hashes = cast(list[set[int] | None], [_NO_HASHES] * n)
         else:
             self.event_hashes = [set(h) for h in hashes]
-            self.packed_hashes = [None] * n
+            self.packed_hashes = [None if p is None else bytearray(p) for p in packed or [None] * n]
+            self.hash_pages = list(pages) if pages is not None else [0] * n
             self.transaction_hashes = (
                 [None if h is None else set(h) for h in transaction_hashes]
                 if transaction_hashes is not None
@@ -370,6 +398,7 @@ class CustomerAggregates:
         self.days[row] = day
         self.event_hashes.append(set())
         self.packed_hashes.append(bytearray())
+        self.hash_pages.append(0)
         self.transaction_hashes.append(None)
         self._row_of_day[day] = row
         return row
@@ -405,6 +434,7 @@ class CustomerAggregates:
             else:
                 self.dropped_days.add(day)
                 self.changed_days.discard(day)
+                self._drop_pages(day, row_of_day[day])
         kept_rows = np.flatnonzero(keep)
         n_kept = len(kept_rows)
         self.days[:n_kept] = days[kept_rows]
@@ -413,9 +443,16 @@ class CustomerAggregates:
         kept = kept_rows.tolist()
         self.event_hashes = [self.event_hashes[row] for row in kept]
         self.packed_hashes = [self.packed_hashes[row] for row in kept]
+        self.hash_pages = [self.hash_pages[row] for row in kept]
         self.transaction_hashes = [self.transaction_hashes[row] for row in kept]
         self.n_rows = n_kept
         self._row_of_day = {int(d): r for r, d in enumerate(self.days[:n_kept].tolist())}
+
+    def _drop_pages(self, day: int, row: int) -> None:
+        """Record that ``day``'s stored hash pages go (its tile is dropped or sealed)."""
+        if self.hash_pages[row]:
+            self.dropped_pages[day] = self.hash_pages[row]
+            self.hash_pages[row] = 0
 
     def _seal_up_to(self, last_sealed: int) -> None:
         """Seal the tiles of days up to ``last_sealed``: drop their activity hashes, move
@@ -433,6 +470,7 @@ class CustomerAggregates:
             if sealed_through < day <= last_sealed:
                 self.event_hashes[row] = cast(set[int], _NO_HASHES)
                 self.packed_hashes[row] = None
+                self._drop_pages(day, row)
                 self.dropped_days.add(day)
                 self.changed_days.discard(day)
                 self.sealed_changed = True

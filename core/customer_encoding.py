@@ -8,6 +8,12 @@ Fields of a customer's hash:
   bytes); without transactions the last item is left out. Tiles written by older
   releases hold the hashes of all their events in the second item, 8 bytes wide in
   two-item tiles (read as their low 32 bits: see :func:`core.aggregates.event_hash`).
+* ``h:<day>:<page>`` — pages 0, 1, ... of a tile's activity hashes: the first
+  :data:`~core.aggregates.HASH_PAGE` hashes counted that day, then the next ones, and so
+  on (packed as in the tile); the tile's second item holds those after its last full
+  page. A page is written once, when it fills, so a busy day's tile, written again with
+  every batch, costs its new hashes and not all of them (in Redis's append-only file
+  too).
 * ``s`` — the **sealed** tiles: days older than the dedup window, without activity hashes
   (no activity event is counted into them any more), all in one field: msgpack
   ``[first day, day - first day, counters, transaction hashes or nil, ...]`` (a triple
@@ -36,9 +42,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from core.aggregates import N_COUNTERS, NO_DAY, CustomerAggregates, has_transactions
+from core.aggregates import HASH_PAGE, N_COUNTERS, NO_DAY, CustomerAggregates, has_transactions
 from core.counters import TRANSACTION_COUNTERS
-from core.keys import SCALARS_FIELD, SCORE_FIELD, SEALED_FIELD, TILE_PREFIX
+from core.keys import HASH_PAGE_PREFIX, SCALARS_FIELD, SCORE_FIELD, SEALED_FIELD, TILE_PREFIX
 from core.scores import Score
 
 _MSGPACK = msgspec.msgpack.Encoder()
@@ -49,6 +55,8 @@ _SCALARS_FIELD_BYTES = SCALARS_FIELD.encode()
 _SEALED_FIELD_BYTES = SEALED_FIELD.encode()
 _TILE_DAYS: dict[bytes, int] = {}  # field name -> its day, -1 for other fields (a cache)
 _HASH_WIDTH = 4  # bytes per stored event hash (HASH_BITS / 8)
+_PAGE_BYTES = _HASH_WIDTH * HASH_PAGE
+_PAGE_PREFIX_BYTES = HASH_PAGE_PREFIX.encode()
 # Counters from here on are the transactions' (purchase, revenue, ..., refund, ...).
 _FIRST_TRANSACTION_COUNTER = min(TRANSACTION_COUNTERS)
 _NOTHING: tuple[int, ...] = ()
@@ -102,6 +110,70 @@ def encode_tile(
     if transactions:
         return _MSGPACK.encode([values, _packed(hashes), _HASH_WIDTH, _packed(transactions)])
     return _MSGPACK.encode([values, _packed(hashes), _HASH_WIDTH])
+
+
+def tile_fields(
+    day: int,
+    counts: np.ndarray,
+    packed: bytes | bytearray,
+    transactions: Iterable[int] | None,
+    pages_stored: int,
+) -> list[tuple[str, bytes]]:
+    """The fields to write for one changed tile (as
+    :meth:`CustomerAggregates.changed_tiles` gives it): its hash pages from
+    ``pages_stored`` on, then the tile itself, holding the hashes after its last full page.
+
+    >>> counts = np.zeros(N_COUNTERS, dtype=np.int64)
+    >>> packed = bytes(4 * (HASH_PAGE + 3))
+    >>> [(name, len(value)) for name, value in tile_fields(7, counts, packed, None, 0)]
+    [('h:7:0', 256), ('d:7', 17)]
+    >>> [name for name, _ in tile_fields(7, counts, packed, None, 1)]
+    ['d:7']
+    """
+    full = len(packed) // _PAGE_BYTES
+    fields = [
+        (
+            f"{HASH_PAGE_PREFIX}{day}:{page}",
+            bytes(packed[page * _PAGE_BYTES : (page + 1) * _PAGE_BYTES]),
+        )
+        for page in range(pages_stored, full)
+    ]
+    tail = packed[full * _PAGE_BYTES :] if full else packed
+    fields.append((f"{TILE_PREFIX}{day}", encode_tile(counts, tail, transactions)))
+    return fields
+
+
+def changed_fields(agg: CustomerAggregates) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """What the store writes for ``agg``'s changes since its last write: the fields to set
+    (scalars, changed tiles and their new hash pages, the sealed tiles when they
+    changed) and the fields to delete (dropped or sealed tiles and their pages; the
+    sealed field when no sealed tile is left). Records the pages as stored (see
+    :meth:`CustomerAggregates.changed_tiles`); the caller clears the change tracking."""
+    to_set = [(SCALARS_FIELD, encode_scalars(agg))]
+    for day, counts, packed, transactions, pages in agg.changed_tiles():
+        to_set += tile_fields(day, counts, packed, transactions, pages)
+    to_delete: list[str] = []
+    if agg.dropped_days or agg.sealed_changed:
+        to_delete += (f"{TILE_PREFIX}{day}" for day in agg.dropped_days)
+        for day, pages in agg.dropped_pages.items():
+            to_delete += (f"{HASH_PAGE_PREFIX}{day}:{page}" for page in range(pages))
+        if agg.sealed_changed:
+            sealed = encode_sealed(*agg.sealed_tiles())
+            if sealed is None:
+                to_delete.append(SEALED_FIELD)
+            else:
+                to_set.append((SEALED_FIELD, sealed))
+    return to_set, to_delete
+
+
+def _hash_pages(fields: Mapping[bytes, bytes]) -> dict[int, list[bytes]]:
+    """The hash pages among a customer's fields, by day, in page order."""
+    found: dict[int, dict[int, bytes]] = {}
+    for name, value in fields.items():
+        if name.startswith(_PAGE_PREFIX_BYTES):
+            day, page = name[len(_PAGE_PREFIX_BYTES) :].split(b":")
+            found.setdefault(int(day), {})[int(page)] = value
+    return {day: [pages[i] for i in sorted(pages)] for day, pages in found.items()}
 
 
 def decode_hashes(tile: Sequence[Any]) -> list[int]:
@@ -189,8 +261,10 @@ def decode_customers(
     sizes: list[int] = []
     sealed: list[bytes] = []
     sealed_of: list[int] = []  # per customer: index in ``sealed``, -1 for none
-    for fields in hashes_fields:
+    paged: dict[int, dict[int, list[bytes]]] = {}  # customer index -> day -> hash pages
+    for i, fields in enumerate(hashes_fields):
         before = len(days)
+        has_pages = False
         for name, value in fields.items():
             day = _TILE_DAYS.get(name)
             if day is None:
@@ -198,6 +272,10 @@ def decode_customers(
             if day >= 0:
                 days.append(day)
                 values.append(value)
+            elif name.startswith(_PAGE_PREFIX_BYTES):
+                has_pages = True
+        if has_pages and with_event_hashes:
+            paged[i] = _hash_pages(fields)
         sizes.append(len(days) - before)
         packed = fields.get(_SEALED_FIELD_BYTES)
         if packed is None:
@@ -231,27 +309,42 @@ def decode_customers(
     day_array = np.array(row_days, dtype=np.int64)
     customers = []
     tile = 0
-    for customer_id, fields, size, (first, n_sealed, last_sealed, index) in zip(
-        customer_ids, hashes_fields, sizes, spans, strict=True
+    for i, (customer_id, fields, size, (first, n_sealed, last_sealed, index)) in enumerate(
+        zip(customer_ids, hashes_fields, sizes, spans, strict=True)
     ):
         agg = CustomerAggregates(customer_id)
         stop = first + n_sealed + size
         hashes: list[Sequence[int]] | None = None
         transactions: list[Sequence[int] | None] | None = None
+        as_stored: list[bytes | None] | None = None
+        page_counts: list[int] | None = None
         if with_event_hashes:
             hashes = [_NOTHING] * n_sealed
             transactions = []
+            as_stored = [None] * n_sealed
+            page_counts = [0] * n_sealed
             if n_sealed:
                 transactions += [
-                    None if packed is None else np.frombuffer(packed, dtype="<u4").tolist()
-                    for packed in decoded[len(values) + index][3::3]
+                    None if p is None else np.frombuffer(p, dtype="<u4").tolist()
+                    for p in decoded[len(values) + index][3::3]
                 ]
-            for t in tiles[tile : tile + size]:
-                own = decode_hashes(t)
+            day_pages = paged.get(i, {})
+            for day, t in zip(days[tile : tile + size], tiles[tile : tile + size], strict=True):
+                stored, own = _stored_hashes(t, day_pages.get(day, ()))
                 hashes.append(own)
+                as_stored.append(stored)
+                page_counts.append(len(day_pages.get(day, ())) if stored is not None else 0)
                 transactions.append(decode_transaction_hashes(t, own))
         tile += size
-        agg.load_tiles(day_array[first:stop], matrix[first:stop], hashes, last_sealed, transactions)
+        agg.load_tiles(
+            day_array[first:stop],
+            matrix[first:stop],
+            hashes,
+            last_sealed,
+            transactions,
+            as_stored,
+            page_counts,
+        )
         scalars = fields.get(_SCALARS_FIELD_BYTES)
         if scalars is not None:
             first_seen, last, activity, purchase, level, level_key = _UNPACK.decode(scalars)
@@ -294,6 +387,15 @@ def decode_score(customer_id: str, data: bytes) -> Score:
 def _decode_score(customer_id: str, fields: Mapping[bytes, bytes]) -> Score | None:
     data = fields.get(_SCORE)
     return None if data is None else decode_score(customer_id, data)
+
+
+def _stored_hashes(tile: Sequence[Any], pages: Sequence[bytes]) -> tuple[bytes | None, list[int]]:
+    """A tile's activity hashes packed as stored (its pages, then its own; None for a
+    tile of an older release, whose hashes are packed otherwise) and as ints."""
+    if len(tile) > 2 and tile[2] == _HASH_WIDTH:
+        stored = b"".join(pages) + tile[1] if pages else tile[1]
+        return stored, np.frombuffer(stored, dtype="<u4").tolist()
+    return None, decode_hashes(tile)
 
 
 def decode_for_reading(

@@ -13,8 +13,10 @@ in one transaction or Lua script, on a single server and on a cluster alike.
 key                                        holds
 =========================================  ==============================================
 ``{p}:{<n>}:c:<customer>``                 hash: one customer — day tiles ``d:<day>``
-                                           (the dedup window), older tiles sealed into
-                                           ``s``, scalars ``m``, and the latest score ``r``
+                                           (the dedup window) and full pages of their event
+                                           hashes ``h:<day>:<page>``, older tiles sealed
+                                           into ``s``, scalars ``m``, and the latest score
+                                           ``r``
 ``{p}:{<n>}:risk``                         sorted set: shard ``n``'s customers by latest
                                            score
 ``{p}:{<n>}:risk:<band>``                  sorted set: those whose stored band is
@@ -160,6 +162,7 @@ class Keys:
 
 # Fields of a customer's hash (see the table above).
 TILE_PREFIX = "d:"
+HASH_PAGE_PREFIX = "h:"  # h:<day>:<page>: a full page of a tile's activity hashes
 SEALED_FIELD = "s"
 SCALARS_FIELD = "m"
 SCORE_FIELD = "r"

@@ -24,15 +24,13 @@ from core import leaderboard
 from core.aggregates import CustomerAggregates
 from core.customer_encoding import (
     StoredCustomer,
+    changed_fields,
     decode_customer,
     decode_customers,
     decode_for_reading,
-    encode_scalars,
     encode_score,
-    encode_sealed,
-    encode_tile,
 )
-from core.keys import SCALARS_FIELD, SCORE_FIELD, SEALED_FIELD, TILE_PREFIX, Keys
+from core.keys import SCORE_FIELD, Keys
 from core.model import BANDS
 from core.outbox import OutboxAppend
 from core.redis_client import client_is_cluster, get_many
@@ -360,23 +358,15 @@ class FeatureStore:
         for agg in customers:
             customer_id = agg.customer_id
             key = customer_key(customer_id)
-            fields: list[Any] = [key, SCALARS_FIELD, _lua_string(encode_scalars(agg))]
-            for day, counts, hashes, transactions in agg.changed_tiles():
-                tile = encode_tile(counts, hashes, transactions)
-                fields += (f"{TILE_PREFIX}{day}", _lua_string(tile))
+            fields: list[Any] = [key]
+            to_set, to_delete = changed_fields(agg)
+            for name, value in to_set:
+                fields += (name, _lua_string(value))
             score = pending.pop(customer_id, None)
             if score is not None:
                 fields += (SCORE_FIELD, _lua_string(encode_score(score)))
-            if agg.dropped_days or agg.sealed_changed:
-                dropped: list[Any] = [key, *(f"{TILE_PREFIX}{d}" for d in agg.dropped_days)]
-                if agg.sealed_changed:
-                    sealed = encode_sealed(*agg.sealed_tiles())
-                    if sealed is None:
-                        dropped.append(SEALED_FIELD)
-                    else:
-                        fields += (SEALED_FIELD, _lua_string(sealed))
-                if len(dropped) > 1:
-                    hdels.extend(_chunks(dropped, 1))
+            if to_delete:
+                hdels.extend(_chunks([key, *to_delete], 1))
             hsets.extend(_chunks(fields, 1))
         for score in pending.values():
             hsets.append(

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 import redis
 
-from core.aggregates import DAY_SECONDS
+from core.aggregates import DAY_SECONDS, HASH_PAGE
 from core.archive import EventArchive
 from core.events import ItemReactionPayload, Like, encode_event
 from core.features import feature_matrix
@@ -321,3 +321,51 @@ def test_an_event_off_its_customers_partition_goes_to_the_dead_letter_topic(
     expected = partition_of(event.customer_id, settings.topic_partitions)
     assert f"belongs to partition {expected}" in letter.reason
     assert worker.store.load_customer(event.customer_id) is None
+
+
+def test_a_busy_days_hash_pages_are_stored_and_deleted_when_the_day_is_sealed(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    """One customer with 3.5 pages of activity events in a day, in batches of 25, with a
+    restart (a new processor, reading Redis) half-way: Redis holds the day's full hash
+    pages and the tile with the rest, equals the offline computation, and recognises a
+    replay of every event; once the day leaves the dedup window its pages go with it."""
+    start = datetime.fromtimestamp(NOW, UTC) - timedelta(days=settings.dedup_days + 3)
+    day = int(start.timestamp()) // DAY_SECONDS
+    n = 3 * HASH_PAGE + HASH_PAGE // 2
+    busy = [
+        Like(
+            event_id=f"busy-{i}",
+            customer_id="busy",
+            event_time=start.replace(hour=0) + timedelta(seconds=60 * i),
+            payload=ItemReactionPayload(),
+        )
+        for i in range(n)
+    ]
+    offsets: dict[tuple[str, int], int] = {}
+    feed(processor(settings, redis_client, producer), busy[: n // 2], 25, offsets)
+    restarted = processor(settings, redis_client, producer)
+    feed(restarted, busy[n // 2 :], 25, offsets)
+    key = Keys.of(settings).customer("busy")
+    pages = sorted(name for name in redis_client.hkeys(key) if name.startswith(b"h:"))
+    assert pages == [f"h:{day}:{page}".encode() for page in range(3)]
+    online, expected = online_and_offline(settings, redis_client, busy)
+    assert online == expected
+    replayed = feed(restarted, busy, 25, offsets)
+    assert sum(report.applied for report in replayed) == 0
+    assert online_and_offline(settings, redis_client, busy)[0] == expected
+    later = Like(
+        event_id="later",
+        customer_id="busy",
+        event_time=start + timedelta(days=settings.dedup_days + 2),
+        payload=ItemReactionPayload(),
+    )
+    feed(restarted, [later], 25, offsets)
+    names = redis_client.hkeys(key)
+    assert not [name for name in names if name.startswith(b"h:")]
+    assert f"{TILE_PREFIX}{day}".encode() not in names
+    assert online_and_offline(settings, redis_client, [*busy, later])[0] == {
+        "busy": offline([*busy, later], settings.retention_days, settings.dedup_days)[
+            "busy"
+        ].snapshot()
+    }

@@ -34,7 +34,7 @@ state = events_for_tests.aggregates_of
 def round_trip(agg: CustomerAggregates) -> CustomerAggregates:
     """What the store writes and reads back for ``agg``."""
     fields = {b"m": encode_scalars(agg)}
-    for day, counts, hashes, transactions in agg.changed_tiles():
+    for day, counts, hashes, transactions, _ in agg.changed_tiles():
         fields[f"d:{day}".encode()] = encode_tile(counts, hashes, transactions)
     return decode_customer(agg.customer_id, fields).aggregates
 

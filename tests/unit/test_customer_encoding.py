@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import numpy as np
 
-from core.aggregates import DAY_SECONDS, N_COUNTERS, CustomerAggregates, event_hash
+from core.aggregates import DAY_SECONDS, HASH_PAGE, N_COUNTERS, CustomerAggregates, event_hash
 from core.customer_encoding import (
+    changed_fields,
     decode_customer,
     decode_customers,
     encode_scalars,
@@ -28,7 +29,7 @@ from core.events import (
     Purchase,
     PurchasePayload,
 )
-from core.keys import SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX
+from core.keys import HASH_PAGE_PREFIX, SCALARS_FIELD, SEALED_FIELD, TILE_PREFIX
 
 DEDUP = 28
 RETENTION = 120
@@ -256,7 +257,7 @@ def test_a_store_written_before_sealed_tiles_reads_and_is_sealed_on_the_next_new
     sealed = encode_sealed(*old.sealed_tiles())
     assert sealed is not None
     rewritten[SEALED_FIELD.encode()] = sealed
-    for day, counts, hashes, transactions in old.changed_tiles():
+    for day, counts, hashes, transactions, _ in old.changed_tiles():
         rewritten[f"{TILE_PREFIX}{day}".encode()] = encode_tile(counts, hashes, transactions)
     rewritten[SCALARS_FIELD.encode()] = encode_scalars(old)
     again = decode_customer("c1", rewritten).aggregates
@@ -304,7 +305,7 @@ def test_a_written_tile_holds_exactly_its_hashes_across_writes_drops_seals_and_r
         agg.apply(event, 30, 7)
         agg.apply(event, 30, 7)  # a duplicate adds nothing
         if i % 5 == 4:
-            for day, counts, packed, transactions in agg.changed_tiles():
+            for day, counts, packed, transactions, _ in agg.changed_tiles():
                 row = agg.tile_days().tolist().index(day)
                 assert packed_as_set(packed) == sorted(agg.event_hashes[row])
                 stored = decode_customers(
@@ -318,6 +319,60 @@ def test_a_written_tile_holds_exactly_its_hashes_across_writes_drops_seals_and_r
         if i % 40 == 39:  # a restart: the state is read back from what the store holds
             agg = decode_customer("c1", stored_fields(agg)).aggregates
     assert writes > 20 and agg.sealed_through > DAY0
-    for day, _, packed, _ in agg.changed_tiles():
+    for day, _, packed, _, _ in agg.changed_tiles():
         row = agg.tile_days().tolist().index(day)
         assert packed_as_set(packed) == sorted(agg.event_hashes[row])
+
+
+def write_changes(fields: dict[bytes, bytes], agg: CustomerAggregates) -> None:
+    """Apply ``agg``'s changes to a customer's stored ``fields`` as the store's commit
+    does (:func:`core.customer_encoding.changed_fields`), then clear its change tracking."""
+    to_set, to_delete = changed_fields(agg)
+    for name in to_delete:
+        fields.pop(name.encode(), None)
+    for name, value in to_set:
+        fields[name.encode()] = value
+    agg.mark_written()
+
+
+def pages_of(fields: dict[bytes, bytes], day: int) -> list[bytes]:
+    prefix = f"{HASH_PAGE_PREFIX}{day}:".encode()
+    return sorted(name for name in fields if name.startswith(prefix))
+
+
+def test_a_busy_day_writes_each_hash_page_once_and_reads_back_whole() -> None:
+    """A day with 3.5 pages of activity events, written every 10 events: each write sets
+    the tile (with the hashes after its last full page) and only the pages that filled
+    since the last write; a restart reads the same state back and recognises every
+    replay; sealing the day deletes its pages with its tile."""
+    fields: dict[bytes, bytes] = {}
+    agg = CustomerAggregates("c1")
+    n = 3 * HASH_PAGE + HASH_PAGE // 2
+    busy = [like(f"busy-{i}", DAY0, hour=i % 24) for i in range(n)]
+    for i, event in enumerate(busy):
+        assert agg.apply(event, RETENTION, DEDUP)
+        if i % 10 == 9 or i == n - 1:
+            before = set(fields)
+            to_set, _ = changed_fields(agg)
+            written_pages = [name for name, _ in to_set if name.startswith(HASH_PAGE_PREFIX)]
+            assert len(written_pages) <= 1  # 10 events fill at most one page
+            for name, value in to_set:
+                fields[name.encode()] = value
+            agg.mark_written()
+            assert {name.encode() for name in written_pages}.isdisjoint(before)
+            if i == 139:  # a restart mid-page: the state is read back from the store
+                agg = decode_customer("c1", fields).aggregates
+    assert len(pages_of(fields, DAY0)) == 3
+    tile = msgspec.msgpack.decode(fields[f"{TILE_PREFIX}{DAY0}".encode()])
+    assert len(tile[1]) == 4 * (HASH_PAGE // 2)  # the tail: hashes after the last page
+    again = decode_customer("c1", fields).aggregates
+    assert again.snapshot() == built(busy).snapshot()
+    assert not any(again.apply(event, RETENTION, DEDUP) for event in busy)  # replays
+    assert again.apply(like("next", DAY0 + 1), RETENTION, DEDUP)
+    write_changes(fields, again)
+    assert decode_customer("c1", fields).aggregates.snapshot() == again.snapshot()
+    # the day leaves the dedup window: its tile is sealed, its pages deleted
+    assert again.apply(like("much-later", DAY0 + DEDUP + 1), RETENTION, DEDUP)
+    write_changes(fields, again)
+    assert pages_of(fields, DAY0) == [] and f"{TILE_PREFIX}{DAY0}".encode() not in fields
+    assert decode_customer("c1", fields).aggregates.snapshot() == again.snapshot()

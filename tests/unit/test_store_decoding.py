@@ -148,7 +148,7 @@ def test_tiles_of_both_hash_widths_dedup_the_same_events() -> None:
         assert not agg.apply(counted)
         assert agg.apply(fresh)
         assert agg.tile(day)["like"] == 2
-        [(_, tile_counts, hashes, transactions)] = list(agg.changed_tiles())
+        [(_, tile_counts, hashes, transactions, _)] = list(agg.changed_tiles())
         assert transactions is None
         value = encode_tile(tile_counts, hashes, transactions)
         again = decode_customers(["c1"], [{tile_field(day): value}])
