@@ -82,7 +82,7 @@ __all__ = [
     "to_cents",
 ]
 
-HASH_PAGE = 64
+HASH_PAGE = 16
 """Activity hashes per stored page: a tile's hashes are stored in full pages of this many
 (written once each) and a tail (rewritten with the tile), so writing a busy day's tile
 again costs its new hashes, not all of them (:mod:`core.customer_encoding`)."""

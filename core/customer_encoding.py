@@ -126,7 +126,7 @@ def tile_fields(
     >>> counts = np.zeros(N_COUNTERS, dtype=np.int64)
     >>> packed = bytes(4 * (HASH_PAGE + 3))
     >>> [(name, len(value)) for name, value in tile_fields(7, counts, packed, None, 0)]
-    [('h:7:0', 256), ('d:7', 17)]
+    [('h:7:0', 64), ('d:7', 17)]
     >>> [name for name, _ in tile_fields(7, counts, packed, None, 1)]
     ['d:7']
     """
