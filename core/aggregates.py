@@ -83,9 +83,11 @@ __all__ = [
 ]
 
 HASH_PAGE = 16
-"""Activity hashes per stored page: a tile's hashes are stored in full pages of this many
-(written once each) and a tail (rewritten with the tile), so writing a busy day's tile
-again costs its new hashes, not all of them (:mod:`core.customer_encoding`)."""
+"""Activity hashes per stored page: the tile of a customer's newest activity day stores
+its hashes in full pages of this many (written once each) and a tail (rewritten with the
+tile), so writing a busy day's tile again costs its new hashes, not all of them. Once a
+newer day has activity, the day's tile is written once more with all its hashes and its
+pages are deleted (a field per page costs memory) (:mod:`core.customer_encoding`)."""
 _PAGE_BYTES = 4 * HASH_PAGE  # a page of little-endian uint32 hashes
 _NO_HASHES: frozenset[int] = frozenset()  # the event hashes of a tile loaded for reading only
 _NO_DAYS = np.zeros(0, dtype=np.int64)  # a new state's (shared, read-only) empty arrays
@@ -233,6 +235,11 @@ class CustomerAggregates:
             self.last_event = at
             if day > newest_day_before:
                 self._drop_tiles_up_to(day - retention_days)
+        if activity and last_activity != NEVER and day > last_activity // DAY_SECONDS:
+            # the newest activity day moves on: its hash pages go into its tile
+            newest_row = self._row_of_day.get(last_activity // DAY_SECONDS)
+            if newest_row is not None and self.hash_pages[newest_row]:
+                self.changed_days.add(last_activity // DAY_SECONDS)
         if (
             activity
             and dedup_days is not None
@@ -265,27 +272,34 @@ class CustomerAggregates:
 
     def changed_tiles(
         self,
-    ) -> Iterator[tuple[int, np.ndarray, bytearray, set[int] | None, int]]:
+    ) -> Iterator[tuple[int, np.ndarray, bytearray, set[int] | None, int | None]]:
         """(day, counters, activity hashes packed as stored — little-endian uint32s —,
         transaction hashes, pages stored) of every unsealed tile changed since the last
-        write. The store writes the full pages (:data:`HASH_PAGE` hashes each) from
-        ``pages stored`` on, and the rest with the tile; once yielded, every full page
-        counts as stored (:attr:`hash_pages`).
+        write. For the newest activity day the store writes the full pages
+        (:data:`HASH_PAGE` hashes each) from ``pages stored`` on, and the rest with the
+        tile; once yielded, every full page counts as stored (:attr:`hash_pages`). Other
+        days have ``pages stored`` None: all their hashes go in the tile, and pages
+        stored before are recorded in :attr:`dropped_pages` (to delete).
 
         Cost: a tile's hashes are packed once, the first time it is written (or when
         loaded); after that :meth:`apply` appends each new one, so writing a busy day's
         tile again and again neither repacks nor rewrites all its hashes."""
         packed_hashes = self.packed_hashes
         hash_pages = self.hash_pages
+        newest = self.last_activity // DAY_SECONDS if self.last_activity != NEVER else NO_DAY
         for day in self.changed_days:
             row = self._row_of_day[day]
             packed = packed_hashes[row]
             if packed is None:
                 packed = bytearray(np.fromiter(self.event_hashes[row], dtype="<u4").tobytes())
                 packed_hashes[row] = packed
-            stored = hash_pages[row]
-            yield day, self.counts[row], packed, self.transaction_hashes[row], stored
-            hash_pages[row] = len(packed) // _PAGE_BYTES
+            if day == newest:
+                stored = hash_pages[row]
+                yield day, self.counts[row], packed, self.transaction_hashes[row], stored
+                hash_pages[row] = len(packed) // _PAGE_BYTES
+            else:
+                self._drop_pages(day, row)
+                yield day, self.counts[row], packed, self.transaction_hashes[row], None
 
     def sealed_tiles(self) -> tuple[np.ndarray, np.ndarray, list[set[int] | None]]:
         """The sealed tiles: their days, their counters (one row per day) and their

@@ -8,12 +8,13 @@ Fields of a customer's hash:
   bytes); without transactions the last item is left out. Tiles written by older
   releases hold the hashes of all their events in the second item, 8 bytes wide in
   two-item tiles (read as their low 32 bits: see :func:`core.aggregates.event_hash`).
-* ``h:<day>:<page>`` — pages 0, 1, ... of a tile's activity hashes: the first
-  :data:`~core.aggregates.HASH_PAGE` hashes counted that day, then the next ones, and so
-  on (packed as in the tile); the tile's second item holds those after its last full
-  page. A page is written once, when it fills, so a busy day's tile, written again with
-  every batch, costs its new hashes and not all of them (in Redis's append-only file
-  too).
+* ``h:<day>:<page>`` — pages 0, 1, ... of the activity hashes of the customer's newest
+  activity day: the first :data:`~core.aggregates.HASH_PAGE` hashes counted that day,
+  then the next ones, and so on (packed as in the tile); the tile's second item holds
+  those after its last full page. A page is written once, when it fills, so a busy
+  day's tile, written again with every batch, costs its new hashes and not all of them
+  (in Redis's append-only file too). When a newer day gets activity, the day's tile is
+  written once more with all its hashes and its pages are deleted.
 * ``s`` — the **sealed** tiles: days older than the dedup window, without activity hashes
   (no activity event is counted into them any more), all in one field: msgpack
   ``[first day, day - first day, counters, transaction hashes or nil, ...]`` (a triple
@@ -117,11 +118,12 @@ def tile_fields(
     counts: np.ndarray,
     packed: bytes | bytearray,
     transactions: Iterable[int] | None,
-    pages_stored: int,
+    pages_stored: int | None,
 ) -> list[tuple[str, bytes]]:
     """The fields to write for one changed tile (as
     :meth:`CustomerAggregates.changed_tiles` gives it): its hash pages from
-    ``pages_stored`` on, then the tile itself, holding the hashes after its last full page.
+    ``pages_stored`` on, then the tile itself, holding the hashes after its last full
+    page; with ``pages_stored`` None, the tile alone, holding all its hashes.
 
     >>> counts = np.zeros(N_COUNTERS, dtype=np.int64)
     >>> packed = bytes(4 * (HASH_PAGE + 3))
@@ -129,7 +131,11 @@ def tile_fields(
     [('h:7:0', 64), ('d:7', 17)]
     >>> [name for name, _ in tile_fields(7, counts, packed, None, 1)]
     ['d:7']
+    >>> [(name, len(value)) for name, value in tile_fields(7, counts, packed, None, None)]
+    [('d:7', 81)]
     """
+    if pages_stored is None:
+        return [(f"{TILE_PREFIX}{day}", encode_tile(counts, packed, transactions))]
     full = len(packed) // _PAGE_BYTES
     fields = [
         (
@@ -153,7 +159,7 @@ def changed_fields(agg: CustomerAggregates) -> tuple[list[tuple[str, bytes]], li
     for day, counts, packed, transactions, pages in agg.changed_tiles():
         to_set += tile_fields(day, counts, packed, transactions, pages)
     to_delete: list[str] = []
-    if agg.dropped_days or agg.sealed_changed:
+    if agg.dropped_days or agg.dropped_pages or agg.sealed_changed:
         to_delete += (f"{TILE_PREFIX}{day}" for day in agg.dropped_days)
         for day, pages in agg.dropped_pages.items():
             to_delete += (f"{HASH_PAGE_PREFIX}{day}:{page}" for page in range(pages))

@@ -323,13 +323,14 @@ def test_an_event_off_its_customers_partition_goes_to_the_dead_letter_topic(
     assert worker.store.load_customer(event.customer_id) is None
 
 
-def test_a_busy_days_hash_pages_are_stored_and_deleted_when_the_day_is_sealed(
+def test_a_busy_days_hash_pages_are_stored_then_merged_into_its_tile(
     settings: Settings, redis_client: redis.Redis, producer: EventProducer
 ) -> None:
     """One customer with 3.5 pages of activity events in a day, in batches of 25, with a
     restart (a new processor, reading Redis) half-way: Redis holds the day's full hash
     pages and the tile with the rest, equals the offline computation, and recognises a
-    replay of every event; once the day leaves the dedup window its pages go with it."""
+    replay of every event; activity on the next day puts the pages back into the tile,
+    and the day leaves the dedup window later."""
     start = datetime.fromtimestamp(NOW, UTC) - timedelta(days=settings.dedup_days + 3)
     day = int(start.timestamp()) // DAY_SECONDS
     n = 3 * HASH_PAGE + HASH_PAGE // 2
@@ -354,6 +355,19 @@ def test_a_busy_days_hash_pages_are_stored_and_deleted_when_the_day_is_sealed(
     replayed = feed(restarted, busy, 25, offsets)
     assert sum(report.applied for report in replayed) == 0
     assert online_and_offline(settings, redis_client, busy)[0] == expected
+    # activity on the next day: the busy day's pages go back into its tile
+    next_day = Like(
+        event_id="next-day",
+        customer_id="busy",
+        event_time=start + timedelta(days=1),
+        payload=ItemReactionPayload(),
+    )
+    feed(restarted, [next_day], 25, offsets)
+    names = redis_client.hkeys(key)
+    assert not [name for name in names if name.startswith(b"h:")]
+    assert f"{TILE_PREFIX}{day}".encode() in names
+    online, expected = online_and_offline(settings, redis_client, [*busy, next_day])
+    assert online == expected
     later = Like(
         event_id="later",
         customer_id="busy",
@@ -362,10 +376,8 @@ def test_a_busy_days_hash_pages_are_stored_and_deleted_when_the_day_is_sealed(
     )
     feed(restarted, [later], 25, offsets)
     names = redis_client.hkeys(key)
-    assert not [name for name in names if name.startswith(b"h:")]
     assert f"{TILE_PREFIX}{day}".encode() not in names
-    assert online_and_offline(settings, redis_client, [*busy, later])[0] == {
-        "busy": offline([*busy, later], settings.retention_days, settings.dedup_days)[
-            "busy"
-        ].snapshot()
+    everything = [*busy, next_day, later]
+    assert online_and_offline(settings, redis_client, everything)[0] == {
+        "busy": offline(everything, settings.retention_days, settings.dedup_days)["busy"].snapshot()
     }

@@ -340,15 +340,13 @@ def pages_of(fields: dict[bytes, bytes], day: int) -> list[bytes]:
     return sorted(name for name in fields if name.startswith(prefix))
 
 
-def test_a_busy_day_writes_each_hash_page_once_and_reads_back_whole() -> None:
-    """A day with 3.5 pages of activity events, written every 10 events: each write sets
-    the tile (with the hashes after its last full page) and only the pages that filled
-    since the last write; a restart reads the same state back and recognises every
-    replay; sealing the day deletes its pages with its tile."""
+def busy_day_written(n: int) -> tuple[dict[bytes, bytes], CustomerAggregates, list[Event]]:
+    """A customer with ``n`` activity events on DAY0, written every 10 events as the store
+    does, with a restart (a reload from the written fields) mid-page; checks that each
+    write sets only the pages that filled since the last one."""
     fields: dict[bytes, bytes] = {}
     agg = CustomerAggregates("c1")
-    n = 3 * HASH_PAGE + HASH_PAGE // 2
-    busy = [like(f"busy-{i}", DAY0, hour=i % 24) for i in range(n)]
+    busy: list[Event] = [like(f"busy-{i}", DAY0, hour=i % 24) for i in range(n)]
     for i, event in enumerate(busy):
         assert agg.apply(event, RETENTION, DEDUP)
         if i % 10 == 9 or i == n - 1:
@@ -356,23 +354,49 @@ def test_a_busy_day_writes_each_hash_page_once_and_reads_back_whole() -> None:
             to_set, _ = changed_fields(agg)
             written_pages = [name for name, _ in to_set if name.startswith(HASH_PAGE_PREFIX)]
             assert len(written_pages) <= 1  # 10 events fill at most one page
+            assert {name.encode() for name in written_pages}.isdisjoint(before)
             for name, value in to_set:
                 fields[name.encode()] = value
             agg.mark_written()
-            assert {name.encode() for name in written_pages}.isdisjoint(before)
             if i == 139:  # a restart mid-page: the state is read back from the store
                 agg = decode_customer("c1", fields).aggregates
+    return fields, agg, busy
+
+
+def test_a_busy_day_writes_each_hash_page_once_and_reads_back_whole() -> None:
+    """A day with 3.5 pages of activity events: the store holds its full pages and a tile
+    with the rest, reads back the same state and recognises every replay."""
+    n = 3 * HASH_PAGE + HASH_PAGE // 2
+    fields, agg, busy = busy_day_written(n)
     assert len(pages_of(fields, DAY0)) == 3
     tile = msgspec.msgpack.decode(fields[f"{TILE_PREFIX}{DAY0}".encode()])
     assert len(tile[1]) == 4 * (HASH_PAGE // 2)  # the tail: hashes after the last page
     again = decode_customer("c1", fields).aggregates
-    assert again.snapshot() == built(busy).snapshot()
+    assert again.snapshot() == built(busy).snapshot() == agg.snapshot()
     assert not any(again.apply(event, RETENTION, DEDUP) for event in busy)  # replays
-    assert again.apply(like("next", DAY0 + 1), RETENTION, DEDUP)
-    write_changes(fields, again)
-    assert decode_customer("c1", fields).aggregates.snapshot() == again.snapshot()
-    # the day leaves the dedup window: its tile is sealed, its pages deleted
-    assert again.apply(like("much-later", DAY0 + DEDUP + 1), RETENTION, DEDUP)
-    write_changes(fields, again)
+
+
+def test_a_day_that_is_no_longer_the_newest_gets_its_pages_back_in_its_tile() -> None:
+    """Activity on the next day: the busy day's tile is written once more with all its
+    hashes, its pages are deleted, and the state reads back the same."""
+    n = 3 * HASH_PAGE + HASH_PAGE // 2
+    fields, agg, busy = busy_day_written(n)
+    assert agg.apply(like("next", DAY0 + 1), RETENTION, DEDUP)
+    write_changes(fields, agg)
+    assert pages_of(fields, DAY0) == []
+    tile = msgspec.msgpack.decode(fields[f"{TILE_PREFIX}{DAY0}".encode()])
+    assert len(tile[1]) == 4 * n
+    again = decode_customer("c1", fields).aggregates
+    assert again.snapshot() == agg.snapshot()
+    assert not any(again.apply(event, RETENTION, DEDUP) for event in busy)
+
+
+def test_sealing_a_paged_day_deletes_its_pages_with_its_tile() -> None:
+    """The next activity is beyond the dedup window: the busy day is sealed at once, and
+    its pages go with its tile."""
+    fields, agg, _ = busy_day_written(2 * HASH_PAGE + 3)
+    assert pages_of(fields, DAY0)
+    assert agg.apply(like("much-later", DAY0 + DEDUP + 1), RETENTION, DEDUP)
+    write_changes(fields, agg)
     assert pages_of(fields, DAY0) == [] and f"{TILE_PREFIX}{DAY0}".encode() not in fields
-    assert decode_customer("c1", fields).aggregates.snapshot() == again.snapshot()
+    assert decode_customer("c1", fields).aggregates.snapshot() == agg.snapshot()
