@@ -15,7 +15,7 @@ import msgspec
 from confluent_kafka import Consumer, KafkaError
 
 from core.events import Event
-from core.kafka_client import client_config
+from core.kafka_client import client_config, input_fetch_config
 from core.settings import Settings
 from core.topics import Topics
 
@@ -31,8 +31,7 @@ def floor_rate(settings: Settings, ends: dict[tuple[str, int], int], batch: int)
             "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": min(settings.batch_within_ms, 100),
-            "queued.max.messages.kbytes": 65_536,
+            **input_fetch_config(settings),  # as the worker reads
         }
     )
     consumer.subscribe([topics.activity, topics.transactions])

@@ -46,6 +46,31 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+# A fetch waits for this much data (or ``fetch.wait.max.ms``) before the broker answers.
+# With librdkafka's default of one byte, a consumer keeping up re-fetches after every
+# producer request: at 10,000 events/s that took ~19 % of a core in the broker, against
+# ~5 % with 64 KB (docs/benchmarks.md); a quiet stream waits ``fetch.wait.max.ms`` at most.
+INPUT_FETCH_MIN_BYTES = 65_536
+
+
+def input_fetch_config(settings: Settings) -> dict[str, Any]:
+    """How a reader of the input topics fetches (the worker, and the benchmark's floor
+    loop): a fetch returns once :data:`INPUT_FETCH_MIN_BYTES` are there or after
+    ``CHURN_BATCH_WITHIN_MS`` (at most 100 ms), so a quiet stream adds at most that to
+    an event's latency, and a busy one costs the broker one fetch per 64 KB, not one per
+    producer request; up to 64 MB are prefetched.
+
+    >>> from core.settings import Settings
+    >>> input_fetch_config(Settings(batch_within_ms=10))["fetch.wait.max.ms"]
+    10
+    """
+    return {
+        "fetch.wait.max.ms": min(settings.batch_within_ms, 100),
+        "fetch.min.bytes": INPUT_FETCH_MIN_BYTES,
+        "queued.max.messages.kbytes": 65_536,
+    }
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the four churnstream topics where missing; return the names created.
 

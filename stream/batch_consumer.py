@@ -35,12 +35,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from core.kafka_client import client_config
+from core.kafka_client import client_config, input_fetch_config
 from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack
+from stream.garbage_collector import KeptStateFreezer
 from stream.messages import RawMessage
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class BatchConsumer:
         self.processor = processor
         self.store = store
         self.topics = Topics.from_settings(settings)
+        self.freezer = KeptStateFreezer()
         session_ms = int(settings.worker_session_timeout_seconds * 1000)
         self.consumer = Consumer(
             {
@@ -67,8 +69,7 @@ class BatchConsumer:
                 "session.timeout.ms": session_ms,
                 "heartbeat.interval.ms": max(session_ms // 4, 1000),
                 "max.poll.interval.ms": 300_000,
-                "fetch.wait.max.ms": min(settings.batch_within_ms, 100),
-                "queued.max.messages.kbytes": 65_536,
+                **input_fetch_config(settings),
             }
         )
 
@@ -99,7 +100,9 @@ class BatchConsumer:
                     break
                 if batch:
                     self._commit(batch)
+                    self.freezer.after_batch()
                     continue
+                self.freezer.when_idle()
                 self.processor.settle(wait=False)  # records published behind: any failure?
                 if time.monotonic() >= next_check:
                     self._check_fences()

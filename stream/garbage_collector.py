@@ -1,11 +1,18 @@
-"""The worker's garbage-collector settings."""
+"""The worker's garbage-collector settings, and what it keeps out of the collector's passes."""
 
 from __future__ import annotations
 
 import gc
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 # Allocations between collections of the youngest generation (CPython's default: 700).
 _GC_YOUNG_THRESHOLD = 50_000
+# While idle, at most this often, a full collection over everything frozen before.
+FULL_COLLECTION_SECONDS = 600.0
 
 
 def tune_garbage_collector() -> None:
@@ -19,3 +26,46 @@ def tune_garbage_collector() -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, oldest)
+
+
+class KeptStateFreezer:
+    """Keeps the customer state a worker holds in memory out of the collector's passes.
+
+    :meth:`after_batch` freezes (``gc.freeze()``: a constant-time move into the permanent
+    generation) whatever is alive once a batch is done: mostly the customers it loaded,
+    which stay for as long as the worker owns their partition. Without it, each
+    collection of an older generation walked every customer held, and their event-id
+    sets: at 10,000 events/s with ~100,000 customers held, passes of 100-220 ms every
+    half-minute or so, each a stall of the whole batch loop. A frozen object is still
+    freed as soon as nothing refers to it (reference counting); only reference cycles
+    among them wait, and the worker makes almost none: in a steady state of 200 batches
+    the frozen count stays flat. :meth:`when_idle` is the safety net: at most every
+    ``every_seconds``, while no message is waiting, it unfreezes and collects everything
+    once (a pause of about a second per million objects, when it costs no latency)."""
+
+    def __init__(
+        self,
+        every_seconds: float = FULL_COLLECTION_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.every_seconds = every_seconds
+        self.clock = clock
+        self._last_full = clock()
+
+    def after_batch(self) -> None:
+        gc.freeze()
+
+    def when_idle(self) -> None:
+        if self.clock() - self._last_full < self.every_seconds:
+            return
+        started = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        self._last_full = self.clock()
+        log.info(
+            "full garbage collection unreachable=%d frozen=%d seconds=%.3f",
+            found,
+            gc.get_freeze_count(),
+            time.perf_counter() - started,
+        )
