@@ -49,8 +49,9 @@ class StreamSettings(EnvSettings):
     is committed by one Lua script, which holds Redis for about 15 µs per customer it touches
     (30 ms for 2,000 different customers), delaying API reads meanwhile."""
     batch_within_ms: int = setting("CHURN_BATCH_WITHIN_MS", 10, ge=1, le=60_000)
-    """Longest the worker waits to fill a micro-batch, in milliseconds: under load batches fill at
-    once; when quiet, this bounds the added latency."""
+    """Longest the worker waits to fill a micro-batch, and a fetch from Kafka waits for 64 KB
+    (at most 100 ms), in milliseconds: under load both fill at once; when quiet, this bounds
+    the added latency (twice over: the fetch, then the batch)."""
     rescore_after_seconds: int = setting("CHURN_RESCORE_AFTER_SECONDS", 3600, ge=1)
     """Re-score a customer whose score is older than this, even without events."""
     rescore_tick_seconds: float = setting("CHURN_RESCORE_TICK_SECONDS", 5.0, gt=0)

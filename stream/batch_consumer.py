@@ -15,6 +15,9 @@ previous owner committed but did not publish are published first); a take-over t
 failed is tried again with the partition's next batch, or within ``FENCE_CHECK_SECONDS``
 while idle.
 
+After each batch, what the worker keeps (the customers it loaded) is frozen out of the
+garbage collector's passes (:class:`~stream.garbage_collector.KeptStateFreezer`).
+
 The two input topics must have the same partition count: the range assignor then gives
 partition *p* of both to the same worker, which therefore owns all of a customer's state.
 """
