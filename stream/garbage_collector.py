@@ -35,13 +35,16 @@ class KeptStateFreezer:
     generation) whatever is alive once a batch is done: mostly the customers it loaded,
     which stay for as long as the worker owns their partition. Without it, each
     collection of an older generation walked every customer held, and their event-id
-    sets: at 10,000 events/s with ~100,000 customers held, passes of 100-220 ms every
-    half-minute or so, each a stall of the whole batch loop. A frozen object is still
-    freed as soon as nothing refers to it (reference counting); only reference cycles
-    among them wait, and the worker makes almost none: in a steady state of 200 batches
-    the frozen count stays flat. :meth:`when_idle` is the safety net: at most every
-    ``every_seconds``, while no message is waiting, it unfreezes and collects everything
-    once (a pause of about a second per million objects, when it costs no latency)."""
+    sets: at 10,000 events/s with ~100,000 customers held, passes of 94-224 ms, each a
+    stall of the whole batch loop. A frozen object is still freed as soon as nothing
+    refers to it (reference counting); only reference cycles among them wait, and the
+    batches make almost none: over 200 batches of 700 events to the same customers the
+    frozen count levelled off (+21 objects in the last 20 batches). :meth:`when_idle` is
+    the safety net: at most every ``every_seconds``, while no message is waiting, it
+    unfreezes and collects everything once (a pause that grows with what the worker
+    holds, taken when it costs no event any latency).
+
+    Cost: ``after_batch`` is constant time (CPython splices the generations' lists)."""
 
     def __init__(
         self,

@@ -66,9 +66,9 @@ class RedisServer(LocalService):
             "yes",
             "--save",
             "",
-            # The AOF's rewrites write its base as an RDB file: uncompressed, a rewrite
-            # takes ~40 % less CPU in its forked child (which shares the machine's cores
-            # with the worker), for a larger file on disk.
+            # The AOF's rewrites write its base as an RDB file: uncompressed, a rewrite's
+            # forked child (which shares the machine's cores with the worker) took ~30 %
+            # less time, for a larger file on disk.
             "--rdbcompression",
             "no",
             "--daemonize",
