@@ -7,13 +7,17 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
+
 from churnstream.infra.processes import http_ok, kill_process, start_child, stop_process, tail
-from core.kafka_client import ensure_topics, input_end_offsets
+from core.kafka_client import client_config, ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
+from core.topics import Topics
+from stream.delivery import outbox_group
 from tests.support import CLI, REPO_ROOT, child_env
 from tests.support_models import recency_model
 
@@ -66,17 +70,53 @@ def started_worker(settings: Settings, log_path: Path) -> WorkerProcess:
 
 
 def wait_drained(settings: Settings, timeout: float = 120) -> None:
-    """Wait until the worker's fences reach the end of every input partition."""
+    """Wait until the worker's fences reach the end of every input partition, then until
+    what those batches wrote to the outbox is published (:func:`wait_published`)."""
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     deadline = time.monotonic() + timeout
     ends = input_end_offsets(settings)
     while time.monotonic() < deadline:
         fences = store.read_fences(sorted(ends))
         if all(fences[tp] >= end - 1 for tp, end in ends.items()):
+            wait_published(settings, max(deadline - time.monotonic(), 1.0))
             return
         time.sleep(0.25)
     behind = {tp: (fences[tp], end - 1) for tp, end in ends.items() if fences[tp] < end - 1}
     raise TimeoutError(f"worker did not drain the topics within {timeout}s: {behind}")
+
+
+def wait_published(settings: Settings, timeout: float = 60) -> None:
+    """Wait until every outbox entry committed to Redis so far is published to Kafka: each
+    partition's delivered marker (:mod:`stream.delivery`) is past the last sequence number
+    its outbox gave out. A batch's records are published after its commit moved the
+    fences, so fences at the end do not yet mean its dead letters are readable."""
+    client, keys = connect_redis(settings), Keys.of(settings)
+    marker_topic = Topics.from_settings(settings).activity
+    partitions = sorted(p for t, p in input_end_offsets(settings) if t == marker_topic)
+    markers = Consumer(
+        {**client_config(settings), "group.id": outbox_group(settings), "enable.auto.commit": False}
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            last = {p: int(client.get(keys.outbox_seq(p)) or 0) for p in partitions}
+            committed = markers.committed(
+                [TopicPartition(marker_topic, p) for p in partitions], timeout=10
+            )
+            behind = {
+                tp.partition: (tp.offset, last[tp.partition] + 1)
+                for tp in committed
+                if last[tp.partition] > 0 and tp.offset < last[tp.partition] + 1
+            }
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"outbox not published within {timeout}s (partition: marker, wanted) {behind}"
+                )
+            time.sleep(0.1)
+    finally:
+        markers.close()
 
 
 def customers_in(events: Iterable[object]) -> set[str]:
