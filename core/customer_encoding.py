@@ -318,6 +318,9 @@ def decode_customers(
     for i, (customer_id, fields, size, (first, n_sealed, last_sealed, index)) in enumerate(
         zip(customer_ids, hashes_fields, sizes, spans, strict=True)
     ):
+        if not fields:  # never seen: a new state (~0.5 µs instead of ~3.5 for the below)
+            customers.append(StoredCustomer(CustomerAggregates(customer_id), None))
+            continue
         agg = CustomerAggregates(customer_id)
         stop = first + n_sealed + size
         hashes: list[Sequence[int]] | None = None

@@ -72,6 +72,35 @@ def test_batch_decoding_matches_each_tile_loaded_alone() -> None:
             assert alone.aggregates.snapshot() == snapshot
 
 
+def test_customers_never_seen_decode_as_new_states_among_known_ones() -> None:
+    """An empty hash (a customer never seen) among stored ones: a new, empty state that
+    counts events; its neighbours read as they would alone."""
+    rng = np.random.default_rng(9)
+    (a, _), (b, _) = random_customer(rng, "a"), random_customer(rng, "b")
+    for with_hashes in (True, False):
+        decoded = decode_customers(["a", "new", "b"], [a, {}, b], with_hashes)
+        assert [d.aggregates.customer_id for d in decoded] == ["a", "new", "b"]
+        fresh = decoded[1]
+        assert fresh.score is None
+        assert fresh.aggregates.snapshot() == CustomerAggregates("new").snapshot()
+        assert (
+            decoded[0].aggregates.snapshot()
+            == decode_customer("a", a, with_hashes).aggregates.snapshot()
+        )
+        assert (
+            decoded[2].aggregates.snapshot()
+            == decode_customer("b", b, with_hashes).aggregates.snapshot()
+        )
+        like = Like(
+            event_id="first",
+            customer_id="new",
+            event_time=datetime(2026, 1, 5, 12, tzinfo=UTC),
+            payload=ItemReactionPayload(),
+        )
+        assert fresh.aggregates.apply(like) and not fresh.aggregates.apply(like)
+        assert fresh.aggregates.tile(20_458)["like"] == 1
+
+
 def test_reading_keeps_order_and_marks_unknown_customers() -> None:
     rng = np.random.default_rng(6)
     (a, _), (b, _) = random_customer(rng, "a"), random_customer(rng, "b")
