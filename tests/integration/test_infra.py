@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient
 
 from churnstream.infra import InfraError, LocalStack
 from churnstream.infra.processes import is_alive
+from churnstream.infra.prometheus_alerts import alert_rules
 from core.topics import BASE_NAMES
 from tests.support import REPO_ROOT, child_env, free_ports, kill_leftovers, processes_mentioning
 
@@ -157,6 +158,23 @@ def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
         "churnstream-api": f"http://127.0.0.1:{API_PORT}/metrics",
     }  # CHURN_MONITOR_METRICS_PORT=0: the monitor serves no metrics
     assert scrape_urls(running, expected) == expected
+
+
+def test_prometheus_evaluates_every_alerting_rule(running: Handle) -> None:
+    """The rules `up --prometheus` writes are loaded, and each has been evaluated without
+    an error (health "ok"; "unknown" until its first evaluation)."""
+    url = f"http://127.0.0.1:{running.prometheus_port}/api/v1/rules?type=alert"
+    expected = {rule.name: "ok" for rule in alert_rules()}
+    deadline = time.monotonic() + 60
+    health: dict[str, str] = {}
+    while health != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            groups = json.load(response)["data"]["groups"]
+        health = {r["name"]: r["health"] for g in groups for r in g["rules"]}
+    assert health == expected, [
+        (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
+    ]
 
 
 def test_services_outlive_the_command_and_answer(running: Handle) -> None:

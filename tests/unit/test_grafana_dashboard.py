@@ -19,6 +19,7 @@ DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "churnstream.json"
 DATASOURCES = ROOT / "monitoring" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS = ROOT / "monitoring" / "grafana" / "provisioning" / "dashboards" / "churnstream.yml"
 PROMETHEUS = ROOT / "monitoring" / "prometheus" / "prometheus.yml"
+ALERTS = ROOT / "monitoring" / "prometheus" / "alerts.yml"
 COMPOSE = ROOT / "docker-compose.yml"
 METRIC = re.compile(r"\bchurn_[a-z0-9_]+\b")
 SUFFIXES = {
@@ -106,5 +107,5 @@ def test_prometheus_scrapes_every_process_on_its_default_port() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
     assert {"prometheus", "grafana", "monitor"} <= set(compose)
     mounted = " ".join(compose["prometheus"]["volumes"] + compose["grafana"]["volumes"])
-    for path in (PROMETHEUS, DASHBOARD.parent, DATASOURCES.parent.parent):
+    for path in (PROMETHEUS, ALERTS, DASHBOARD.parent, DATASOURCES.parent.parent):
         assert "./" + str(path.relative_to(ROOT)) in mounted, path
