@@ -21,10 +21,8 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from churnstream.infra.prometheus import ALERTS_FILE, API_JOB, MONITOR_JOB, WORKER_JOB
+from churnstream.infra.prometheus import API_JOB, MONITOR_JOB, WORKER_JOB
 from core import metrics
-
-__all__ = ["ALERTS_FILE", "AlertRule", "alert_rules", "compose_rules", "rules_file"]
 
 GROUP = "churnstream"
 

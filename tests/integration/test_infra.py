@@ -18,10 +18,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -138,17 +139,38 @@ def test_racing_ups_start_one_copy_of_each_service(running: Handle) -> None:
     assert sum("prometheus --config.file" in line for line in mentioning) == 1
 
 
-def scrape_urls(running: Handle, expected: dict[str, str]) -> dict[str, str]:
-    """The scrape URL of each job, once they are ``expected`` (or after 30 s): Prometheus
-    loads its targets just after it starts or reloads."""
-    url = f"http://127.0.0.1:{running.prometheus_port}/api/v1/targets"
-    deadline = time.monotonic() + 30
-    scraped: dict[str, str] = {}
-    while scraped != expected and time.monotonic() < deadline:
+def poll_prometheus(
+    running: Handle,
+    path: str,
+    read: Callable[[Any], dict[str, str]],
+    expected: dict[str, str],
+    timeout: float,
+) -> tuple[dict[str, str], Any]:
+    """``read`` of the ``data`` Prometheus's HTTP API answers at ``path``, polled until it
+    is ``expected`` or ``timeout`` seconds have passed (Prometheus loads targets and rules
+    just after it starts or reloads, and evaluates rules on its own clock); returns the
+    last reading and the data it was read from."""
+    url = f"http://127.0.0.1:{running.prometheus_port}{path}"
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    data: Any = None
+    while seen != expected and time.monotonic() < deadline:
         time.sleep(0.2)
         with urllib.request.urlopen(url, timeout=10) as response:
-            targets = json.load(response)["data"]["activeTargets"]
-        scraped = {t["labels"]["job"]: t["scrapeUrl"] for t in targets}
+            data = json.load(response)["data"]
+        seen = read(data)
+    return seen, data
+
+
+def scrape_urls(running: Handle, expected: dict[str, str]) -> dict[str, str]:
+    """The scrape URL of each job, once they are ``expected`` (or after 30 s)."""
+    scraped, _ = poll_prometheus(
+        running,
+        "/api/v1/targets",
+        lambda data: {t["labels"]["job"]: t["scrapeUrl"] for t in data["activeTargets"]},
+        expected,
+        timeout=30,
+    )
     return scraped
 
 
@@ -163,17 +185,19 @@ def test_prometheus_scrapes_the_ports_in_the_settings(running: Handle) -> None:
 def test_prometheus_evaluates_every_alerting_rule(running: Handle) -> None:
     """The rules `up --prometheus` writes are loaded, and each has been evaluated without
     an error (health "ok"; "unknown" until its first evaluation)."""
-    url = f"http://127.0.0.1:{running.prometheus_port}/api/v1/rules?type=alert"
     expected = {rule.name: "ok" for rule in alert_rules()}
-    deadline = time.monotonic() + 60
-    health: dict[str, str] = {}
-    while health != expected and time.monotonic() < deadline:
-        time.sleep(0.5)
-        with urllib.request.urlopen(url, timeout=10) as response:
-            groups = json.load(response)["data"]["groups"]
-        health = {r["name"]: r["health"] for g in groups for r in g["rules"]}
+    health, data = poll_prometheus(
+        running,
+        "/api/v1/rules?type=alert",
+        lambda data: {r["name"]: r["health"] for g in data["groups"] for r in g["rules"]},
+        expected,
+        timeout=60,
+    )
     assert health == expected, [
-        (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
+        (r["name"], r.get("lastError"))
+        for g in (data or {}).get("groups", [])
+        for r in g["rules"]
+        if r["health"] != "ok"
     ]
 
 
