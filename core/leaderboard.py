@@ -101,11 +101,17 @@ def scored_between(client: redis.Redis, keys: Keys, low: object, high: object) -
     return [member.decode() for member, _ in merged]
 
 
-def stale_customers(client: redis.Redis, keys: Keys, scored_before: float, limit: int) -> list[str]:
+def stale_customers(
+    client: redis.Redis,
+    keys: Keys,
+    scored_before: float,
+    limit: int,
+    shards: Iterable[int] | None = None,
+) -> list[str]:
     """Up to ``limit`` customers whose latest score is older than ``scored_before``, oldest
-    first, over every shard."""
+    first, over ``shards`` (default: every shard)."""
     pipe = client.pipeline(transaction=False)
-    for shard in keys.shards:
+    for shard in keys.shards if shards is None else sorted(set(shards)):
         pipe.zrangebyscore(keys.scored_at(shard), "-inf", scored_before, 0, limit, withscores=True)
     pages = cast(list[list[Ranked]], pipe.execute())
     merged = heapq.merge(*pages, key=_rank_key)

@@ -221,9 +221,12 @@ class FeatureStore:
             tp: int(v) if v is not None else -1 for tp, v in zip(partitions, values, strict=True)
         }
 
-    def stale_customers(self, scored_before: float, limit: int) -> list[str]:
-        """Customers whose latest score is older than ``scored_before``, oldest first."""
-        return leaderboard.stale_customers(self.redis, self.keys, scored_before, limit)
+    def stale_customers(
+        self, scored_before: float, limit: int, shards: Iterable[int] | None = None
+    ) -> list[str]:
+        """Up to ``limit`` customers whose latest score is older than ``scored_before``,
+        oldest first, of ``shards`` (partitions; default: all)."""
+        return leaderboard.stale_customers(self.redis, self.keys, scored_before, limit, shards)
 
     def commit_batch(
         self,

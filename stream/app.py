@@ -1,7 +1,7 @@
 """The Faust app: topics, the agent that applies micro-batches, timers, the metrics page.
 
 Everything the agent and timers do lives in plain classes (:mod:`stream.batch`,
-:mod:`stream.rescore`, :mod:`stream.champion`); this module only wires them to Faust.
+:mod:`stream.champion`); this module only wires them to Faust.
 """
 
 from __future__ import annotations
@@ -12,20 +12,17 @@ import os
 import ssl
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import faust
 import mode
-from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.keys import Keys
 from core.metrics import component_registry
-from core.producer import EventProducer
-from core.redis_client import REDIS_ERRORS, connect_redis
+from core.redis_client import connect_redis
 from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
@@ -35,7 +32,6 @@ from stream.batch_consumer import BatchConsumer
 from stream.champion import ChampionWatcher
 from stream.garbage_collector import tune_garbage_collector
 from stream.messages import RawMessage
-from stream.rescore import rescore_stale_customers
 from stream.shutdown import EXIT_SHUTDOWN_DEADLINE
 
 log = logging.getLogger(__name__)
@@ -55,9 +51,6 @@ class WorkerRuntime:
         self.topics = Topics.from_settings(settings)
         client = connect_redis(settings)
         self.store = FeatureStore(client, Keys.of(settings))
-        # Batches publish through their partitions' outboxes (stream.delivery); the
-        # re-scoring timer, which runs beside them, sends with a producer of its own.
-        self.rescore_producer = EventProducer(settings, create_topics=False)
         self.models = ChampionWatcher(
             ModelRegistry(settings, client), check_seconds=settings.model_check_seconds
         )
@@ -111,20 +104,6 @@ class WorkerRuntime:
         if status != 0:
             log.warning("archive compaction failed status=%d; the next tick retries", status)
         return status
-
-    def rescore(self) -> int:
-        model = self.models()
-        if model is None or self.settings.as_of is not None:  # a fixed time: nothing ages
-            return 0
-        return rescore_stale_customers(
-            self.store,
-            model,
-            self.rescore_producer,
-            self.topics,
-            now=time.time(),
-            older_than_seconds=self.settings.rescore_after_seconds,
-            limit=self.settings.rescore_max_per_tick,
-        )
 
 
 # Run by the compaction child: ``EventArchive(<archive dir>).compact()``.
@@ -212,12 +191,17 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     else:
         app.service(_batch_ingest_service(settings, runtime))
 
-    @app.timer(interval=settings.rescore_tick_seconds, on_leader=True)  # type: ignore[untyped-decorator]
-    async def rescore_silent_customers() -> None:
-        try:
-            runtime().rescore()
-        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]  # e.g. Redis restarting
-            log.warning("re-scoring silent customers failed; next tick retries error=%r", exc)
+    if settings.worker_engine == "faust":
+        # The batch engine re-scores on its consumer thread, between batches; here the
+        # agent's batches and this timer both run on the event loop, one at a time. Each
+        # worker re-scores the customers of the partitions it owns.
+
+        @app.timer(interval=settings.rescore_tick_seconds)  # type: ignore[untyped-decorator]
+        async def rescore_silent_customers() -> None:
+            try:
+                runtime().processor.rescore_silent()
+            except FencesWentBack:  # the agent's next batch stops the worker for it
+                log.warning("re-scoring skipped: offset fences went back in Redis")
 
     if settings.archive_enabled:
 

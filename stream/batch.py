@@ -571,6 +571,89 @@ class BatchProcessor:
         report.expired += expired
         report.duplicates += duplicates
 
+    # --- re-scoring silent customers ----------------------------------------------------
+
+    def rescore_silent(
+        self,
+        now: float | None = None,
+        older_than_seconds: float | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Score again, at ``now``, up to ``limit`` customers of the partitions this worker
+        owns whose score is older than ``older_than_seconds`` (oldest first; defaults:
+        the clock, ``CHURN_RESCORE_AFTER_SECONDS``, ``CHURN_RESCORE_MAX_PER_TICK``), so the
+        risk of a customer who went quiet rises without any new event. Off (0) with
+        ``CHURN_AS_OF`` set (a fixed time: nothing ages) or without a model.
+
+        It runs where batches run, between two of them, and commits as a batch does: from
+        the state held in memory (read from Redis first when not held), the scores and
+        band changes in one fenced transaction that moves no fence (refused if another
+        worker took a partition over), the band changes through the partitions'
+        outboxes. So a re-score can neither overwrite a fresher score nor publish a band
+        change twice, and the next event compares its band with the re-scored one.
+
+        Returns how many customers were re-scored. A failure (Redis, Kafka, a partition
+        taken over) is logged, the partitions' held state dropped (read again from Redis),
+        and 0 returned: the next tick tries again. Cost: one ``ZRANGEBYSCORE`` per owned
+        partition, then as for a batch of ``limit`` customers without events."""
+        settings = self.settings
+        model = self.model()
+        if model is None or settings.as_of is not None:
+            return 0
+        self.flush()  # the last batch's commit first: Redis then holds what memory holds
+        now = self.clock() if now is None else now
+        cutoff = now - (
+            settings.rescore_after_seconds if older_than_seconds is None else older_than_seconds
+        )
+        owned = [p for p in sorted(self._assigned) if self.delivery.ready(p)]
+        if not owned:
+            return 0
+        partitions: set[int] = set()
+        try:
+            ids = self.store.stale_customers(
+                cutoff, settings.rescore_max_per_tick if limit is None else limit, owned
+            )
+            if not ids:
+                return 0
+            shard_of = self.store.keys.shard_of
+            held = self._customers
+            where = {customer_id: shard_of(customer_id) for customer_id in ids}
+            partitions = set(where.values())
+            missing = [c for c, p in where.items() if c not in held[p]]
+            if missing:
+                loaded = self.store.load_customers(missing)
+                for customer_id in missing:
+                    held[where[customer_id]][customer_id] = loaded[customer_id]
+            customers = [held[p][c] for c, p in where.items()]
+            scores, changes = score_customers(
+                model, customers, now, trigger="timer", valuation=valuation_of(model, settings)
+            )
+            inputs = (self.topics.activity, self.topics.transactions)
+            fences = self._current_fences({(t, p) for p in partitions for t in inputs})
+            unmoved = {tp: (fence, fence) for tp, fence in fences.items()}
+            records = self._records([], changes)
+            outbox = {
+                p: OutboxAppend(
+                    encode_records(records.get(p, [])), self.delivery.delivered_below(p)
+                )
+                for p in partitions
+            }
+            appended = self.store.commit_prepared(
+                self.store.prepare_commit([], scores), unmoved, outbox
+            )
+        except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:  # type: ignore[misc]
+            # Whether the commit went through is unknown: what Redis holds decides.
+            self._reload(partitions)
+            log.warning("re-scoring silent customers failed; the next tick retries error=%r", exc)
+            return 0
+        for customer, score in zip(customers, scores, strict=True):
+            customer.score = score
+        self._committed_to(unmoved, appended, records)
+        metrics.WORKER_BAND_CHANGES.inc(len(changes))
+        metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
+        log.info("rescored silent customers count=%d band_changes=%d", len(scores), len(changes))
+        return len(scores)
+
     def _score(
         self, customers: Sequence[StoredCustomer], now: float
     ) -> tuple[list[Score], list[BandChange]]:

@@ -15,6 +15,10 @@ previous owner committed but did not publish are published first); a take-over t
 failed is tried again with the partition's next batch, or within ``FENCE_CHECK_SECONDS``
 while idle.
 
+Every ``CHURN_RESCORE_TICK_SECONDS``, between two batches, the customers of the assigned
+partitions whose score went stale are scored again on this same thread
+(:meth:`~stream.batch.BatchProcessor.rescore_silent`), committed and published as a batch is.
+
 After each batch, what the worker keeps (the customers it loaded) is frozen out of the
 garbage collector's passes (:class:`~stream.garbage_collector.KeptStateFreezer`).
 
@@ -86,6 +90,8 @@ class BatchConsumer:
         )
         within = self.settings.batch_within_ms / 1000
         next_check = time.monotonic() + FENCE_CHECK_SECONDS
+        rescore_every = self.settings.rescore_tick_seconds
+        next_rescore = time.monotonic() + rescore_every
         try:
             while not stop.is_set():
                 messages = self.consumer.consume(self.settings.batch_size, timeout=within)
@@ -95,6 +101,9 @@ class BatchConsumer:
                         self.processor.process(batch)
                     else:  # idle: finish the last batch's commit
                         self.processor.flush()
+                    if time.monotonic() >= next_rescore:  # between batches, busy or not
+                        self.processor.rescore_silent()
+                        next_rescore = time.monotonic() + rescore_every
                 except FencesWentBack as went_back:
                     self._rewind({**went_back.fences, **self._fences_behind()})
                     continue

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 import redis
 
 from core import metrics
+from core.events import Event
 from core.keys import Keys
 from core.producer import EventProducer
 from core.scores import Score
@@ -26,7 +27,6 @@ from core.settings import Settings
 from core.store import FeatureStore, FenceMoved
 from stream.batch import BatchProcessor
 from stream.messages import RawMessage
-from stream.rescore import rescore_stale_customers
 from tests.support import stored_score
 from tests.support_batch import (
     NOW,
@@ -122,8 +122,9 @@ def test_each_band_change_is_published_once_and_no_other(
     # Scores are taken as the stream goes (an hour after each batch's newest event), so
     # bands move with the customers' behaviour.
     scoring_time = [0.0]
+    wall_clock = [NOW]
     worker = BatchProcessor(
-        settings, store, producer, lambda: model, clock=lambda: NOW,
+        settings, store, producer, lambda: model, clock=lambda: wall_clock[0],
         score_clock=lambda: scoring_time[0],
     )  # fmt: skip
     customers = sorted({e.customer_id for e in events})
@@ -152,11 +153,36 @@ def test_each_band_change_is_published_once_and_no_other(
     from_events = sum(len(v) for v in expected.values())
 
     # The silent-customer re-scoring, two weeks later: recency rises, bands move up.
-    rescored = rescore_stale_customers(
-        store, model, producer, worker.topics,
-        now=scoring_time[0] + 14 * 86_400, older_than_seconds=0, limit=1000,
-    )  # fmt: skip
-    assert rescored == len(customers)
+    rescored_at = scoring_time[0] + 14 * 86_400
+    assert worker.rescore_silent(now=rescored_at, older_than_seconds=0, limit=1000) == len(
+        customers
+    )
+    by_timer = 0
+    for cid, band in bands().items():
+        if previous[cid] != band:
+            expected[cid].append((previous[cid], band))
+            previous[cid] = band
+            by_timer += 1
+        else:
+            unchanged += 1
+    assert by_timer > 0
+
+    # Then every customer comes back: each event's band is compared with the re-scored
+    # one (the state the worker holds), not with the band from before the re-scoring.
+    offsets = {(m.topic, m.partition): m.offset for m in as_messages(worker.topics, events, {})}
+    latest: dict[str, Event] = {}
+    for event in events:
+        if event.topic_kind == "activity":
+            kept = latest.setdefault(event.customer_id, event)
+            latest[event.customer_id] = max(kept, event, key=lambda e: e.event_time)
+    back = datetime.fromtimestamp(rescored_at, UTC)
+    returns = [
+        msgspec.structs.replace(latest[cid], event_id=f"return-{cid}", event_time=back)
+        for cid in customers
+    ]
+    wall_clock[0] = rescored_at
+    scoring_time[0] = rescored_at + 3600
+    assert worker.process(as_messages(worker.topics, returns, offsets)).applied == len(customers)
     for cid, band in bands().items():
         if previous[cid] != band:
             expected[cid].append((previous[cid], band))
