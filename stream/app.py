@@ -224,11 +224,11 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget_assigned(sender: faust.App, assigned: set[TP], **_: Any) -> None:
         # State from an earlier assignment may be stale. The outboxes are taken over by
-        # the partitions' first batches (stream.batch), not here: blocking Faust's loop in
-        # this handler for the take-over left newly assigned partitions unread.
-        if "runtime" in state and settings.worker_engine == "faust":
+        # the next batch or re-scoring tick (stream.batch), not here: blocking Faust's loop
+        # in this handler for the take-over left newly assigned partitions unread.
+        if settings.worker_engine == "faust":  # (creating the runtime does no I/O)
             partitions = {tp.partition for tp in assigned if tp.topic in inputs}
-            state["runtime"].processor.forget_partitions(partitions)
+            runtime().processor.assign(partitions)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -239,6 +239,15 @@ class BatchProcessor:
         self._assigned |= partitions
         self.take_over_pending(partitions)
 
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Start owning ``partitions`` (newly assigned) without taking their outboxes over
+        yet: their cached state is forgotten, and the next batch or re-scoring
+        (:meth:`rescore_silent`) takes them over. For a caller whose assignment handler
+        must not block (the faust engine's event loop)."""
+        partitions = set(partitions)
+        self.forget_partitions(partitions)
+        self._assigned |= partitions
+
     def take_over_pending(self, partitions: Iterable[int]) -> None:
         """Take over those of ``partitions`` whose outbox is not taken over yet (e.g. an
         earlier take-over failed), so that records left in them are published even while
@@ -590,7 +599,10 @@ class BatchProcessor:
         band changes in one fenced transaction that moves no fence (refused if another
         worker took a partition over), the band changes through the partitions'
         outboxes. So a re-score can neither overwrite a fresher score nor publish a band
-        change twice, and the next event compares its band with the re-scored one.
+        change twice, and the next event compares its band with the re-scored one. (Not
+        covered: a worker that lost a partition without noticing yet and the partition's
+        new owner both re-scoring a customer before any event moves its fences: a fence
+        that does not move cannot tell them apart, so the band change goes out twice.)
 
         Returns how many customers were re-scored. A failure (Redis, Kafka, a partition
         taken over) is logged, the partitions' held state dropped (read again from Redis),
@@ -605,6 +617,7 @@ class BatchProcessor:
         cutoff = now - (
             settings.rescore_after_seconds if older_than_seconds is None else older_than_seconds
         )
+        self.take_over_pending(self._assigned)  # e.g. assigned, no message since
         owned = [p for p in sorted(self._assigned) if self.delivery.ready(p)]
         if not owned:
             return 0
