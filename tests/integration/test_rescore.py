@@ -15,7 +15,7 @@ from core.settings import Settings
 from tests.support import stored_score
 from tests.support_batch import NOW, processor, simulated_messages
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 LATER = NOW + 3 * 86_400  # three days of silence after the events were applied
 HOUR = 3_600
