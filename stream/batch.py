@@ -426,10 +426,7 @@ class BatchProcessor:
         if unowned:  # publish what an earlier owner left before adding to it
             self.delivery.take_over(unowned)
             self._assigned.update(p for p in unowned if self.delivery.ready(p))
-        outbox = {
-            p: OutboxAppend(encode_records(records.get(p, [])), self.delivery.delivered_below(p))
-            for p in {p for _, p in new_fences}
-        }
+        outbox = self._outbox_appends(records, {p for _, p in new_fences})
         # In memory from here on; a failed commit drops these partitions' state (process).
         for customer, score in zip(touched, scores, strict=False):
             customer.score = score
@@ -532,9 +529,7 @@ class BatchProcessor:
         late: list[DeadLetter] = []
         self._apply_held(held, report, touched, archived, late)
         if missing:
-            loaded = self.store.load_customers(list(missing))
-            for customer_id, partition in missing.items():
-                customers[partition][customer_id] = loaded[customer_id]
+            self._hold(missing)
             self._apply_held(others, report, touched, archived, late)
             late.sort(key=lambda letter: (letter.source_partition, letter.source_offset))
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
@@ -632,11 +627,7 @@ class BatchProcessor:
             held = self._customers
             where = {customer_id: shard_of(customer_id) for customer_id in ids}
             partitions = set(where.values())
-            missing = [c for c, p in where.items() if c not in held[p]]
-            if missing:
-                loaded = self.store.load_customers(missing)
-                for customer_id in missing:
-                    held[where[customer_id]][customer_id] = loaded[customer_id]
+            self._hold({c: p for c, p in where.items() if c not in held[p]})
             customers = [held[p][c] for c, p in where.items()]
             scores, changes = score_customers(
                 model, customers, now, trigger="timer", valuation=valuation_of(model, settings)
@@ -645,12 +636,7 @@ class BatchProcessor:
             fences = self._current_fences({(t, p) for p in partitions for t in inputs})
             unmoved = {tp: (fence, fence) for tp, fence in fences.items()}
             records = self._records([], changes)
-            outbox = {
-                p: OutboxAppend(
-                    encode_records(records.get(p, [])), self.delivery.delivered_below(p)
-                )
-                for p in partitions
-            }
+            outbox = self._outbox_appends(records, partitions)
             appended = self.store.commit_prepared(
                 self.store.prepare_commit([], scores), unmoved, outbox
             )
@@ -666,6 +652,25 @@ class BatchProcessor:
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
         log.info("rescored silent customers count=%d band_changes=%d", len(scores), len(changes))
         return len(scores)
+
+    def _hold(self, missing: dict[str, int]) -> None:
+        """Read the customers of ``missing`` (customer id -> partition) from Redis and hold
+        them in memory (unknown ones as new states), in one round trip."""
+        if not missing:
+            return
+        loaded = self.store.load_customers(list(missing))
+        for customer_id, partition in missing.items():
+            self._customers[partition][customer_id] = loaded[customer_id]
+
+    def _outbox_appends(
+        self, records: dict[int, list[OutboxRecord]], partitions: Iterable[int]
+    ) -> dict[int, OutboxAppend]:
+        """What a commit adds to each of ``partitions``' outboxes: its records there (none:
+        only the trimming of delivered entries) and where delivery stands."""
+        return {
+            p: OutboxAppend(encode_records(records.get(p, [])), self.delivery.delivered_below(p))
+            for p in partitions
+        }
 
     def _score(
         self, customers: Sequence[StoredCustomer], now: float
