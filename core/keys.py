@@ -31,6 +31,9 @@ key                                        holds
                                            the entry's sequence number (:mod:`core.outbox`)
 ``{p}:{<n>}:outbox:seq``                   string: the last sequence number given to an
                                            entry of partition ``n``'s outbox
+``{p}:{<n>}:owner``                        string: the token of the worker that took
+                                           partition ``n`` over last; a commit of ``n``
+                                           carrying another token is refused
 ``{p}:decisions``                          list: retraining decisions (JSON), newest first
 ``{p}:retrain:requests``                   list: pending retrain requests (JSON)
 ``{p}:retrain:cooldown``                   string: set (with an expiry) when a trigger asked
@@ -135,6 +138,11 @@ class Keys:
     def outbox_seq(self, partition: int) -> str:
         """String: the last sequence number given to an entry of that outbox."""
         return f"{self._tag(partition)}:outbox:seq"
+
+    def owner(self, partition: int) -> str:
+        """String: the token of the worker that took partition ``partition`` over last
+        (:func:`core.outbox.claim_partition`)."""
+        return f"{self._tag(partition)}:owner"
 
     @property
     def decisions(self) -> str:

@@ -21,10 +21,18 @@ so an entry lives in the same hash slot as the fences it commits with.
 
 Entries below the delivered mark (the next sequence number to publish) that the worker
 passes with its next commit of that partition are trimmed by that commit.
+
+**Ownership.** A worker that takes a partition over writes a fresh random **owner token**
+into ``owner`` (:func:`claim_partition`), and each of its commits of that partition
+carries the token (:class:`OutboxAppend`): the commit script refuses a commit whose token
+is not the one held. So once a partition is taken over, a worker that lost it without
+noticing yet can commit nothing more there, not even a commit that moves no fence (the
+re-scoring of silent customers), which the fences alone could not tell apart.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -59,14 +67,26 @@ class OutboxEntry(msgspec.Struct, array_like=True, frozen=True):
 class OutboxAppend:
     """What one commit does to a partition's outbox: append ``records`` (encoded by
     :func:`encode_records`; empty: append nothing) as the next entry, and trim the
-    entries whose sequence number is below ``delivered_below`` (known delivered)."""
+    entries whose sequence number is below ``delivered_below`` (known delivered). The
+    commit is refused unless the partition's owner token is ``owner`` (empty: not checked;
+    see :func:`claim_partition`)."""
 
     records: bytes
     delivered_below: int
+    owner: bytes = b""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
 _ENTRY = msgspec.msgpack.Decoder(OutboxEntry)
+
+
+def claim_partition(client: redis.Redis, keys: Keys, partition: int) -> bytes:
+    """Make this caller the owner of ``partition``'s commits: write a fresh random token
+    (16 bytes) as the partition's owner and return it. Commits carrying an earlier
+    owner's token are refused from here on (module docstring)."""
+    token = os.urandom(16)
+    client.set(keys.owner(partition), token)
+    return token
 
 
 def dead_letter_record(topic: str, letter: DeadLetter) -> OutboxRecord:

@@ -57,6 +57,11 @@ class FenceMoved(RuntimeError):
     """A partition's fence changed under this batch: another writer applied events."""
 
 
+class OwnerMoved(FenceMoved):
+    """Another worker took a partition of this commit over (its owner token is not the
+    one the commit carries, :func:`core.outbox.claim_partition`); nothing was written."""
+
+
 # For each band, the other bands (a score is removed from their sets).
 _OTHER_BANDS = {band: [other for other in BANDS if other != band] for band in BANDS}
 
@@ -88,12 +93,14 @@ def _lua_string(value: bytes) -> msgspec.Raw:
 
 
 _FENCE_MOVED = "FENCE_MOVED"
-# KEYS: the n fences, then the m outboxes' sequence and entry keys (pairs), then one key
-# of the shard (so that a cluster runs the script where the shard lives); ARGV: n, the
-# expected fences, the new fences, the writes (msgpack: [HSET, HDEL, ZADD, ZREM argument
-# lists]; see FeatureStore._writes), m, then per outbox its encoded records (empty: none)
-# and the sequence number below which its entries are delivered (core.outbox). Returns
-# the sequence number given to each outbox's new entry (0: none), in KEYS order.
+_OWNER_MOVED = "OWNER_MOVED"
+# KEYS: the n fences, then the m outboxes' sequence, entry and owner keys (triples), then
+# one key of the shard (so that a cluster runs the script where the shard lives); ARGV:
+# n, the expected fences, the new fences, the writes (msgpack: [HSET, HDEL, ZADD, ZREM
+# argument lists]; see FeatureStore._writes), m, then per outbox its encoded records
+# (empty: none), the sequence number below which its entries are delivered and the owner
+# token the commit carries (empty: not checked) (core.outbox). Returns the sequence
+# number given to each outbox's new entry (0: none), in KEYS order.
 _COMMIT_LUA = """
 local n = tonumber(ARGV[1])
 for i = 1, n do
@@ -103,17 +110,24 @@ for i = 1, n do
       tostring(held) .. ', expected ' .. ARGV[i + 1])
   end
 end
+local m = tonumber(ARGV[2 * n + 3])
+for j = 1, m do
+  local token = ARGV[2 * n + 3 * j + 3]
+  if token ~= '' and redis.call('GET', KEYS[n + 3 * j]) ~= token then
+    return redis.error_reply('OWNER_MOVED ' .. KEYS[n + 3 * j] ..
+      ' was taken over by another worker')
+  end
+end
 local writes = cmsgpack.unpack(ARGV[2 * n + 2])
 for _, args in ipairs(writes[1]) do redis.call('HSET', unpack(args)) end
 for _, args in ipairs(writes[2]) do redis.call('HDEL', unpack(args)) end
 for _, args in ipairs(writes[3]) do redis.call('ZADD', unpack(args)) end
 for _, args in ipairs(writes[4]) do redis.call('ZREM', unpack(args)) end
 for i = 1, n do redis.call('SET', KEYS[i], ARGV[n + i + 1]) end
-local m = tonumber(ARGV[2 * n + 3])
 local seqs = {}
 for j = 1, m do
-  local seq_key, box = KEYS[n + 2 * j - 1], KEYS[n + 2 * j]
-  local records, below = ARGV[2 * n + 2 + 2 * j], ARGV[2 * n + 3 + 2 * j]
+  local seq_key, box = KEYS[n + 3 * j - 2], KEYS[n + 3 * j - 1]
+  local records, below = ARGV[2 * n + 3 * j + 1], ARGV[2 * n + 3 * j + 2]
   redis.call('ZREMRANGEBYSCORE', box, '-inf', '(' .. below)
   seqs[j] = 0
   if records ~= '' then
@@ -290,8 +304,10 @@ class FeatureStore:
 
         ``outbox`` (partition -> :class:`~core.outbox.OutboxAppend`) adds each partition's
         output records to its outbox in the same script, after the fence check (a refused
-        commit writes none of them), and trims its delivered entries. Only partitions whose
-        fence this commit moves take part. Returns the sequence number given to each
+        commit writes none of them), and trims its delivered entries. The whole commit is
+        refused with :class:`OwnerMoved` when a partition's owner token is not the one its
+        append carries (another worker took it over). Only partitions whose fence this
+        commit moves take part. Returns the sequence number given to each
         partition's new entry (partitions without records are left out)."""
         appends = {p: a for p, a in (outbox or {}).items() if any(tp[1] == p for tp in fences)}
         given: dict[int, int] = {}
@@ -323,7 +339,11 @@ class FeatureStore:
         number of each new outbox entry."""
         boxes = sorted(outbox)
         keys = [self.keys.fence(*tp) for tp in tp_order]
-        keys += [k for p in boxes for k in (self.keys.outbox_seq(p), self.keys.outbox(p))]
+        keys += [
+            k
+            for p in boxes
+            for k in (self.keys.outbox_seq(p), self.keys.outbox(p), self.keys.owner(p))
+        ]
         keys.append(self.keys.risk(shard))
         args: list[Any] = [len(tp_order)]
         args += [fences[tp][0] for tp in tp_order]
@@ -331,12 +351,14 @@ class FeatureStore:
         args.append(writes)
         args.append(len(boxes))
         for p in boxes:
-            args += [outbox[p].records, outbox[p].delivered_below]
+            args += [outbox[p].records, outbox[p].delivered_below, outbox[p].owner]
         try:
             seqs = cast(list[int], self._commit_script(keys=keys, args=args))
         except redis.ResponseError as exc:
             if str(exc).startswith(_FENCE_MOVED):
                 raise FenceMoved(str(exc)) from exc
+            if str(exc).startswith(_OWNER_MOVED):
+                raise OwnerMoved(str(exc)) from exc
             raise
         return {p: int(seq) for p, seq in zip(boxes, seqs, strict=True) if int(seq) > 0}
 

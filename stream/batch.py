@@ -377,11 +377,16 @@ class BatchProcessor:
     def flush(self) -> None:
         """Finish the last batch (``commit_behind``): wait for its commit, then publish its
         records; if the commit failed, apply its messages again as :meth:`process` does
-        (and raise what it raises)."""
+        (and raise what it raises). A failed publication (of these records or of earlier
+        ones) is logged, not raised: the records are safe in the outbox, and the
+        partition's next take-over publishes them (its next batch, or
+        :meth:`take_over_pending`)."""
         try:
             self._finish_pending()
         except CommitFailed as failed:
             self._apply_again(failed)
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
+            _publication_failed(exc)
 
     def _apply_again(self, failed: CommitFailed) -> None:
         """Apply a batch whose commit failed, from the state and fences Redis holds."""
@@ -591,13 +596,12 @@ class BatchProcessor:
 
         It runs where batches run, between two of them, and commits as a batch does: from
         the state held in memory (read from Redis first when not held), the scores and
-        band changes in one fenced transaction that moves no fence (refused if another
-        worker took a partition over), the band changes through the partitions'
-        outboxes. So a re-score can neither overwrite a fresher score nor publish a band
-        change twice, and the next event compares its band with the re-scored one. (Not
-        covered: a worker that lost a partition without noticing yet and the partition's
-        new owner both re-scoring a customer before any event moves its fences: a fence
-        that does not move cannot tell them apart, so the band change goes out twice.)
+        band changes in one fenced transaction that moves no fence, the band changes
+        through the partitions' outboxes. The commit carries this worker's owner tokens
+        (:func:`core.outbox.claim_partition`), so it is refused once another worker has
+        taken a partition over, even by a worker that lost the partition without noticing
+        yet. So a re-score can neither overwrite a fresher score nor publish a band change
+        twice, and the next event compares its band with the re-scored one.
 
         Returns how many customers were re-scored. A failure (Redis, Kafka, a partition
         taken over) is logged, the partitions' held state dropped (read again from Redis),
@@ -647,7 +651,10 @@ class BatchProcessor:
             return 0
         for customer, score in zip(customers, scores, strict=True):
             customer.score = score
-        self._committed_to(unmoved, appended, records)
+        try:
+            self._committed_to(unmoved, appended, records)
+        except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
+            _publication_failed(exc)
         metrics.WORKER_BAND_CHANGES.inc(len(changes))
         metrics.WORKER_CUSTOMERS_CACHED.set(self.cached_customers)
         log.info("rescored silent customers count=%d band_changes=%d", len(scores), len(changes))
@@ -666,9 +673,15 @@ class BatchProcessor:
         self, records: dict[int, list[OutboxRecord]], partitions: Iterable[int]
     ) -> dict[int, OutboxAppend]:
         """What a commit adds to each of ``partitions``' outboxes: its records there (none:
-        only the trimming of delivered entries) and where delivery stands."""
+        only the trimming of delivered entries), where delivery stands, and this worker's
+        owner token (the commit is refused if another worker took the partition over)."""
+        delivery = self.delivery
         return {
-            p: OutboxAppend(encode_records(records.get(p, [])), self.delivery.delivered_below(p))
+            p: OutboxAppend(
+                encode_records(records.get(p, [])),
+                delivery.delivered_below(p),
+                delivery.owner_token(p),
+            )
             for p in partitions
         }
 
@@ -710,6 +723,15 @@ class BatchProcessor:
         metrics.WORKER_BAND_CHANGES.inc(report.band_changes)
         if report.newest_event_time is not None:
             metrics.WORKER_LAG_SECONDS.set(max(self.clock() - report.newest_event_time, 0.0))
+
+
+def _publication_failed(exc: BaseException) -> None:
+    """Outside a batch (idle, re-scoring), after a commit: a publication failed (this one
+    or one behind earlier batches). Nothing is lost: its partition was dropped, and its
+    next take-over publishes what is left in the outbox."""
+    log.warning(
+        "publishing records failed; the partition's next take-over publishes them error=%r", exc
+    )
 
 
 def _is_expired(agg: CustomerAggregates, event: Event, retention_days: int) -> bool:

@@ -18,10 +18,12 @@ exactly once, or not yet.
 **Taking a partition over** (on assignment, and again after any delivery failure): a new
 producer with the partition's ``transactional.id`` (:func:`transactional_id`), whose
 ``init_transactions()`` fences every earlier producer of that id (a crashed or stale
-owner) and aborts its open transaction; then the marker is read, the outbox entries at
-or above it are read from Redis and published in one transaction. So records a previous
-owner committed to Redis but had not (or not completely) published are published once by
-the new owner, and those of a stale owner whose transaction was aborted are not seen.
+owner) and aborts its open transaction; then a fresh owner token is written
+(:func:`core.outbox.claim_partition`), so no earlier owner's commit of the partition is
+accepted any more; then the marker is read, the outbox entries at or above it are read
+from Redis and published in one transaction. So records a previous owner committed to
+Redis but had not (or not completely) published are published once by the new owner,
+and those of a stale owner whose transaction was aborted are not seen.
 
 **Failures.** Any Kafka error during a take-over or a delivery drops the partition's
 producer (its open transaction, if any, is aborted by the next ``init_transactions``) and
@@ -63,7 +65,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from core.kafka_client import client_config
 from core.keys import Keys
-from core.outbox import OutboxEntry, OutboxRecord, read_entries
+from core.outbox import OutboxEntry, OutboxRecord, claim_partition, read_entries
 from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.topics import Topics
@@ -107,6 +109,7 @@ class _Owned:
 
     producer: Producer
     next_seq: int
+    owner: bytes  # the owner token its take-over wrote (core.outbox.claim_partition)
     queued: list[OutboxEntry] = field(default_factory=list)
     running: Future[None] | None = None
     committed_through: int = 0  # the newest entry handed to deliver_behind
@@ -145,6 +148,10 @@ class OutboxDelivery:
     def delivered_below(self, partition: int) -> int:
         """The sequence number below which ``partition``'s entries are in Kafka."""
         return self._owned[partition].next_seq
+
+    def owner_token(self, partition: int) -> bytes:
+        """The owner token this process holds for ``partition`` (its commits carry it)."""
+        return self._owned[partition].owner
 
     def take_over(self, partitions: Iterable[int]) -> None:
         """Take ``partitions`` over (module docstring): fence their earlier producers,
@@ -223,9 +230,9 @@ class OutboxDelivery:
         Each partition has at most one publication running; entries queued meanwhile go
         out together in its next transaction, so however fast batches come, a partition
         costs the broker one transaction per round trip of the last one, not one per
-        batch. Raises the failure of an earlier publication, if any (see
-        :meth:`raise_failures`)."""
-        self.raise_failures()
+        batch. Then raises the failure of an earlier publication, if any (see
+        :meth:`raise_failures`): these entries are queued all the same (those of a
+        partition dropped by that failure wait for its take-over)."""
         for partition, (seq, records) in sorted(appended.items()):
             owned = self._owned.get(partition)
             if owned is None:
@@ -235,6 +242,7 @@ class OutboxDelivery:
                 owned.committed_through = max(owned.committed_through, seq)
                 if owned.running is None:
                     owned.running = self._submit(self._drain, partition, owned)
+        self.raise_failures()
 
     def raise_failures(self) -> None:
         """Raise the first failure of a publication behind the batches since the last
@@ -343,8 +351,11 @@ class OutboxDelivery:
         )
         try:
             producer.init_transactions(_TIMEOUT_SECONDS)
+            # From here no earlier owner publishes, and after the claim none commits
+            # either: the entries read next are all there will be of theirs.
+            owner = claim_partition(self.redis, self.keys, partition)
             marker = self._marker(partition)
-            owned = _Owned(producer, marker)
+            owned = _Owned(producer, marker, owner)
             entries = read_entries(self.redis, self.keys, partition, marker)
             if entries:
                 self._publish(partition, owned, entries)

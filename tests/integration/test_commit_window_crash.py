@@ -1,9 +1,10 @@
 """A crash in the commit window: after the worker has made a batch's dead letters and band
 changes and appended its events to the archive, but before its Redis commit.
 
-The crash is made deterministic with Redis itself: ``CLIENT PAUSE ... WRITE`` lets every
-read through (fences, customers, the champion) and holds every write, so the worker runs
-its first batch up to the commit and waits there. The test sees the batch's events in the
+The crash is made deterministic with Redis itself: once the worker has taken its
+partitions over (which writes their owner tokens), ``CLIENT PAUSE ... WRITE`` lets every
+read through (fences, customers, the champion) and holds every write; then the events are
+sent, and the worker runs its first batch up to the commit and waits there. The test sees the batch's events in the
 archive while the fences have not moved and nothing is published yet (the records travel
 in the commit, through the partitions' outboxes), SIGKILLs the worker, lets Redis go, and
 starts a new worker. Then Redis must equal the offline computation and both output
@@ -71,7 +72,7 @@ def crashed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "t" + uuid.uuid4().hex[:10],
             home,
             worker_engine="batch",
-            batch_size=100_000,  # one batch takes all that is waiting when the worker starts
+            batch_size=100_000,  # a batch takes all that came within the window
             batch_within_ms=1_500,
             rescore_after_seconds=3_600,  # no re-scoring: every record comes from events
         )
@@ -90,22 +91,25 @@ def crash_in_the_commit_window(settings: Settings, home: Path) -> Crashed:
     )
     purchase = next(e for e in events if e.type == "purchase")
     malformed = malformed_cases(encode_event(purchase), encode_event(like))
-    raw = Producer(client_config(settings))
-    for _, _, key, value in malformed:
-        raw.produce(topics.activity, value, key)
-    assert raw.flush(30) == 0
-    produce(settings, events)
-
-    store = FeatureStore(client, Keys.of(settings))
+    keys = Keys.of(settings)
+    store = FeatureStore(client, keys)
     partitions = sorted(input_end_offsets(settings))
     archive = EventArchive(settings.archive_dir)
     worker = WorkerProcess(settings, home / "worker.log")
     store.load_scripts()  # the pause below holds SCRIPT LOAD too, not only the writes
-    client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
     try:
         worker.start()
         deadline = time.monotonic() + 60
-        while not archive.segments() or archive.frame(deduplicate=False).num_rows < len(events):
+        while not all(client.exists(keys.owner(p)) for p in range(keys.partitions)):
+            assert time.monotonic() < deadline, f"no take-over\n{worker.log_tail()}"
+            time.sleep(0.1)
+        client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
+        raw = Producer(client_config(settings))
+        for _, _, key, value in malformed:
+            raw.produce(topics.activity, value, key)
+        assert raw.flush(30) == 0
+        produce(settings, events)
+        while not archive.segments() or archive.frame(deduplicate=False).num_rows == 0:
             assert time.monotonic() < deadline, f"no batch reached the archive\n{worker.log_tail()}"
             time.sleep(0.1)
         # The batch is past its archive append; its commit is held, and with it the

@@ -126,7 +126,7 @@ def test_a_stale_worker_is_refused_and_publishes_nothing(
         # and applies the second half, malformed messages included.
         two = taker.process(second)
         assert two.applied > 0 and two.dead_letters == 3 and two.band_changes > 0
-        before = redis_contents(redis_client, settings.redis_key_prefix)
+        before = redis_contents(redis_client, settings.redis_key_prefix, owners=False)
 
         # The stale worker gets the same second half: from its cached state it makes the
         # same kind of records (with its own model version), but its commit is refused
@@ -135,7 +135,7 @@ def test_a_stale_worker_is_refused_and_publishes_nothing(
         assert three.retries >= 1  # its first commit was refused
         assert three.applied == 0 and three.fenced == len(second)
         assert (three.dead_letters, three.band_changes) == (0, 0)
-        assert redis_contents(redis_client, settings.redis_key_prefix) == before
+        assert redis_contents(redis_client, settings.redis_key_prefix, owners=False) == before
     finally:
         stale.close()
         taker.close()
@@ -340,6 +340,50 @@ class HangsOnce(OutboxDelivery):
             self.release.wait(120)
             raise KafkaException("the stuck call gave up")
         super()._publish(partition, owned, entries)
+
+
+def test_a_publication_failure_seen_while_rescoring_loses_nothing(
+    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker gone quiet after a batch whose publication is stuck: the failure surfaces
+    in the next re-scoring tick, after the tick's commit. The tick must not fail for it
+    (the worker would exit): the stuck partition is taken over again by the next tick,
+    and the batch's records and the re-score's are each published once."""
+    monkeypatch.setattr(delivery_module, "_WATCHDOG_SECONDS", 1.0)
+    events = simulated(customers=15, days=12, seed=17)
+    hangs = HangsOnce(settings, redis_client, Keys.of(settings))
+    behind = worker(settings, redis_client, "m1", delivery=hangs, publish_behind=True)
+    scored = max(e.event_time for e in events).timestamp() + 3_600
+    behind.score_clock = lambda: scored
+    later = scored + 14 * 86_400  # two weeks of silence: bands move up
+    customers = {e.customer_id for e in events}
+    try:
+        behind.take_over(range(3))
+        hangs.armed = True
+        assert behind.process(as_messages(behind.topics, events, {})).band_changes > 0
+        assert hangs.hung.wait(30)  # one partition's publication is stuck
+        time.sleep(1.5)  # past the watchdog
+
+        assert behind.rescore_silent(later, older_than_seconds=3_600, limit=1000) == len(customers)
+        assert not all(hangs.ready(p) for p in range(3))  # the stuck one was dropped
+        assert behind.rescore_silent(later, older_than_seconds=3_600, limit=1000) == 0
+        behind.settle()  # the second tick took it over again
+        assert all(hangs.ready(p) for p in range(3))
+        assert hangs.waiting_entries() == 0
+    finally:
+        behind.close()
+        hangs.release.set()
+
+    records = band_changes(settings, behind.topics.scores)
+    bands = chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
+    assert set(bands) == customers
+    keys = Keys.of(settings)
+    stored_bands = {
+        c: stored_score(redis_client, keys, c).band  # type: ignore[union-attr]
+        for c in bands
+    }
+    assert {c: chain[-1] for c, chain in bands.items()} == stored_bands
+    assert any(c.scored_at == later for c, _ in records)  # the re-score's, published too
 
 
 def test_a_publication_stuck_past_the_watchdog_is_taken_over_and_published_once(
