@@ -116,21 +116,52 @@ def git_revision() -> str:
 
 
 def write_result(name: str, figures: dict[str, Any], details: dict[str, Any]) -> Path:
-    """Write ``results/<name>.json`` and merge ``figures`` into ``results/summary.json``."""
+    """Write ``results/<name>.json`` (with the revision, the time and the machine of this
+    run) and merge ``figures`` into ``results/summary.json``.
+
+    The summary's figures come from several runs, on whatever machine each ran: its
+    ``runs`` says, per benchmark, at which revision, when and on which CPU its figures
+    were taken (read back from each ``<name>.json``); the top-level ``machine``,
+    ``revision`` and ``updated_at`` are those of the newest run."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     path = RESULTS_DIR / f"{name}.json"
-    document = {"benchmark": name, "at": stamp, "revision": git_revision(), **figures, **details}
+    this_machine = machine()
+    document = {
+        "benchmark": name,
+        "at": stamp,
+        "revision": git_revision(),
+        "machine": this_machine,
+        **figures,
+        **details,
+    }
     path.write_text(json.dumps(document, indent=2) + "\n")
     summary: dict[str, Any] = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     summary.setdefault("figures", {}).update(figures)
     summary.setdefault("commands", {})[name] = details.get("command", "")
-    summary["machine"] = machine()
+    summary["machine"] = this_machine
     summary["revision"] = git_revision()
     summary["updated_at"] = stamp
+    summary["runs"] = runs_of(RESULTS_DIR)
     summary["missing"] = [key for key in REQUIRED_FIGURES if key not in summary["figures"]]
     SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def runs_of(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per benchmark result in ``results_dir``: the revision, time and CPU of its run (the
+    CPU is None for a result written before results recorded their machine)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for result in sorted(results_dir.glob("*.json")):
+        if result == results_dir / SUMMARY.name:
+            continue
+        document = json.loads(result.read_text())
+        runs[result.stem] = {
+            "revision": document.get("revision"),
+            "at": document.get("at"),
+            "cpu": (document.get("machine") or {}).get("cpu"),
+        }
+    return runs
 
 
 @dataclass(frozen=True)
