@@ -25,9 +25,12 @@ passes with its next commit of that partition are trimmed by that commit.
 **Ownership.** A worker that takes a partition over writes a fresh random **owner token**
 into ``owner`` (:func:`claim_partition`), and each of its commits of that partition
 carries the token (:class:`OutboxAppend`): the commit script refuses a commit whose token
-is not the one held. So once a partition is taken over, a worker that lost it without
-noticing yet can commit nothing more there, not even a commit that moves no fence (the
-re-scoring of silent customers), which the fences alone could not tell apart.
+is not the one held. So once a partition is taken over, nothing a worker that lost it
+without noticing yet made from the state it held is committed, not even a commit that
+moves no fence (the re-scoring of silent customers), which the fences alone could not
+tell apart. (Such a worker drops that state; should it go on before it learns that it
+lost the partition, it takes the partition over again, with a new token, from what Redis
+holds.)
 """
 
 from __future__ import annotations

@@ -599,9 +599,9 @@ class BatchProcessor:
         band changes in one fenced transaction that moves no fence, the band changes
         through the partitions' outboxes. The commit carries this worker's owner tokens
         (:func:`core.outbox.claim_partition`), so it is refused once another worker has
-        taken a partition over, even by a worker that lost the partition without noticing
-        yet. So a re-score can neither overwrite a fresher score nor publish a band change
-        twice, and the next event compares its band with the re-scored one.
+        taken a partition over since, even when this worker has not noticed yet that it
+        lost the partition. So a re-score can neither overwrite a fresher score nor publish
+        a band change twice, and the next event compares its band with the re-scored one.
 
         Returns how many customers were re-scored. A failure (Redis, Kafka, a partition
         taken over) is logged, the partitions' held state dropped (read again from Redis),
