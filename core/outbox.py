@@ -28,9 +28,9 @@ carries the token (:class:`OutboxAppend`): the commit script refuses a commit wh
 is not the one held. So once a partition is taken over, nothing a worker that lost it
 without noticing yet made from the state it held is committed, not even a commit that
 moves no fence (the re-scoring of silent customers), which the fences alone could not
-tell apart. (Such a worker drops that state; should it go on before it learns that it
-lost the partition, it takes the partition over again, with a new token, from what Redis
-holds.)
+tell apart. (Such a worker drops that state. The batch engine then reads the partition
+again once the group has told it whose it is; the faust engine takes it over again at
+once, with a new token, from what Redis holds.)
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ class WorkerRuntime:
         # Each batch's records are published while the next one is worked on; with the
         # batch engine, which reads every assigned partition from its fence, so is the
         # Redis commit of a large batch (the worker is behind: throughput counts). A small
-        # batch (the worker keeps up: latency counts) is committed before the next one.
+        # batch (the worker keeps up: latency counts) is committed before the next one. A
+        # batch refused because another worker took a partition over goes back to the
+        # batch engine, which reads it again once the group has said whose it is.
         self.processor = BatchProcessor(
             settings,
             self.store,
@@ -67,6 +69,7 @@ class WorkerRuntime:
             publish_behind=True,
             commit_behind=settings.worker_engine == "batch",
             commit_behind_from=max(1, settings.batch_size // _COMMIT_BEHIND_SHARE),
+            yield_taken_over=settings.worker_engine == "batch",
         )
         tune_garbage_collector()
 

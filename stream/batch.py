@@ -85,6 +85,22 @@ class FencesWentBack(RuntimeError):
         super().__init__(f"offset fences went back in Redis; read again after {where}")
 
 
+class PartitionsTakenOver(RuntimeError):
+    """Another worker took over partitions of this batch since this one did (their owner
+    token in Redis is not the one this worker wrote: :func:`core.outbox.claim_partition`),
+    most likely in a rebalance this worker has not heard of yet. The batch failed (a
+    refused commit, a fenced publication); the worker forgot those partitions (state,
+    fences, outboxes) and dropped the state of the batch's other partitions. The caller
+    must not acknowledge the batch, and must read every partition in ``fences`` again from
+    ``fence + 1`` (``fences``: what Redis holds now) once it has heard from the group: if
+    they are still its own, their next batch takes them over again."""
+
+    def __init__(self, fences: dict[TopicPartition, int]) -> None:
+        self.fences = fences
+        where = ", ".join(f"{t}[{p}]" for t, p in sorted(fences))
+        super().__init__(f"partitions taken over by another worker: {where}")
+
+
 class BatchAbandoned(RuntimeError):
     """The worker is stopping while a batch still fails (Kafka or Redis unreachable):
     nothing of it was committed, so it must not be acknowledged; it is applied again after
@@ -139,6 +155,7 @@ class BatchProcessor:
         publish_behind: bool = False,
         commit_behind: bool = False,
         commit_behind_from: int = 1,
+        yield_taken_over: bool = False,
     ) -> None:
         """``clock`` is the wall clock (event validation, lag); ``score_clock`` the time
         features are evaluated at (default: ``CHURN_AS_OF`` when set, else ``clock``).
@@ -156,7 +173,11 @@ class BatchProcessor:
         and acknowledges nothing to Kafka that the fences do not hold (the batch engine).
         ``commit_behind_from``: only batches of at least this many messages commit behind;
         smaller ones (a worker keeping up) commit before :meth:`process` returns, so their
-        scores are in Redis at once."""
+        scores are in Redis at once. ``yield_taken_over``: a batch refused because another
+        worker took one of its partitions over raises :class:`PartitionsTakenOver` instead
+        of being retried (a retry takes the partitions over again, which a worker that
+        lost them in a rebalance must not do before it hears of it); for a caller that can
+        read partitions again from their fences (the batch engine)."""
         self.settings = settings
         if score_clock is None:
             score_clock = scoring_clock(settings) if settings.as_of is not None else clock
@@ -184,6 +205,7 @@ class BatchProcessor:
         self.publish_behind = publish_behind
         self.commit_behind = commit_behind
         self.commit_behind_from = commit_behind_from
+        self.yield_taken_over = yield_taken_over
         # The commit of the last batch, running while the next one is worked on.
         self._pending: _Pending | None = None
         # Partitions taken over and not revoked since: one whose publication failed is
@@ -342,7 +364,8 @@ class BatchProcessor:
         committed to Redis, and its records published (or, with ``publish_behind``, being
         published: :meth:`settle` waits for them).
 
-        Raises :class:`BatchAbandoned` when :attr:`stopping` is set while the batch fails."""
+        Raises :class:`BatchAbandoned` when :attr:`stopping` is set while the batch fails,
+        and (with ``yield_taken_over``) :class:`PartitionsTakenOver`."""
         backoff = _BACKOFF_START
         started = time.perf_counter()
         retries = 0
@@ -352,10 +375,12 @@ class BatchProcessor:
                 break
             except CommitFailed as failed:
                 # The previous batch was not applied: apply it again, then this one.
+                self._yield_if_taken_over([*failed.messages, *messages])
                 self._reload({m.partition for m in messages})
                 self._apply_again(failed)
                 continue
             except (*REDIS_ERRORS, KafkaException, FenceMoved, OSError) as exc:  # type: ignore[misc]
+                self._yield_if_taken_over(messages, exc)
                 retries += 1
                 metrics.WORKER_COMMIT_RETRIES.inc()
                 # Our in-memory state may be ahead of Redis now: reload on the next try.
@@ -374,6 +399,37 @@ class BatchProcessor:
         self._observe(messages, report, time.perf_counter() - started)
         return report
 
+    def _yield_if_taken_over(
+        self, messages: Sequence[RawMessage], error: BaseException | None = None
+    ) -> None:
+        """With ``yield_taken_over``, after a failure of the batch of ``messages``: if
+        another worker took over any of their partitions since this one did (a refused
+        commit, a fenced publication, or a failure that hid it), raise
+        :class:`PartitionsTakenOver` with the fences Redis holds for all of the batch's
+        partitions (none of it is acknowledged), having forgotten those taken over and
+        dropped the others' state. Otherwise return: the failure is retried. One ``GET``
+        per partition."""
+        if not self.yield_taken_over:
+            return
+        partitions = {m.partition for m in messages}
+        inputs = (self.topics.activity, self.topics.transactions)
+        try:
+            lost = self.delivery.taken_over(partitions)
+            if not lost:
+                return
+            fences = self.store.read_fences(sorted((t, p) for p in partitions for t in inputs))
+        except REDIS_ERRORS as exc:  # retried as any failure is
+            log.warning("checking who owns the batch's partitions failed error=%r", exc)
+            return
+        self.forget_partitions(lost)
+        self._reload(partitions - lost)
+        log.warning(
+            "another worker took partitions over; their batch is read again once the group "
+            "says whose they are partitions=%s",
+            ",".join(map(str, sorted(lost))),
+        )
+        raise PartitionsTakenOver(fences) from error
+
     def flush(self) -> None:
         """Finish the last batch (``commit_behind``): wait for its commit, then publish its
         records; if the commit failed, apply its messages again as :meth:`process` does
@@ -384,6 +440,7 @@ class BatchProcessor:
         try:
             self._finish_pending()
         except CommitFailed as failed:
+            self._yield_if_taken_over(failed.messages, failed)
             self._apply_again(failed)
         except (*REDIS_ERRORS, KafkaException, OSError) as exc:  # type: ignore[misc]
             _publication_failed(exc)

@@ -24,6 +24,11 @@ garbage collector's passes (:class:`~stream.garbage_collector.KeptStateFreezer`)
 
 The two input topics must have the same partition count: the range assignor then gives
 partition *p* of both to the same worker, which therefore owns all of a customer's state.
+
+A batch refused because another worker took one of its partitions over (a rebalance this
+worker has not heard of yet) is not retried: those partitions are read again from their
+fences after the next ``consume``, which delivers the rebalance. If they are still this
+worker's, their next batch takes them over again; if not, the new owner has them.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from core.redis_client import REDIS_ERRORS
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack
+from stream.batch import BatchAbandoned, BatchProcessor, FencesWentBack, PartitionsTakenOver
 from stream.garbage_collector import KeptStateFreezer
 from stream.messages import RawMessage
 
@@ -107,6 +112,9 @@ class BatchConsumer:
                 except FencesWentBack as went_back:
                     self._rewind({**went_back.fences, **self._fences_behind()})
                     continue
+                except PartitionsTakenOver as taken:  # the next consume tells whose they are
+                    self._rewind(taken.fences, "another worker took partitions over")
+                    continue
                 except BatchAbandoned:  # stopping: not acknowledged, applied after restart
                     log.warning("stopping with a batch not applied messages=%d", len(batch))
                     break
@@ -142,10 +150,14 @@ class BatchConsumer:
         assignment and no message has come since (:meth:`BatchProcessor.take_over`)."""
         self.processor.take_over_pending({tp.partition for tp in self.consumer.assignment()})
 
-    def _rewind(self, fences: Mapping[tuple[str, int], int]) -> None:
-        """Read these partitions again from right after the fences Redis holds."""
+    def _rewind(
+        self, fences: Mapping[tuple[str, int], int], why: str = "offset fences went back in Redis"
+    ) -> None:
+        """Read these partitions again from right after the fences Redis holds (if they
+        are still assigned: a seek of a partition revoked meanwhile only logs)."""
         log.warning(
-            "offset fences went back in Redis; reading again from %s",
+            "%s; reading again from %s",
+            why,
             " ".join(f"{t}[{p}]@{f + 1}" for (t, p), f in sorted(fences.items())),
         )
         for (topic, partition), fence in fences.items():

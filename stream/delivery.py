@@ -138,6 +138,9 @@ class OutboxDelivery:
         self._failures: list[tuple[int, BaseException]] = []
         # Entries a failed publication left unpublished, by partition, until taken over.
         self._left: dict[int, int] = {}
+        # The owner token this process last wrote per partition, kept when the partition
+        # is dropped (a failure) and forgotten when it is revoked: see taken_over().
+        self._claimed: dict[int, bytes] = {}
 
     # --- ownership ------------------------------------------------------------------------
 
@@ -191,6 +194,17 @@ class OutboxDelivery:
         with self._lock:
             for partition in partitions:
                 self._left.pop(partition, None)
+                self._claimed.pop(partition, None)
+
+    def taken_over(self, partitions: Iterable[int]) -> set[int]:
+        """Those of ``partitions`` that this process took over and another process took
+        over since (the owner token in Redis is no longer the one this process wrote),
+        whether this process noticed (a refused commit, a fenced publication) or not.
+        One ``GET`` per partition this process took over."""
+        with self._lock:
+            mine = {p: self._claimed[p] for p in set(partitions) if p in self._claimed}
+        held = {p: self.redis.get(self.keys.owner(p)) for p in sorted(mine)}
+        return {p for p, token in mine.items() if held[p] != token}
 
     def _drop(self, partitions: Iterable[int]) -> None:
         for partition in set(partitions):
@@ -354,6 +368,8 @@ class OutboxDelivery:
             # From here no earlier owner publishes, and after the claim none commits
             # either: the entries read next are all there will be of theirs.
             owner = claim_partition(self.redis, self.keys, partition)
+            with self._lock:
+                self._claimed[partition] = owner
             marker = self._marker(partition)
             owned = _Owned(producer, marker, owner)
             entries = read_entries(self.redis, self.keys, partition, marker)

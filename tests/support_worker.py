@@ -10,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from churnstream.infra.processes import http_ok, kill_process, start_child, stop_process, tail
+from core.archive import EventArchive
 from core.kafka_client import client_config, ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import connect_redis
@@ -17,6 +18,7 @@ from core.registry import ModelRegistry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
+from offline.verify import VerifyReport, verify
 from stream.delivery import outbox_group
 from tests.support import CLI, REPO_ROOT, child_env
 from tests.support_models import recency_model
@@ -121,3 +123,21 @@ def wait_published(settings: Settings, timeout: float = 60) -> None:
 
 def customers_in(events: Iterable[object]) -> set[str]:
     return {e.customer_id for e in events}  # type: ignore[attr-defined]
+
+
+def verify_exact(settings: Settings, customers: int, events: int) -> VerifyReport:
+    """Run `verify` against the archive; assert that it compared ``customers`` customers
+    and counted ``events`` events, with nothing mismatched, missing or extra."""
+    store = FeatureStore(connect_redis(settings), Keys.of(settings))
+    report = verify(
+        store,
+        EventArchive(settings.archive_dir),
+        Topics.from_settings(settings),
+        settings.retention_days,
+        dedup_days=settings.dedup_days,
+    )
+    assert report.ok, report.as_dict()
+    assert report.customers_compared == customers
+    assert (report.mismatched, report.missing, report.extra) == (0, 0, 0)
+    assert report.events_counted == events
+    return report

@@ -23,7 +23,6 @@ from churnstream.infra.redis_cluster import (
     start_local_cluster,
     stop_local_cluster,
 )
-from core.archive import EventArchive
 from core.kafka_client import ensure_topics, input_end_offsets
 from core.keys import Keys
 from core.redis_client import client_is_cluster, connect_redis
@@ -31,11 +30,12 @@ from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
 from offline.simulator import SimulationConfig, simulate
-from offline.verify import VerifyReport, verify
+from offline.verify import VerifyReport
 from tests.integration.test_two_workers import events_applied, wait_for_members
 from tests.integration.test_worker import produce
 from tests.support import free_ports
 from tests.support_worker import WorkerProcess, promote_recency_model, wait_drained
+from tests.support_worker import verify_exact as support_verify_exact
 
 pytestmark = pytest.mark.integration
 
@@ -44,22 +44,9 @@ PARTITIONS = 8
 
 
 def verify_exact(settings: Settings, events: list[object]) -> VerifyReport:
-    client = connect_redis(settings)
-    assert client_is_cluster(client)
-    store = FeatureStore(client, Keys.of(settings))
-    report = verify(
-        store,
-        EventArchive(settings.archive_dir),
-        Topics.from_settings(settings),
-        settings.retention_days,
-        dedup_days=settings.dedup_days,
-    )
+    assert client_is_cluster(connect_redis(settings))
     customers = {e.customer_id for e in events}  # type: ignore[attr-defined]
-    assert report.ok, report.as_dict()
-    assert report.customers_compared == len(customers)
-    assert (report.mismatched, report.missing, report.extra) == (0, 0, 0)
-    assert report.events_counted == len(events)
-    return report
+    return support_verify_exact(settings, len(customers), len(events))
 
 
 @pytest.fixture

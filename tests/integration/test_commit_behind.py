@@ -3,7 +3,8 @@ batch engine uses) keeps every guarantee of a synchronous one, against a real Re
 real Kafka:
 
 * a stale worker's commit sent behind is refused, writes nothing, and the batch applied
-  again on the next call counts nothing twice;
+  again on the next call counts nothing twice (or, as the batch engine has it, is given
+  back to the caller when another worker took its partitions over);
 * a commit that Redis refuses (here: Redis is full) is applied again, once, by the next
   batch, before that batch's own commit; the stored state is then exactly the offline
   computation of every event.
@@ -21,7 +22,7 @@ from core.producer import EventProducer
 from core.redis_client import connect_redis
 from core.settings import Settings
 from core.store import FeatureStore
-from stream.batch import BatchProcessor
+from stream.batch import BatchProcessor, PartitionsTakenOver
 from stream.commit_behind import CommitFailed
 from tests.integration.test_batch_guarantees import redis_contents
 from tests.support_batch import NOW, batches, online_and_offline, simulated_messages
@@ -30,7 +31,12 @@ from tests.support_models import recency_model
 pytestmark = [pytest.mark.integration, pytest.mark.both_redis]
 
 
-def behind(settings: Settings, client: redis.Redis, producer: EventProducer) -> BatchProcessor:
+def behind(
+    settings: Settings,
+    client: redis.Redis,
+    producer: EventProducer,
+    yield_taken_over: bool = False,
+) -> BatchProcessor:
     model = recency_model()
     return BatchProcessor(
         settings,
@@ -40,7 +46,39 @@ def behind(settings: Settings, client: redis.Redis, producer: EventProducer) -> 
         clock=lambda: NOW,
         publish_behind=True,
         commit_behind=True,
+        yield_taken_over=yield_taken_over,
     )
+
+
+def test_a_commit_sent_behind_refused_for_a_take_over_is_yielded_not_applied_again(
+    settings: Settings, redis_client: redis.Redis, producer: EventProducer
+) -> None:
+    """The batch engine's case: the refusal of a commit sent behind, because another
+    worker took the partitions over, is seen by the next call (here the idle ``flush``),
+    which raises PartitionsTakenOver instead of applying the batch again (which would take
+    the partitions back); nothing is written and the new owner applies every event."""
+    stale = behind(settings, redis_client, producer, yield_taken_over=True)
+    events, messages = simulated_messages(stale.topics, customers=20, days=14, seed=27)
+    half = len(messages) // 2
+    stale.process(messages[:half])
+    stale.settle()  # committed and published: it holds the partitions' state and fences
+    taker = behind(settings, redis_client, producer)
+    taker.take_over(range(Keys.of(settings).partitions))  # a rebalance it has not heard of
+    before = redis_contents(redis_client, settings.redis_key_prefix)
+
+    stale.process(messages[half:])  # its commit is sent behind, and refused
+    with pytest.raises(PartitionsTakenOver) as taken:
+        stale.flush()
+    assert {p for _, p in taken.value.fences} == {m.partition for m in messages[half:]}
+    assert redis_contents(redis_client, settings.redis_key_prefix) == before
+    assert stale.cached_customers == 0
+
+    assert taker.process(messages[half:]).applied > 0
+    taker.settle()
+    online, expected = online_and_offline(settings, redis_client, events)
+    assert online == expected
+    stale.close()
+    taker.close()
 
 
 def test_a_stale_commit_sent_behind_is_refused_and_counts_nothing_twice(

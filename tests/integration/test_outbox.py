@@ -33,7 +33,7 @@ from core.outbox import OutboxEntry, OutboxRecord, decode_entry
 from core.settings import Settings
 from core.store import FeatureStore
 from core.topics import Topics
-from stream.batch import BatchProcessor
+from stream.batch import BatchProcessor, PartitionsTakenOver
 from stream.delivery import OutboxDelivery, transactional_id
 from stream.messages import RawMessage
 from tests.integration.test_batch_guarantees import redis_contents
@@ -51,6 +51,7 @@ def worker(
     version: str,
     delivery: OutboxDelivery | None = None,
     publish_behind: bool = False,
+    yield_taken_over: bool = False,
 ) -> BatchProcessor:
     ensure_topics(settings)
     model = recency_model(version)
@@ -63,6 +64,7 @@ def worker(
         clock=lambda: NOW,
         delivery=delivery,
         publish_behind=publish_behind,
+        yield_taken_over=yield_taken_over,
     )
 
 
@@ -110,6 +112,29 @@ def chains_are_whole(changes: Sequence[tuple[str, str | None, str]]) -> dict[str
     return {c: [band for _, band in chain] for c, chain in chains.items()}
 
 
+def published_once_and_exact(
+    settings: Settings,
+    client: redis.Redis,
+    events: Sequence[Event],
+    malformed: Sequence[bytes],
+    changes_by_version: dict[str, int],
+) -> None:
+    """Assert that each malformed value is in the dead-letter topic once, that the band
+    changes published per model version are those its batches made, chaining per
+    customer, and that Redis holds exactly the offline computation of ``events``."""
+    topics = Topics.from_settings(settings)
+    letters = dead_letters(settings, topics.dlq)
+    assert Counter(letter.value for letter, _ in letters) == Counter(malformed)
+    records = band_changes(settings, topics.scores)
+    assert Counter(change.model_version for change, _ in records) == changes_by_version
+    chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
+    expected = offline(events, settings.retention_days)
+    got = stored(settings, client, expected)
+    assert {c: a.snapshot() for c, a in got.items()} == {
+        c: a.snapshot() for c, a in expected.items()
+    }
+
+
 def test_a_stale_worker_is_refused_and_publishes_nothing(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -140,17 +165,60 @@ def test_a_stale_worker_is_refused_and_publishes_nothing(
         stale.close()
         taker.close()
 
-    letters = dead_letters(settings, topics.dlq)
-    assert Counter(letter.value for letter, _ in letters) == Counter(first_bad + second_bad)
-    records = band_changes(settings, topics.scores)
-    by_version = Counter(change.model_version for change, _ in records)
-    assert by_version == {"stale-model": one.band_changes, "taker-model": two.band_changes}
-    chains_are_whole([(c.customer_id, c.previous_band, c.band) for c, _ in records])
-    expected = offline(events, settings.retention_days)
-    got = stored(settings, redis_client, expected)
-    assert {c: a.snapshot() for c, a in got.items()} == {
-        c: a.snapshot() for c, a in expected.items()
-    }
+    published_once_and_exact(
+        settings,
+        redis_client,
+        events,
+        first_bad + second_bad,
+        {"stale-model": one.band_changes, "taker-model": two.band_changes},
+    )
+
+
+def test_a_worker_yielding_partitions_taken_over_leaves_them_to_their_new_owner(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """With ``yield_taken_over`` (the batch engine), a batch refused because another
+    worker took its partitions over is not retried: retrying would take them over again
+    and disturb their new owner. It raises PartitionsTakenOver with the fences Redis holds
+    (the consumer reads the partitions again from there once the group has spoken), having
+    written nothing, owner tokens included, and forgotten the partitions."""
+    events = simulated(customers=20, days=14, seed=19)
+    stale = worker(settings, redis_client, "stale-model", yield_taken_over=True)
+    taker = worker(settings, redis_client, "taker-model")
+    topics = stale.topics
+    first, first_bad, second, second_bad = two_halves(topics, events)
+    keys = Keys.of(settings)
+    store = FeatureStore(redis_client, keys)
+    try:
+        one = stale.process(first)  # it holds the partitions: state and fences cached
+        # A rebalance the stale worker has not heard of: the taker takes the partitions
+        # over before any of their messages reaches it (no fence moves).
+        taker.take_over(range(3))
+        before = redis_contents(redis_client, settings.redis_key_prefix)
+
+        with pytest.raises(PartitionsTakenOver) as taken:
+            stale.process(second)
+        partitions = sorted(
+            {(m.topic, m.partition) for m in second} | {(topics.transactions, p) for p in range(3)}
+        )
+        assert taken.value.fences == store.read_fences(partitions)
+        assert redis_contents(redis_client, settings.redis_key_prefix) == before
+        assert stale.cached_customers == 0
+        assert not any(stale.delivery.ready(p) for p in range(3))
+
+        two = taker.process(second)  # the new owner, undisturbed
+        assert two.retries == 0 and two.applied > 0 and two.dead_letters == 3
+    finally:
+        stale.close()
+        taker.close()
+
+    published_once_and_exact(
+        settings,
+        redis_client,
+        events,
+        first_bad + second_bad,
+        {"stale-model": one.band_changes, "taker-model": two.band_changes},
+    )
 
 
 class Crash(BaseException):
