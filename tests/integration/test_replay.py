@@ -110,9 +110,10 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
     path = write(tmp_path / "events.jsonl", events)
     checkpoint = tmp_path / "replay.json"
     span = (events[-1].event_time - events[0].event_time).total_seconds()
-    # Paced to last ~12 s, checkpointing every 0.5 s: the kill lands mid-way, with events
-    # sent after the last checkpoint (which the resume must find in Kafka and not resend).
-    args = [str(path), "--checkpoint", str(checkpoint), "--checkpoint-seconds", "0.5"]
+    # Paced to last ~12 s (a second of replay is ~20 simulated hours), checkpointing every
+    # 2 s: the kill lands mid-way, a second after a checkpoint, so events were sent after
+    # the last checkpoint (which the resume must find in Kafka and not resend).
+    args = [str(path), "--checkpoint", str(checkpoint), "--checkpoint-seconds", "2"]
     ensure_topics(settings)
     process = subprocess.Popen(
         [*CLI, "replay", *args, "--speed", str(span / 12), "--quiet"],
@@ -120,13 +121,17 @@ def test_resume_after_a_sigkill_sends_nothing_twice(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
+        seen = None
         while time.monotonic() < deadline:
             state = _checkpoint(checkpoint)
-            if state is not None and int(state["delivered"]) > len(events) // 5:  # type: ignore[call-overload]
-                break
+            delivered = int(state["delivered"]) if state is not None else 0  # type: ignore[call-overload]
+            if seen is not None and delivered != seen:
+                break  # a checkpoint was just written, past a fifth of the events
+            if delivered > len(events) // 5:
+                seen = delivered
             assert process.poll() is None, process.communicate()
-            time.sleep(0.05)
-        time.sleep(random.uniform(0.6, 1.4))
+            time.sleep(0.02)
+        time.sleep(random.uniform(0.8, 1.2))  # well before the next checkpoint
         kill_process(process)  # as in a crash: no checkpoint on the way out
     finally:
         kill_process(process)
