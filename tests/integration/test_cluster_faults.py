@@ -6,6 +6,7 @@ right (nothing lost, nothing counted twice)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -115,8 +116,12 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[ClusterNode, ...]]:
         stop_local_cluster(nodes)
 
 
+VICTIM_PARTITIONS = (3, 7)  # the first master serves slots 0-5460: the tags {3} and {7}
+REDIS_ERROR = re.compile(r"\[WARNING\] .*error=\S*(ConnectionError|ClusterDownError|TimeoutError)")
+
+
 def fences_between(settings: Settings, ends: dict[tuple[str, int], int]) -> bool:
-    """Whether the worker has applied some events but not all (mid-stream)."""
+    """Whether the worker has applied some of these partitions' events but not all."""
     store = FeatureStore(connect_redis(settings), Keys.of(settings))
     fences = store.read_fences(sorted(ends))
     applied = sum(fence + 1 for fence in fences.values())
@@ -138,7 +143,10 @@ def test_a_master_killed_mid_stream_and_restarted_from_its_aof_verify_is_exact(
     ensure_topics(cluster)
     events = list(simulate(SimulationConfig(customers=200, days=30, seed=43, start=START)))
     produce(cluster, events)
-    ends = input_end_offsets(cluster)
+    # the partitions whose keys the killed master holds must still have events to apply
+    ends = {
+        key: end for key, end in input_end_offsets(cluster).items() if key[1] in VICTIM_PARTITIONS
+    }
     worker = WorkerProcess(cluster, tmp_path / "worker.log")
     worker.start()
     try:
@@ -147,7 +155,7 @@ def test_a_master_killed_mid_stream_and_restarted_from_its_aof_verify_is_exact(
             time.sleep(0.02)
         assert fences_between(cluster, ends), "the worker was not mid-stream"
 
-        victim = own_cluster[0]  # serves slots 0-5460 (of 8 partitions, the tags {3} and {7})
+        victim = own_cluster[0]
         pid = read_pid_file(victim.pid_file)
         assert pid is not None
         assert is_ours(pid, victim.markers)
@@ -164,11 +172,14 @@ def test_a_master_killed_mid_stream_and_restarted_from_its_aof_verify_is_exact(
         assert cluster_ok(own_cluster)
         wait_drained(cluster, timeout=240)
         assert worker.process.poll() is None, worker.log_tail()
-        assert "batch failed, retrying" in worker.log_tail(100_000)
+        # it met the outage (in a batch, a commit sent behind or a re-scoring tick) and went on
+        assert REDIS_ERROR.search(worker.log_tail(1_000_000)), worker.log_tail()
     finally:
         worker.stop()
     verify_exact(cluster, events)
     # the restarted master holds its partitions' fences: nothing went back
     direct = redis.Redis(host="127.0.0.1", port=victim.port)
-    assert direct.get(Keys.of(cluster).fence(Topics.from_settings(cluster).activity, 3))
+    assert direct.get(
+        Keys.of(cluster).fence(Topics.from_settings(cluster).activity, VICTIM_PARTITIONS[0])
+    )
     direct.close()
