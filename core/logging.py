@@ -116,8 +116,11 @@ def skip_unused_record_fields() -> None:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Send logs to stderr in the configured format and level (idempotent)."""
+    """Send logs to stderr in the configured format and level (idempotent). Python's
+    warnings go through it too (logger ``py.warnings``), so that every line a process
+    writes through Python is in that format (librdkafka writes its own lines, ``%4|...``)."""
     skip_unused_record_fields()
+    logging.captureWarnings(True)
     handler = _CurrentStderrHandler()
     formatter = JsonFormatter() if settings.log_format == "json" else KeyValueFormatter()
     handler.setFormatter(formatter)

@@ -84,6 +84,9 @@ class DeadlineWorker(faust.Worker):
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
+        # No terminal spinner: it writes control characters among the log lines (Faust
+        # drops it only when it sets the logging up, which the CLI does instead).
+        self.spinner = None
         self.deadline = deadline
         self.stopping = stopping
 

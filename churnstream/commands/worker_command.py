@@ -41,6 +41,7 @@ def worker_command(
         deadline=ShutdownDeadline(settings.worker_shutdown_seconds),
         stopping=stopping,
         loglevel=settings.log_level.lower(),
+        override_logging=False,  # keep the CHURN_LOG_FORMAT logging set up by the CLI
         redirect_stdouts=False,
         quiet=True,
     ).execute_from_commandline()

@@ -117,7 +117,9 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[ClusterNode, ...]]:
 
 
 VICTIM_PARTITIONS = (3, 7)  # the first master serves slots 0-5460: the tags {3} and {7}
-REDIS_ERROR = re.compile(r"\[WARNING\] .*error=\S*(ConnectionError|ClusterDownError|TimeoutError)")
+REDIS_ERROR = re.compile(
+    r"level=warning .*error=\S*(ConnectionError|ClusterDownError|TimeoutError)"
+)
 
 
 def fences_between(settings: Settings, ends: dict[tuple[str, int], int]) -> bool:
