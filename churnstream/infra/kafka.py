@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from churnstream.infra.processes import InfraError, port_open, start_detached
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
+# The readiness check's producer (KafkaBroker.answers): its id stays in the broker's
+# transaction log, with no transaction.
+READY_PROBE_TRANSACTIONAL_ID = "churnstream-infra-ready-probe"
 
 
 def _has_kafka_jar(libs_dir: Path) -> bool:
@@ -308,7 +311,13 @@ class KafkaBroker(LocalService):
         )
 
     def answers(self, timeout: float = 3.0) -> bool:
-        """True when the client port is open and a metadata request succeeds."""
+        """True when the client port is open, a metadata request succeeds and the
+        transaction coordinator hands out producer ids.
+
+        Until that coordinator has loaded its log, every idempotent or transactional
+        producer (the worker's outbox, the SDK's) is refused and librdkafka prints a
+        ``GETPID ... Coordinator load in progress`` warning while it retries; a fresh
+        broker answers metadata a few seconds before that."""
         if not port_open(HOST, self.port):
             return False
         config: dict[str, Any] = {
@@ -321,7 +330,18 @@ class KafkaBroker(LocalService):
             metadata = admin.list_topics(timeout=timeout)
         except KafkaException:
             return False
-        return bool(metadata.brokers)
+        return bool(metadata.brokers) and self._gives_producer_ids(config, timeout)
+
+    @staticmethod
+    def _gives_producer_ids(config: dict[str, Any], timeout: float) -> bool:
+        probe = Producer({**config, "transactional.id": READY_PROBE_TRANSACTIONAL_ID})
+        try:
+            probe.init_transactions(timeout)
+        except KafkaException:
+            return False
+        finally:
+            probe.flush(0)
+        return True
 
 
 def _since(started: float) -> float:

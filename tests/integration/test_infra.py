@@ -12,6 +12,7 @@ The tests sharing the ``running`` stack run in file order; the one that stops it
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -26,11 +27,14 @@ from typing import Any
 
 import pytest
 import redis
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from churnstream.infra import InfraError, LocalStack
-from churnstream.infra.processes import is_alive
+from churnstream.infra.kafka import KafkaBroker
+from churnstream.infra.processes import is_alive, stop_pid
 from churnstream.infra.prometheus_alerts import alert_rules
+from core.settings import Settings
 from core.topics import BASE_NAMES
 from tests.support import REPO_ROOT, child_env, free_ports, kill_leftovers, processes_mentioning
 
@@ -333,3 +337,46 @@ def test_the_compose_prometheus_config_is_valid_for_prometheus() -> None:
         ["promtool", "check", "config", str(config)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_broker_is_ready_once_it_hands_out_producer_ids(tmp_path: Path) -> None:
+    """A transactional producer created the moment the broker is ready gets its producer id
+    at the first request: librdkafka logs no ``Coordinator load in progress`` retry."""
+    broker_port, controller_port = free_ports(2)
+    broker = KafkaBroker(
+        home=tmp_path / "kafka",
+        port=broker_port,
+        controller_port=controller_port,
+        libs_dir=Settings().kafka_libs_dir,
+        heap="384m",
+    )
+    broker.prepare()
+    pid = broker.start()
+    records = _Records()
+    librdkafka = logging.getLogger("tests.first-producer")
+    librdkafka.addHandler(records)
+    try:
+        broker.wait_ready(pid, timeout=120)
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.address,
+                "transactional.id": "first-producer",
+                "logger": librdkafka,
+            }
+        )
+        producer.init_transactions(60)
+        producer.poll(0.5)  # serves the log lines queued meanwhile
+        producer.flush(0)
+    finally:
+        librdkafka.removeHandler(records)
+        stop_pid(pid, broker.markers, timeout=30)
+    assert [m for m in records.messages if "GETPID" in m or "load in progress" in m] == []
