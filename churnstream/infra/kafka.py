@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,9 +38,11 @@ log = logging.getLogger(__name__)
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-# The readiness check's producer (KafkaBroker.answers): its id stays in the broker's
-# transaction log, with no transaction.
-READY_PROBE_TRANSACTIONAL_ID = "churnstream-infra-ready-probe"
+# The readiness check's producers (KafkaBroker.answers) take ids starting with this, each
+# a new one: an id the broker knows gets its old producer id back (an epoch bump), which
+# would not show that the broker can hand out new ones. The broker forgets them after
+# transactional.id.expiration.ms (7 days); they never open a transaction.
+READY_PROBE_TRANSACTIONAL_ID = "churnstream-infra-ready-probe-"
 
 
 def _has_kafka_jar(libs_dir: Path) -> bool:
@@ -314,10 +317,11 @@ class KafkaBroker(LocalService):
         """True when the client port is open, a metadata request succeeds and the
         transaction coordinator hands out producer ids.
 
-        Until that coordinator has loaded its log, every idempotent or transactional
-        producer (the worker's outbox, the SDK's) is refused and librdkafka prints a
-        ``GETPID ... Coordinator load in progress`` warning while it retries; a fresh
-        broker answers metadata a few seconds before that."""
+        After each start, until that coordinator has loaded its log and fetched a block
+        of producer ids from the controller, every idempotent or transactional producer
+        (the worker's outbox, the SDK's) is refused and librdkafka prints a ``GETPID ...
+        Coordinator load in progress`` warning while it retries; the broker answers
+        metadata up to a few seconds before that."""
         if not port_open(HOST, self.port):
             return False
         config: dict[str, Any] = {
@@ -334,7 +338,8 @@ class KafkaBroker(LocalService):
 
     @staticmethod
     def _gives_producer_ids(config: dict[str, Any], timeout: float) -> bool:
-        probe = Producer({**config, "transactional.id": READY_PROBE_TRANSACTIONAL_ID})
+        transactional_id = READY_PROBE_TRANSACTIONAL_ID + uuid.uuid4().hex
+        probe = Producer({**config, "transactional.id": transactional_id})
         try:
             probe.init_transactions(timeout)
         except KafkaException:

@@ -348,9 +348,32 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def first_producer_warnings(broker: KafkaBroker, transactional_id: str) -> list[str]:
+    """What librdkafka logs of a producer id refused while a transactional producer made
+    the moment after ``broker`` is ready initialises."""
+    records = _Records()
+    librdkafka = logging.getLogger(f"tests.{transactional_id}")
+    librdkafka.addHandler(records)
+    try:
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.address,
+                "transactional.id": transactional_id,
+                "logger": librdkafka,
+            }
+        )
+        producer.init_transactions(60)
+        producer.poll(0.5)  # serves the log lines queued meanwhile
+        producer.flush(0)
+    finally:
+        librdkafka.removeHandler(records)
+    return [m for m in records.messages if "GETPID" in m or "load in progress" in m]
+
+
 def test_a_broker_is_ready_once_it_hands_out_producer_ids(tmp_path: Path) -> None:
-    """A transactional producer created the moment the broker is ready gets its producer id
-    at the first request: librdkafka logs no ``Coordinator load in progress`` retry."""
+    """A producer made the moment the broker is ready, fresh or restarted on its data, gets
+    its producer id at the first request: librdkafka logs no ``Coordinator load in
+    progress`` retry."""
     broker_port, controller_port = free_ports(2)
     broker = KafkaBroker(
         home=tmp_path / "kafka",
@@ -361,22 +384,12 @@ def test_a_broker_is_ready_once_it_hands_out_producer_ids(tmp_path: Path) -> Non
     )
     broker.prepare()
     pid = broker.start()
-    records = _Records()
-    librdkafka = logging.getLogger("tests.first-producer")
-    librdkafka.addHandler(records)
     try:
         broker.wait_ready(pid, timeout=120)
-        producer = Producer(
-            {
-                "bootstrap.servers": broker.address,
-                "transactional.id": "first-producer",
-                "logger": librdkafka,
-            }
-        )
-        producer.init_transactions(60)
-        producer.poll(0.5)  # serves the log lines queued meanwhile
-        producer.flush(0)
-    finally:
-        librdkafka.removeHandler(records)
+        assert first_producer_warnings(broker, "first-producer") == []
         stop_pid(pid, broker.markers, timeout=30)
-    assert [m for m in records.messages if "GETPID" in m or "load in progress" in m] == []
+        pid = broker.start()  # on the same data: the readiness probe has run before
+        broker.wait_ready(pid, timeout=120)
+        assert first_producer_warnings(broker, "first-producer-after-a-restart") == []
+    finally:
+        stop_pid(pid, broker.markers, timeout=30)
