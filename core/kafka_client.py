@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
@@ -126,8 +127,6 @@ def check_input_partitions(settings: Settings, timeout: float = 30.0) -> None:
 def input_end_offsets(settings: Settings, timeout: float = 10.0) -> dict[tuple[str, int], int]:
     """The next offset to be written (high watermark) of every partition of both input
     topics. Raises ``KafkaException`` when the broker cannot answer within ``timeout``."""
-    from confluent_kafka import Consumer, TopicPartition
-
     topics = Topics.from_settings(settings)
     consumer = Consumer(
         {
@@ -138,13 +137,28 @@ def input_end_offsets(settings: Settings, timeout: float = 10.0) -> dict[tuple[s
     )
     try:
         ends = {}
+        deadline = time.monotonic() + timeout
         for topic in (topics.activity, topics.transactions):
             metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
             for partition in metadata.partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout
-                )
-                ends[(topic, partition)] = high
+                ends[(topic, partition)] = high_watermark(consumer, topic, partition, deadline)
         return ends
     finally:
         consumer.close()
+
+
+def high_watermark(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
+    """The next offset to be written to ``topic[partition]``, asked again until the
+    ``time.monotonic()`` ``deadline`` while the broker answers with a retriable error: a
+    partition created (or a broker started) a moment ago answers ``NOT_LEADER_FOR_PARTITION``
+    until its leader is in place."""
+    while True:
+        try:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(deadline - time.monotonic(), 0.1)
+            )
+            return int(high)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)

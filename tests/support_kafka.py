@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from core.dlq import DeadLetter
-from core.kafka_client import client_config
+from core.kafka_client import client_config, high_watermark
 from core.scores import BandChange, decode_band_change
 from core.settings import Settings
 
@@ -96,10 +96,8 @@ def end_offsets(
         }
     )
     try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-            for p in partitions
-        }
+        deadline = time.monotonic() + timeout
+        return {p: high_watermark(consumer, topic, p, deadline) for p in partitions}
     finally:
         consumer.close()
 
