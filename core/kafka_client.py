@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
@@ -147,6 +147,18 @@ def input_end_offsets(settings: Settings, timeout: float = 10.0) -> dict[tuple[s
         consumer.close()
 
 
+# The errors of a partition whose leader is not in place yet. The errors the client
+# returns for a watermark request are not marked retriable, so they are named here.
+_LEADER_NOT_IN_PLACE = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
 def high_watermark(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
     """The next offset to be written to ``topic[partition]``, asked again until the
     ``time.monotonic()`` ``deadline`` while the broker answers with a retriable error: a
@@ -159,6 +171,8 @@ def high_watermark(consumer: Consumer, topic: str, partition: int, deadline: flo
             )
             return int(high)
         except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() >= deadline:
+            error = exc.args[0]
+            retriable = error.retriable() or error.code() in _LEADER_NOT_IN_PLACE
+            if not retriable or time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
